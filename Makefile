@@ -1,0 +1,41 @@
+# Two entry points for a fresh machine: `make demo` and `make test`.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+DEVSTAMP := $(VENV)/.installed-dev
+
+.PHONY: demo test install install-dev system-tools clean
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# torch first, pinned: the CPU wheel on local disk (a bare `torch` would pull a multi-GB CUDA build)
+$(STAMP): pyproject.toml | $(PY)
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e .
+	touch $@
+
+$(DEVSTAMP): pyproject.toml $(STAMP)
+	$(PIP) install -q -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+install-dev: $(DEVSTAMP)
+
+# Debian tools the tests compare against (ISMRMRD's generator, BART). Best effort: tests that need
+# them skip with a message when they are absent.
+system-tools:
+	@command -v ismrmrd_generate_cartesian_shepp_logan >/dev/null && command -v bart >/dev/null || \
+	  { if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && apt-get install -y -qq ismrmrd-tools bart) >/dev/null 2>&1 || echo "note: could not install ismrmrd-tools/bart"; \
+	    else echo "note: run 'sudo apt-get install ismrmrd-tools bart' for the comparison tests"; fi; }
+
+demo: $(STAMP)
+	$(VENV)/bin/recon demo
+
+test: $(DEVSTAMP) system-tools
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) out

@@ -1,0 +1,17 @@
+"""recon: an MRI reconstruction toolkit.
+
+Pipeline stages, each a subpackage imported only "downwards":
+``io`` -> ``sampling`` -> ``operators`` -> ``coils`` -> ``solvers`` -> ``metrics`` -> ``pipeline``/``cli``.
+
+Axis and FFT conventions are stated once, in ``data_specs/conventions.md`` (and ``recon.io.types``).
+"""
+from importlib.metadata import PackageNotFoundError, version as _version
+
+try:
+    __version__ = _version("recon-mri")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0.0.0+unknown"
+
+from recon.errors import ReconError, InputError, OutputError  # noqa: E402
+
+__all__ = ["__version__", "ReconError", "InputError", "OutputError"]

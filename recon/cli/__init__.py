@@ -1,0 +1,52 @@
+"""The ``recon`` command line: ``recon info|run|demo ...``.
+
+Each subcommand lives in its own module exposing ``add_parser(subparsers)`` and ``main(args) -> int``.
+Any :class:`recon.errors.ReconError` becomes one line on stderr and exit code 2; no tracebacks.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from recon.errors import ReconError
+
+#: subcommand name -> module (imported lazily so ``recon info`` does not import torch)
+SUBCOMMANDS = {
+    "info": "recon.cli.info",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, as for every bad input
+        sys.stderr.write(f"recon: {message}\n(see '{self.prog} --help')\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from recon import __version__
+
+    parser = _Parser(prog="recon", description="MRI reconstruction: raw scanner files to images.")
+    parser.add_argument("--version", action="version", version=f"recon {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name, modname in SUBCOMMANDS.items():
+        importlib.import_module(modname).add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except ReconError as exc:
+        sys.stderr.write(f"recon: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("recon: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

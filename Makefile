@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml | $(PY)
 
 $(DEVSTAMP): pyproject.toml $(STAMP)
 	$(PIP) install -q -e '.[dev]'
+	# fastMRI's reference code as a test oracle (masks, metrics); --no-deps keeps its heavy pins out
+	$(PIP) install -q --no-deps fastmri==0.3.0
 	touch $@
 
 install: $(STAMP)

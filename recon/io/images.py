@@ -1,0 +1,217 @@
+"""Image outputs by extension: PNG (preview montage), NIfTI (``.nii``/``.nii.gz``) and DICOM (``.dcm``).
+
+Every writer is atomic (:func:`recon.io.atomic.atomic_path`) and refuses to replace an existing file unless
+``overwrite`` is set. Input is a magnitude volume ``(S, H, W)`` (H = readout, W = phase encode), e.g. a
+reconstruction.
+
+PNG
+    Grayscale 8-bit, one slice -> an ``H x W`` pixel image; several slices -> a montage grid of
+    ``ceil(sqrt(S))`` columns, slice 0 top left, in reading order, unused cells black. The grey scale runs
+    from 0 (black) to the volume's 99.5th percentile (white; brighter pixels saturate), so a few hot pixels
+    do not darken the image. Each slice is drawn as stored: row 0 at the top.
+NIfTI
+    The array is stored as ``(H, W, S)`` float32, voxel sizes ``(dH, dW, dS)`` in mm from the header
+    (``recon_fov_mm / recon_matrix`` along x=H and y=W; the slice thickness ``recon_fov_mm[2] /
+    recon_matrix[2]``), 1 mm when unknown. The affine assumes the slice is displayed as an axial
+    radiological image, as fastMRI brain data and our Colin 27 simulations are: H runs anterior -> posterior,
+    W patient right -> left, slices inferior -> superior, so the voxel axes are (P, L, S) and viewers
+    (FSLeyes, ITK-SNAP, nibabel's ``aff2axcodes``) show it upright. The volume is centred on the origin.
+    For data of another orientation (e.g. a coronal knee) the anatomical labels are nominal; sizes hold.
+DICOM
+    One multi-frame Secondary Capture file (Multi-frame Grayscale Word SC Image Storage), one frame per
+    slice, uint16 with ``RescaleSlope`` so that ``pixel_array * RescaleSlope`` recovers the values to
+    1/65535 of the volume's maximum; ``PixelSpacing`` ``[dH, dW]`` and ``SliceThickness`` as for NIfTI.
+"""
+from __future__ import annotations
+
+import datetime
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recon.errors import OutputError, UsageError, require
+from recon.io.atomic import atomic_path, check_output_path
+from recon.io.types import Header
+
+#: extension -> format name
+IMAGE_FORMATS = {".png": "png", ".nii": "nifti", ".nii.gz": "nifti", ".dcm": "dicom"}
+#: the PNG grey scale saturates at this percentile of the volume
+PNG_PERCENTILE = 99.5
+
+
+def image_format(path: str | Path) -> str:
+    """``png``, ``nifti`` or ``dicom`` from the file name, else :class:`OutputError` listing the options."""
+    path = Path(path)
+    name = path.name.lower()
+    for ext in sorted(IMAGE_FORMATS, key=len, reverse=True):
+        if name.endswith(ext):
+            return IMAGE_FORMATS[ext]
+    raise OutputError(
+        f"unknown image extension '{''.join(path.suffixes) or '(none)'}' (use .png, .nii, .nii.gz or .dcm)", path
+    )
+
+
+def _as_volume(volume: Any) -> np.ndarray:
+    vol = np.asarray(volume)
+    if np.iscomplexobj(vol):
+        vol = np.abs(vol)
+    if vol.ndim == 2:
+        vol = vol[None]
+    if vol.ndim != 3 or 0 in vol.shape:
+        raise UsageError(f"an image volume must have shape (slices, H, W), got {np.shape(volume)}")
+    vol = vol.astype(np.float32)
+    if not np.all(np.isfinite(vol)):
+        raise UsageError("image volume contains NaN/Inf")
+    return vol
+
+
+def voxel_size_mm(header: Header | None) -> tuple[float, float, float]:
+    """``(dH, dW, dSlice)`` in mm from the header's recon field of view and matrix (1 mm where unknown)."""
+    if header is None:
+        return (1.0, 1.0, 1.0)
+    sizes = []
+    for fov, n in zip(header.recon_fov_mm, header.recon_matrix):
+        sizes.append(float(fov) / float(n) if fov and fov > 0 and n and n > 0 else 1.0)
+    return sizes[0], sizes[1], sizes[2]
+
+
+def montage(volume: np.ndarray, columns: int | None = None) -> np.ndarray:
+    """Tile ``(S, H, W)`` slices into one ``(rows * H, columns * W)`` image, reading order, zeros elsewhere."""
+    s, h, w = volume.shape
+    cols = columns or math.ceil(math.sqrt(s))
+    rows = math.ceil(s / cols)
+    grid = np.zeros((rows * h, cols * w), dtype=volume.dtype)
+    for i in range(s):
+        r, c = divmod(i, cols)
+        grid[r * h:(r + 1) * h, c * w:(c + 1) * w] = volume[i]
+    return grid
+
+
+def nifti_affine(voxel_mm: tuple[float, float, float], shape: tuple[int, int, int]) -> np.ndarray:
+    """Affine of the stored ``(H, W, S)`` array: axes (P, L, S) with the given voxel sizes, centred at 0."""
+    dh, dw, ds = voxel_mm
+    affine = np.eye(4)
+    affine[:3, :3] = np.array([
+        [0.0, -dw, 0.0],  # W (column) index increases toward patient left = -x (RAS)
+        [-dh, 0.0, 0.0],  # H (row) index increases toward posterior = -y
+        [0.0, 0.0, ds],   # slice index increases toward superior = +z
+    ])
+    centre = (np.asarray(shape, dtype=float) - 1) / 2
+    affine[:3, 3] = -affine[:3, :3] @ centre
+    return affine
+
+
+def _write_png(tmp: Path, vol: np.ndarray) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib import image as mpimg
+
+    vmax = float(np.percentile(vol, PNG_PERCENTILE))
+    if vmax <= 0:
+        vmax = float(vol.max()) or 1.0
+    grid = montage(vol)
+    mpimg.imsave(tmp, np.clip(grid, 0, vmax), cmap="gray", vmin=0.0, vmax=vmax, format="png")
+
+
+def _write_nifti(tmp: Path, vol: np.ndarray, header: Header | None, gz: bool) -> None:
+    nib = require("nibabel", "export", "writing NIfTI images")
+    data = np.ascontiguousarray(np.transpose(vol, (1, 2, 0)))  # (H, W, S)
+    img = nib.Nifti1Image(data, nifti_affine(voxel_size_mm(header), data.shape))
+    img.header.set_xyzt_units("mm")
+    img.header.set_qform(img.affine, code=1)
+    img.header.set_sform(img.affine, code=1)
+    # nibabel picks gzip from the file name; the temporary name ends in .part, so write bytes ourselves
+    import gzip
+
+    raw = img.to_bytes()
+    if gz:
+        with gzip.open(tmp, "wb", compresslevel=6) as fh:
+            fh.write(raw)
+    else:
+        tmp.write_bytes(raw)
+
+
+def _write_dicom(tmp: Path, vol: np.ndarray, header: Header | None) -> None:
+    pydicom = require("pydicom", "export", "writing DICOM images")
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    from recon import __version__
+
+    sop_class = "1.2.840.10008.5.1.4.1.1.7.3"  # Multi-frame Grayscale Word Secondary Capture Image Storage
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(tmp), {}, file_meta=meta, preamble=b"\0" * 128)
+    now = datetime.datetime.now()
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.Modality = "MR"
+    ds.ConversionType = "WSD"  # workstation: derived from a reconstruction
+    ds.ImageType = ["DERIVED", "SECONDARY"]
+    ds.SeriesDescription = "recon reconstruction"
+    ds.Manufacturer = "recon"
+    ds.SoftwareVersions = str(__version__)
+    ds.ContentDate = now.strftime("%Y%m%d")
+    ds.ContentTime = now.strftime("%H%M%S")
+    ds.PatientName = "Anonymous"
+    ds.PatientID = "0"
+    ds.StudyID = "1"
+    ds.SeriesNumber = 1
+    ds.InstanceNumber = 1
+    s, h, w = vol.shape
+    dh, dw, dz = voxel_size_mm(header)
+    vmax = float(vol.max())
+    slope = vmax / 65535.0 if vmax > 0 else 1.0
+    pixels = np.clip(np.rint(vol / slope), 0, 65535).astype(np.uint16)
+    ds.NumberOfFrames = s
+    ds.Rows, ds.Columns = h, w
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    ds.RescaleIntercept = 0
+    ds.RescaleSlope = f"{slope:.10g}"[:16]
+    ds.RescaleType = "US"
+    ds.PixelSpacing = [f"{dh:.6g}", f"{dw:.6g}"]  # row spacing (along H), column spacing (along W)
+    ds.SliceThickness = f"{dz:.6g}"
+    ds.PixelData = pixels.tobytes()
+    ds.save_as(tmp, enforce_file_format=True)
+
+
+def write_image(
+    path: str | Path, volume: Any, *, header: Header | None = None, overwrite: bool = False
+) -> Path:
+    """Write a magnitude volume as PNG, NIfTI or DICOM, chosen by the extension (see module doc).
+
+    Parameters
+    ----------
+    path: ``*.png``, ``*.nii``, ``*.nii.gz`` or ``*.dcm``.
+    volume: ``(S, H, W)`` (or ``(H, W)``) magnitude; complex input is written as its magnitude.
+    header: supplies voxel sizes (mm) for NIfTI/DICOM; None = 1 mm.
+    overwrite: replace an existing file (else :class:`OutputError`, file untouched).
+
+    Returns
+    -------
+    The path written.
+    """
+    path = Path(path)
+    fmt = image_format(path)
+    check_output_path(path, overwrite)
+    vol = _as_volume(volume)
+    with atomic_path(path, overwrite) as tmp:
+        if fmt == "png":
+            _write_png(tmp, vol)
+        elif fmt == "nifti":
+            _write_nifti(tmp, vol, header, gz=path.name.lower().endswith(".gz"))
+        else:
+            _write_dicom(tmp, vol, header)
+    return path

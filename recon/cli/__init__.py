@@ -14,6 +14,8 @@ from recon.errors import ReconError
 #: subcommand name -> module (imported lazily so ``recon info`` does not import torch)
 SUBCOMMANDS = {
     "info": "recon.cli.info",
+    "run": "recon.cli.run",
+    "demo": "recon.cli.demo",
 }
 
 

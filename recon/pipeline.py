@@ -1,0 +1,187 @@
+"""One raw file in, one reconstruction out: ``reconstruct_file`` (what ``recon run`` and ``recon demo`` call).
+
+Steps: check the output path (nothing is computed when it exists or its folder is missing) -> open the input
+lazily (:func:`recon.io.open_raw`) -> reconstruct slice by slice (memory bounded by one slice) -> centre-crop
+to the header's recon size -> write ``.h5`` (fastMRI submission layout) or an image by extension.
+
+Methods plug in through :data:`METHODS`: a name mapped to a callable ``method(raw, **options)`` that takes a
+:class:`~recon.io.types.RawData` of one slice (``(1, C, H, W)``) and returns the ``(1, H, W)`` float32
+magnitude on the full k-space grid, or a dict with that array under ``"reconstruction"`` plus extra per-slice
+arrays (``uncertainty``, ...) that are stored as datasets of the same name. Options a method does not accept
+are a :class:`UsageError` before any work. :func:`register_method` adds one.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recon.errors import OutputError, UsageError
+from recon.io.atomic import check_output_path
+from recon.io.fourier import center_crop
+from recon.io.types import RawData
+
+MethodFn = Callable[..., "np.ndarray | dict[str, np.ndarray]"]
+ProgressFn = Callable[[int, int], None]
+
+#: output extensions that are not images
+RECONSTRUCTION_EXTENSIONS = (".h5", ".hdf5")
+
+
+def _zero_filled_method(raw: RawData, *, device: str = "cpu") -> np.ndarray:
+    """Zero-filled RSS on the full grid: ``(1, C, H, W)`` -> ``(1, H, W)`` float32."""
+    import torch
+
+    from recon.solvers.zero_filled import rss_reconstruction
+
+    try:
+        dev = torch.device(device)
+        kspace = torch.as_tensor(raw.kspace).to(dev)
+    except (RuntimeError, AssertionError) as exc:
+        raise UsageError(f"device {device!r} is not available: {exc}") from None
+    mask = raw.sample_mask() if raw.mask is not None else None
+    return rss_reconstruction(kspace, mask).cpu().numpy()
+
+
+#: method name -> callable (see module doc); more solvers register here
+METHODS: dict[str, MethodFn] = {
+    "zero-filled": _zero_filled_method,
+}
+
+
+def register_method(name: str, func: MethodFn, *, replace: bool = False) -> None:
+    """Make ``func`` available as ``reconstruct_file(..., method=name)`` / ``recon run --method name``."""
+    if name in METHODS and not replace:
+        raise UsageError(f"method {name!r} is already registered")
+    METHODS[name] = func
+
+
+def get_method(name: str, options: dict[str, Any]) -> MethodFn:
+    """The method callable, after checking that it accepts ``options`` (else :class:`UsageError`)."""
+    if name not in METHODS:
+        raise UsageError(f"unknown method {name!r}; available: {', '.join(sorted(METHODS))}")
+    func = METHODS[name]
+    params = inspect.signature(func).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(options) - {n for n, p in params.items() if p.kind is p.KEYWORD_ONLY
+                                         or p.kind is p.POSITIONAL_OR_KEYWORD} - {"raw"})
+        if unknown:
+            raise UsageError(f"method {name!r} does not take option(s): {', '.join(unknown)}")
+    return func
+
+
+def output_kind(path: str | Path) -> str:
+    """``reconstruction`` for ``.h5``/``.hdf5``, else the image format (:func:`recon.io.images.image_format`)."""
+    if Path(path).suffix.lower() in RECONSTRUCTION_EXTENSIONS:
+        return "reconstruction"
+    from recon.io.images import image_format
+
+    try:
+        return image_format(path)
+    except OutputError:
+        raise OutputError(
+            f"unknown output extension '{''.join(Path(path).suffixes) or '(none)'}' "
+            "(use .h5 for a reconstruction, or .png, .nii, .nii.gz, .dcm for images)", path
+        ) from None
+
+
+def _split_result(result: Any, name: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    if isinstance(result, dict):
+        extras = {k: np.asarray(v) for k, v in result.items() if k != "reconstruction"}
+        result = result.get("reconstruction")
+        if result is None:
+            raise TypeError(f"method {name!r} returned a dict without 'reconstruction'")
+    else:
+        extras = {}
+    rec = np.asarray(result)
+    if rec.ndim == 2:
+        rec = rec[None]
+    return rec, extras
+
+
+def reconstruct_file(
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    method: str = "zero-filled",
+    overwrite: bool = False,
+    progress: ProgressFn | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Reconstruct one raw file and write the result; return a JSON-serialisable summary.
+
+    Parameters
+    ----------
+    input_path: any raw file :func:`recon.io.open_raw` reads.
+    output_path: ``.h5`` (``reconstruction`` dataset, float32 ``(S, h, w)``, attributes ``method``,
+        ``parameters`` (JSON), ``recon_version``, ``input_file``, ``format``, ``acquisition``) or an image
+        (``.png``, ``.nii``, ``.nii.gz``, ``.dcm``; see :mod:`recon.io.images`).
+    method: a key of :data:`METHODS`.
+    overwrite: replace an existing output.
+    progress: called as ``progress(done, total)`` after each slice.
+    options: passed to the method (e.g. ``device="cuda"``).
+
+    Returns
+    -------
+    ``{"input", "output", "method", "parameters", "format", "shape", "seconds", "recon_version"}``; ``shape``
+    is the written ``(S, h, w)``, ``seconds`` the wall time of reading + reconstructing + writing.
+    """
+    from recon import __version__
+    from recon.io import open_raw
+
+    start = time.perf_counter()
+    kind = output_kind(output_path)
+    out = check_output_path(output_path, overwrite)
+    func = get_method(method, options)
+
+    with open_raw(input_path) as raw_file:
+        header = raw_file.header
+        fmt = raw_file.format
+        crop = header.recon_size
+        slices: list[np.ndarray] = []
+        extras: dict[str, list[np.ndarray]] = {}
+        total = raw_file.num_slices
+        for i in range(total):
+            rec, more = _split_result(func(raw_file.read_slices(i), **options), method)
+            slices.append(np.asarray(center_crop(rec, crop), dtype=np.float32))
+            for key, value in more.items():
+                extras.setdefault(key, []).append(value)
+            if progress is not None:
+                progress(i + 1, total)
+    reconstruction = np.concatenate(slices, axis=0)
+    datasets = {k: np.concatenate([np.asarray(v)[None] if np.ndim(v) < 1 else v for v in vs], axis=0)
+                for k, vs in extras.items()}
+    parameters = {"method": method, **{k: v for k, v in options.items()}}
+
+    if kind == "reconstruction":
+        from recon.io.fastmri import write_reconstruction
+
+        attrs = {
+            "method": method,
+            "parameters": json.dumps(parameters, sort_keys=True, default=str),
+            "recon_version": __version__,
+            "input_file": Path(input_path).name,
+            "format": fmt,
+            "acquisition": header.acquisition,
+        }
+        write_reconstruction(out, reconstruction, attrs=attrs, datasets=datasets or None, overwrite=overwrite)
+    else:
+        from recon.io.images import write_image
+
+        write_image(out, reconstruction, header=header, overwrite=overwrite)
+
+    return {
+        "input": str(input_path),
+        "output": str(out),
+        "method": method,
+        "parameters": json.loads(json.dumps(parameters, default=str)),
+        "format": fmt,
+        "shape": list(reconstruction.shape),
+        "seconds": round(time.perf_counter() - start, 4),
+        "recon_version": __version__,
+    }

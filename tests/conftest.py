@@ -1,0 +1,151 @@
+"""Shared pytest fixtures. Keep each one small, generic and documented; add yours below the others.
+
+* ``rng``: a seeded numpy Generator (the same numbers on every run).
+* ``random_kspace``: ``random_kspace(shape, seed=0)`` -> complex64 Gaussian array of that shape.
+* ``write_h5``: ``write_h5(name, datasets={...}, attrs={...})`` -> Path of an HDF5 file written with
+  h5py directly under ``tmp_path`` (for building valid and broken inputs byte by byte).
+* ``fastmri_xml``: ``fastmri_xml(encoded=(640, 368, 1), recon=(320, 320, 1), center=184, maximum=367,
+  channels=15, encoded_fov=(280.0, 140.0, 4.5), recon_fov=(140.0, 140.0, 4.5))`` -> an
+  ``ismrmrd_header`` laid out like the ones in the fastMRI knee files (namespace, element order, extra
+  elements fastMRI ignores), with the given sizes and ``kspace_encoding_step_1`` limits.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import h5py
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def random_kspace() -> Callable[..., np.ndarray]:
+    def make(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+        g = np.random.default_rng(seed)
+        return (g.standard_normal(shape) + 1j * g.standard_normal(shape)).astype(np.complex64)
+
+    return make
+
+
+@pytest.fixture
+def write_h5(tmp_path: Path) -> Callable[..., Path]:
+    def write(name: str, datasets: dict[str, Any] | None = None, attrs: dict[str, Any] | None = None) -> Path:
+        path = tmp_path / name
+        with h5py.File(path, "w") as f:
+            for key, value in (datasets or {}).items():
+                if isinstance(value, str):
+                    f.create_dataset(key, data=value, dtype=h5py.string_dtype("utf-8"))
+                else:
+                    f.create_dataset(key, data=value)
+            for key, value in (attrs or {}).items():
+                f.attrs[key] = value
+        return path
+
+    return write
+
+
+_FASTMRI_XML = """<?xml version="1.0" encoding="utf-8"?>
+<ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xs="http://www.w3.org/2001/XMLSchema" xsi:schemaLocation="http://www.ismrm.org/ISMRMRD ismrmrd.xsd">
+   <studyInformation>
+      <studyTime>10:21:14</studyTime>
+   </studyInformation>
+   <measurementInformation>
+      <measurementID>45160_40954118_40954127_1024</measurementID>
+      <patientPosition>FFS</patientPosition>
+      <protocolName>CORPD_FBK</protocolName>
+      <frameOfReferenceUID>1.3.12.2.1107.5.2.19.45160.1.20180424101914587.0.0.4990</frameOfReferenceUID>
+   </measurementInformation>
+   <acquisitionSystemInformation>
+      <systemVendor>SIEMENS</systemVendor>
+      <systemModel>Skyra</systemModel>
+      <systemFieldStrength_T>2.89362</systemFieldStrength_T>
+      <relativeReceiverNoiseBandwidth>0.793</relativeReceiverNoiseBandwidth>
+      <receiverChannels>{channels}</receiverChannels>
+      <institutionName>NYU</institutionName>
+   </acquisitionSystemInformation>
+   <experimentalConditions>
+      <H1resonanceFrequency_Hz>123251815</H1resonanceFrequency_Hz>
+   </experimentalConditions>
+   <encoding>
+      <encodedSpace>
+         <matrixSize>
+            <x>{ex}</x>
+            <y>{ey}</y>
+            <z>{ez}</z>
+         </matrixSize>
+         <fieldOfView_mm>
+            <x>{efx}</x>
+            <y>{efy}</y>
+            <z>{efz}</z>
+         </fieldOfView_mm>
+      </encodedSpace>
+      <reconSpace>
+         <matrixSize>
+            <x>{rx}</x>
+            <y>{ry}</y>
+            <z>{rz}</z>
+         </matrixSize>
+         <fieldOfView_mm>
+            <x>{rfx}</x>
+            <y>{rfy}</y>
+            <z>{rfz}</z>
+         </fieldOfView_mm>
+      </reconSpace>
+      <trajectory>cartesian</trajectory>
+      <encodingLimits>
+         <kspace_encoding_step_1>
+            <minimum>0</minimum>
+            <maximum>{maximum}</maximum>
+            <center>{center}</center>
+         </kspace_encoding_step_1>
+         <kspace_encoding_step_2>
+            <minimum>0</minimum>
+            <maximum>0</maximum>
+            <center>0</center>
+         </kspace_encoding_step_2>
+         <average>
+            <minimum>0</minimum>
+            <maximum>0</maximum>
+            <center>0</center>
+         </average>
+         <slice>
+            <minimum>0</minimum>
+            <maximum>34</maximum>
+            <center>0</center>
+         </slice>
+      </encodingLimits>
+      <parallelImaging>
+         <accelerationFactor>
+            <kspace_encoding_step_1>1</kspace_encoding_step_1>
+            <kspace_encoding_step_2>1</kspace_encoding_step_2>
+         </accelerationFactor>
+         <calibrationMode>other</calibrationMode>
+      </parallelImaging>
+   </encoding>
+   <sequenceParameters>
+      <TR>2750</TR>
+      <TE>27</TE>
+      <TI>100</TI>
+   </sequenceParameters>
+</ismrmrdHeader>
+"""
+
+
+@pytest.fixture
+def fastmri_xml() -> Callable[..., str]:
+    def make(encoded=(640, 368, 1), recon=(320, 320, 1), center=184, maximum=367, channels=15,
+             encoded_fov=(280.0, 140.0, 4.5), recon_fov=(140.0, 140.0, 4.5)) -> str:
+        return _FASTMRI_XML.format(
+            ex=encoded[0], ey=encoded[1], ez=encoded[2], rx=recon[0], ry=recon[1], rz=recon[2],
+            efx=encoded_fov[0], efy=encoded_fov[1], efz=encoded_fov[2],
+            rfx=recon_fov[0], rfy=recon_fov[1], rfz=recon_fov[2],
+            center=center, maximum=maximum, channels=channels,
+        )
+
+    return make

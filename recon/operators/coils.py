@@ -1,0 +1,51 @@
+"""Coil sensitivity operators: expand an image to coil images, and the adjoint coil combination."""
+from __future__ import annotations
+
+import torch
+
+from recon.errors import UsageError
+from recon.operators.base import LinearOperator
+
+
+def _check_image(x: torch.Tensor, maps: torch.Tensor, what: str) -> None:
+    if tuple(x.shape[-2:]) != tuple(maps.shape[-2:]):
+        raise UsageError(f"{what} of shape {tuple(x.shape)} does not fit sensitivity maps of shape {tuple(maps.shape)}")
+
+
+class SensitivityExpand(LinearOperator):
+    """``x (..., H, W) -> S * x (..., C, H, W)``: one image to ``C`` coil images.
+
+    ``maps``: ``(..., C, H, W)`` complex sensitivity maps (leading dims, e.g. slices, broadcast against the
+    image's batch dims). Adjoint: the coil combination ``y -> sum_c conj(S_c) y_c`` (:attr:`H`, or
+    :func:`coil_reduce`). Normal: ``x -> (sum_c |S_c|^2) x``, a pointwise weight.
+    """
+
+    def __init__(self, maps: torch.Tensor):
+        if maps.ndim < 3:
+            raise UsageError(f"sensitivity maps need shape (..., C, H, W), got {tuple(maps.shape)}")
+        self.maps = maps if maps.is_complex() else maps.to(torch.complex64)
+        self.ishape = tuple(maps.shape[-2:])
+        self.oshape = tuple(maps.shape[-3:])
+
+    def _maps(self, x: torch.Tensor) -> torch.Tensor:
+        if self.maps.device != x.device or (x.dtype == torch.complex128) != (self.maps.dtype == torch.complex128):
+            self.maps = self.maps.to(device=x.device, dtype=torch.complex128 if x.dtype == torch.complex128 else torch.complex64)
+        return self.maps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_image(x, self.maps, "image")
+        return self._maps(x) * x.unsqueeze(-3)
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        _check_image(y, self.maps, "coil images")
+        return coil_reduce(y, self._maps(y))
+
+    def normal(self) -> LinearOperator:
+        from recon.operators.sampling import Mask
+
+        return Mask((self.maps.abs() ** 2).sum(-3))
+
+
+def coil_reduce(coil_images: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+    """``sum_c conj(S_c) y_c``: ``(..., C, H, W)`` coil images -> ``(..., H, W)``."""
+    return (maps.conj() * coil_images).sum(-3)

@@ -1,0 +1,162 @@
+"""Orthonormal 2D discrete wavelet transform (periodized filter bank) with an exact adjoint.
+
+The transform acts on the last two dims ``(H, W)``. Each level filters the current approximation band
+circularly with the outer products of an orthonormal wavelet's low/high-pass filters and keeps every second
+sample (one strided ``conv2d``): for sizes divisible by 2 this is an orthogonal matrix, identical to PyWavelets'
+``mode="periodization"`` (tested band by band). Its adjoint (``conv_transpose2d`` and the circular wrap
+folded back) is then its inverse.
+
+Sizes not divisible by ``2**levels`` are zero-padded at the end to ``(H', W')``: the operator is then
+``DWT @ Pad``, an isometry (``||W x|| == ||x||``, ``W^H W == I``) whose adjoint ``Crop @ IDWT`` is exact.
+
+Coefficient layout (one tensor ``(..., H', W')``, like ``pywt.coeffs_to_array``): at each level the
+approximation occupies the top-left quarter of the previous one; within a level of size ``(h, w)``
+``[:h/2, w/2:]`` is low-pass along H / high-pass along W, ``[h/2:, :w/2]`` high along H / low along W and
+``[h/2:, w/2:]`` high-high.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+
+from recon.errors import UsageError
+from recon.operators.base import LinearOperator
+
+
+@lru_cache(maxsize=32)
+def _filters(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(low, high) analysis filters as correlation taps (PyWavelets' ``dec_lo``/``dec_hi`` reversed)."""
+    import pywt
+
+    try:
+        w = pywt.Wavelet(name)
+    except ValueError:
+        raise UsageError(f"unknown wavelet {name!r}; use an orthogonal one such as db1..db20, sym2..sym20, coif1..coif17") from None
+    if not w.orthogonal:
+        raise UsageError(f"wavelet {name!r} is not orthogonal; use db*, sym* or coif*")
+    return tuple(w.dec_lo[::-1]), tuple(w.dec_hi[::-1])
+
+
+def _pad_to(n: int, levels: int) -> int:
+    step = 2 ** levels
+    return -(-n // step) * step
+
+
+class Wavelet2D(LinearOperator):
+    """Multi-level orthonormal 2D DWT: image ``(..., H, W)`` -> packed coefficients ``(..., H', W')``.
+
+    Parameters
+    ----------
+    shape: ``(H, W)`` of the images.
+    wavelet: an orthogonal PyWavelets name: ``db1`` (Haar) ... ``db4`` ..., ``sym*``, ``coif*``.
+    levels: number of decomposition levels (>= 1).
+
+    ``H' = ceil(H / 2**levels) * 2**levels`` (likewise ``W'``); the padding is zeros at the end.
+    """
+
+    def __init__(self, shape: tuple[int, int], wavelet: str = "db4", levels: int = 3):
+        if len(shape) != 2 or min(shape) < 1:
+            raise UsageError(f"wavelet shape must be (H, W), got {shape}")
+        if int(levels) < 1:
+            raise UsageError(f"wavelet levels must be >= 1, got {levels}")
+        self.wavelet, self.levels = wavelet, int(levels)
+        lo, hi = _filters(wavelet)
+        self.filter_length = len(lo)
+        lo_t = torch.tensor(lo, dtype=torch.float64)
+        hi_t = torch.tensor(hi, dtype=torch.float64)
+        # 4 separable 2D filters (first factor along H): LL, LH, HL, HH
+        bank = torch.stack([torch.outer(a, b) for a in (lo_t, hi_t) for b in (lo_t, hi_t)])
+        self._bank64 = bank.unsqueeze(1)  # (4, 1, L, L)
+        self._banks: dict[tuple[torch.dtype, str], torch.Tensor] = {}
+        self.ishape = (int(shape[0]), int(shape[1]))
+        self.oshape = (_pad_to(self.ishape[0], self.levels), _pad_to(self.ishape[1], self.levels))
+
+    # --- one level on real tensors (B, 1, h, w) -> (B, 4, h/2, w/2) ----------------------------------
+    def _bank(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        key = (dtype, str(device))
+        if key not in self._banks:
+            self._banks[key] = self._bank64.to(device=device, dtype=dtype)
+        return self._banks[key]
+
+    def _index(self, n: int, device: torch.device) -> torch.Tensor:
+        length = self.filter_length
+        shift = 1 - length // 2  # PyWavelets' periodization alignment
+        return (torch.arange(n + length - 2, device=device) + shift) % n
+
+    def _analysis(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        ih, iw = self._index(h, x.device), self._index(w, x.device)
+        xp = x.index_select(-2, ih).index_select(-1, iw)
+        return F.conv2d(xp, self._bank(x.dtype, x.device), stride=2)
+
+    def _synthesis(self, c: torch.Tensor) -> torch.Tensor:
+        h, w = 2 * c.shape[-2], 2 * c.shape[-1]
+        ih, iw = self._index(h, c.device), self._index(w, c.device)
+        xp = F.conv_transpose2d(c, self._bank(c.dtype, c.device), stride=2)  # (B, 1, h+L-2, w+L-2)
+        rows = xp.new_zeros(xp.shape[:-2] + (h, xp.shape[-1])).index_add(-2, ih, xp)
+        return rows.new_zeros(rows.shape[:-1] + (w,)).index_add(-1, iw, rows)
+
+    # --- complex <-> real batch ------------------------------------------------------------------------
+    @staticmethod
+    def _to_real(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...], bool]:
+        batch = tuple(x.shape[:-2])
+        h, w = x.shape[-2:]
+        x = x.reshape((-1, h, w))
+        if x.is_complex():
+            x = torch.view_as_real(x).permute(0, 3, 1, 2)  # (B, 2, h, w)
+            return x.reshape(-1, 1, h, w), batch, True
+        return x.reshape(-1, 1, h, w), batch, False
+
+    @staticmethod
+    def _from_real(x: torch.Tensor, batch: tuple[int, ...], was_complex: bool) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        if was_complex:
+            x = x.reshape(-1, 2, h, w).permute(0, 2, 3, 1).contiguous()
+            x = torch.view_as_complex(x)
+        return x.reshape(batch + (h, w))
+
+    # --- operator ----------------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[-2:]) != self.ishape:
+            raise UsageError(f"image of shape {tuple(x.shape)} does not fit a wavelet operator for {self.ishape}")
+        H, W = self.oshape
+        if (H, W) != self.ishape:
+            x = F.pad(x, (0, W - self.ishape[1], 0, H - self.ishape[0]))
+        cur, batch, cplx = self._to_real(x)
+        details = []
+        for _ in range(self.levels):
+            bands = self._analysis(cur)
+            details.append(bands[:, 1:])
+            cur = bands[:, :1]
+        for det in reversed(details):
+            top = torch.cat([cur, det[:, 0:1]], dim=-1)
+            bottom = torch.cat([det[:, 1:2], det[:, 2:3]], dim=-1)
+            cur = torch.cat([top, bottom], dim=-2)
+        return self._from_real(cur, batch, cplx)
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        if tuple(y.shape[-2:]) != self.oshape:
+            raise UsageError(f"coefficients of shape {tuple(y.shape)} do not fit a wavelet operator for {self.oshape}")
+        c, batch, cplx = self._to_real(y)
+        # peel the packed layout: sizes of the approximation band at each level
+        sizes = [(self.oshape[0] >> lev, self.oshape[1] >> lev) for lev in range(1, self.levels + 1)]
+        details = []
+        for h, w in sizes:
+            block = c[..., : 2 * h, : 2 * w]
+            details.append(torch.cat([block[..., :h, w:], block[..., h:, :w], block[..., h:, w:]], dim=1))
+        h, w = sizes[-1]
+        cur = c[..., :h, :w]
+        for det in reversed(details):
+            cur = self._synthesis(torch.cat([cur, det], dim=1))
+        x = self._from_real(cur, batch, cplx)
+        return x[..., : self.ishape[0], : self.ishape[1]]
+
+    def normal(self) -> LinearOperator:
+        from recon.operators.base import Identity
+
+        return Identity(self.ishape)  # W^H W == I (padding is cropped back)
+
+    def __repr__(self) -> str:
+        return f"Wavelet2D(shape={self.ishape}, wavelet={self.wavelet!r}, levels={self.levels})"

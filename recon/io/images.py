@@ -5,7 +5,7 @@ Every writer is atomic (:func:`recon.io.atomic.atomic_path`) and refuses to repl
 reconstruction.
 
 PNG
-    Grayscale 8-bit, one slice -> an ``H x W`` pixel image; several slices -> a montage grid of
+    Grayscale 8-bit (``round(255 * value / white)``), one slice -> an ``H x W`` pixel image; several slices -> a montage grid of
     ``ceil(sqrt(S))`` columns, slice 0 top left, in reading order, unused cells black. The grey scale runs
     from 0 (black) to the volume's 99.5th percentile (white; brighter pixels saturate), so a few hot pixels
     do not darken the image. Each slice is drawn as stored: row 0 at the top.
@@ -112,8 +112,8 @@ def _write_png(tmp: Path, vol: np.ndarray) -> None:
     vmax = float(np.percentile(vol, PNG_PERCENTILE))
     if vmax <= 0:
         vmax = float(vol.max()) or 1.0
-    grid = montage(vol)
-    mpimg.imsave(tmp, np.clip(grid, 0, vmax), cmap="gray", vmin=0.0, vmax=vmax, format="png")
+    grey = np.rint(np.clip(montage(vol) / vmax, 0.0, 1.0) * 255).astype(np.uint8)
+    mpimg.imsave(tmp, np.repeat(grey[..., None], 3, axis=-1), format="png")  # linear 8-bit, no colormap LUT
 
 
 def _write_nifti(tmp: Path, vol: np.ndarray, header: Header | None, gz: bool) -> None:

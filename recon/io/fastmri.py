@@ -223,14 +223,16 @@ class FastMRIFile(RawFile):
                 raise DataError(
                     f"ismrmrd_header encoded matrix x (readout) is {encoded[0]} but k-space H is {height}", self.path
                 )
-            left, right = enc.padding_left, enc.padding_right
-            if not (0 <= left < right):
+            # fastMRI slices masks with padding_left/right as they are; we clip them to [0, W] (brain
+            # files can have W != encoded y), and refuse only a range with no line left in it.
+            left, right = max(enc.padding_left, 0), min(enc.padding_right, width)
+            if not left < right:
                 raise DataError(
-                    f"ismrmrd_header encoding limits give an empty or negative phase-encode range "
-                    f"[{left}, {right}) (center {enc.limits_center}, maximum {enc.limits_maximum})", self.path
+                    f"ismrmrd_header encoding limits leave no phase-encode line in [0, {width}): "
+                    f"[{enc.padding_left}, {enc.padding_right}) from center {enc.limits_center}, "
+                    f"maximum {enc.limits_maximum}", self.path
                 )
-            # fastMRI slices masks with these numbers as they are; past W they select nothing more.
-            acquired, pe_center = (left, min(right, width)), enc.pe_center
+            acquired, pe_center = (left, right), enc.pe_center
         return Header(
             encoded_matrix=tuple(encoded), recon_matrix=tuple(recon), num_coils=coils,  # type: ignore[arg-type]
             encoded_fov_mm=fovs[0], recon_fov_mm=fovs[1],

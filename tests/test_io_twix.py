@@ -219,7 +219,8 @@ def test_truncated_files(tmp_path: Path) -> None:
 @pytest.mark.parametrize("payload", [
     np.random.default_rng(0).integers(0, 256, 100_000, dtype=np.uint8).tobytes(),
     b"this is a text file, not raw data\n" * 1000,
-    b"\0\0\0\0\1\0\0\0" + bytes(20_000),
+    b"\0\0\0\0\1\0\0\0" + bytes(20_000),  # a VD/VE multi-raid header over zeros
+    (20_000).to_bytes(4, "little") + np.random.default_rng(1).integers(0, 256, 60_000, dtype=np.uint8).tobytes(),
 ])
 def test_garbage_files(tmp_path: Path, payload: bytes) -> None:
     bad = tmp_path / "bad.dat"

@@ -21,7 +21,9 @@ from typing import Any
 import h5py
 import numpy as np
 
-from recon.errors import CorruptFileError, DataError, FormatError, InputError, UsageError
+from recon.errors import (
+    CorruptFileError, DataError, FormatError, InputError, MissingDependencyError, UsageError,
+)
 from recon.io.atomic import atomic_path
 from recon.io.fastmri_header import parse_encoding, header_xml
 from recon.io.hdf5 import open_h5
@@ -34,7 +36,9 @@ __all__ = [
 
 REFERENCE_NAMES = ("reconstruction_rss", "reconstruction_esc")
 FILE_ATTRS = ("acquisition", "max", "norm", "patient_id", "acceleration", "num_low_frequency")
+#: the schema in a source checkout; an installed package looks for a copy in recon/data/ instead
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "data_specs" / "fastmri.schema.json"
+_SCHEMA_COPY = Path(__file__).resolve().parents[1] / "data" / "fastmri.schema.json"
 
 #: errors h5py raises when the bytes of a file are damaged (truncated, overwritten)
 _H5_READ_ERRORS = (OSError, RuntimeError, KeyError, ValueError)
@@ -87,8 +91,13 @@ def describe_h5(f: h5py.File) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=1)
 def _schema() -> dict[str, Any]:
-    with open(SCHEMA_PATH, encoding="utf-8") as fh:
-        return json.load(fh)
+    for candidate in (SCHEMA_PATH, _SCHEMA_COPY):
+        if candidate.is_file():
+            with open(candidate, encoding="utf-8") as fh:
+                return json.load(fh)
+    raise MissingDependencyError(
+        f"the fastMRI layout schema is missing ({SCHEMA_PATH} or {_SCHEMA_COPY}); reinstall recon-mri"
+    )
 
 
 def _schema_message(parts: list[Any]) -> str | None:
@@ -293,9 +302,7 @@ class FastMRIFile(RawFile):
         out = super().info()
         out["layout"] = "single-coil" if self.single_coil else "multi-coil"
         if self.mask is not None:
-            out["sampling"] = describe_mask(self.mask, self.header)
-            if "acceleration" in self.header.attrs:
-                out["sampling"] += f"; file says acceleration {self.header.attrs['acceleration']}"
+            out["sampling"] = describe_mask(self.mask, self.header)  # the stored one: attr_acceleration
         else:
             out["sampling"] = "fully sampled"
         out["reference"] = self.reference_name

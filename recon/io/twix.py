@@ -60,7 +60,7 @@ def twix_version(path: str | Path) -> str:
     return "VB"
 
 
-def _read_measurements(twixtools: Any, path: Path, version: str) -> tuple[list[dict], list[str]]:
+def _read_measurements(twixtools: Any, path: Path) -> tuple[list[dict], list[str]]:
     """Parse the file with twixtools; return its mapped measurements and twixtools' printed warnings."""
     buf = io.StringIO()
     try:
@@ -180,7 +180,7 @@ def open_twix(path: str | Path, *, remove_oversampling: bool = True, measurement
         twixtools = require("twixtools", "twix", "reading Siemens twix files")
     except MissingDependencyError as exc:
         raise MissingDependencyError(exc.reason, path) from None
-    measurements, messages = _read_measurements(twixtools, path, version)
+    measurements, messages = _read_measurements(twixtools, path)
     if not measurements:
         raise CorruptFileError("no measurement in the file", path)
     try:

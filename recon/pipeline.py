@@ -7,7 +7,8 @@ to the header's recon size -> write ``.h5`` (fastMRI submission layout) or an im
 Methods plug in through :data:`METHODS`: a name mapped to a callable ``method(raw, **options)`` that takes a
 :class:`~recon.io.types.RawData` of one slice (``(1, C, H, W)``) and returns the ``(1, H, W)`` float32
 magnitude on the full k-space grid, or a dict with that array under ``"reconstruction"`` plus extra per-slice
-arrays (``uncertainty``, ...) that are stored as datasets of the same name. Options a method does not accept
+arrays (``uncertainty``, ...) with the same leading slice axis of length 1, stored as datasets of the same
+name (concatenated over slices; those whose last two axes are the grid's are centre-cropped like the image). Options a method does not accept
 are a :class:`UsageError` before any work. :func:`register_method` adds one.
 """
 from __future__ import annotations
@@ -48,13 +49,14 @@ def _zero_filled_method(raw: RawData, *, device: str = "cpu") -> np.ndarray:
     return rss_reconstruction(kspace, mask).cpu().numpy()
 
 
-#: method name -> callable (see module doc); more solvers register here
-METHODS: dict[str, MethodFn] = {
+#: method name -> callable, or ``"module:function"`` imported on first use (so that the CLI can list methods
+#: without importing their dependencies). Add a solver with one line here or with :func:`register_method`.
+METHODS: dict[str, MethodFn | str] = {
     "zero-filled": _zero_filled_method,
 }
 
 
-def register_method(name: str, func: MethodFn, *, replace: bool = False) -> None:
+def register_method(name: str, func: MethodFn | str, *, replace: bool = False) -> None:
     """Make ``func`` available as ``reconstruct_file(..., method=name)`` / ``recon run --method name``."""
     if name in METHODS and not replace:
         raise UsageError(f"method {name!r} is already registered")
@@ -66,6 +68,12 @@ def get_method(name: str, options: dict[str, Any]) -> MethodFn:
     if name not in METHODS:
         raise UsageError(f"unknown method {name!r}; available: {', '.join(sorted(METHODS))}")
     func = METHODS[name]
+    if isinstance(func, str):
+        import importlib
+
+        modname, _, attr = func.partition(":")
+        func = getattr(importlib.import_module(modname), attr)
+        METHODS[name] = func
     params = inspect.signature(func).parameters
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         unknown = sorted(set(options) - {n for n, p in params.items() if p.kind is p.KEYWORD_ONLY
@@ -148,14 +156,15 @@ def reconstruct_file(
         total = raw_file.num_slices
         for i in range(total):
             rec, more = _split_result(func(raw_file.read_slices(i), **options), method)
+            for key, value in more.items():  # image-shaped extras are cropped like the reconstruction
+                if value.ndim >= 2 and value.shape[-2:] == rec.shape[-2:]:
+                    value = center_crop(value, crop)
+                extras.setdefault(key, []).append(np.asarray(value))
             slices.append(np.asarray(center_crop(rec, crop), dtype=np.float32))
-            for key, value in more.items():
-                extras.setdefault(key, []).append(value)
             if progress is not None:
                 progress(i + 1, total)
     reconstruction = np.concatenate(slices, axis=0)
-    datasets = {k: np.concatenate([np.asarray(v)[None] if np.ndim(v) < 1 else v for v in vs], axis=0)
-                for k, vs in extras.items()}
+    datasets = {k: np.concatenate(vs, axis=0) for k, vs in extras.items()}
     parameters = {"method": method, **{k: v for k, v in options.items()}}
 
     if kind == "reconstruction":

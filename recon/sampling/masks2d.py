@@ -9,7 +9,9 @@
   box plus points drawn without replacement with probability proportional to a centred Gaussian.
 
 The k-space centre (DC) is at ``(H // 2, W // 2)``, as everywhere in ``recon``; the calibration box of
-size ``(ch, cw)`` covers rows ``[H//2 - ch//2, H//2 - ch//2 + ch)`` and likewise for the columns.
+size ``(ch, cw)`` covers rows ``[H//2 - ch//2, H//2 - ch//2 + ch)`` and likewise for the columns. (SigPy
+places an odd-sized box one line lower on an even grid, ``int(H/2 - ch/2)``; the Poisson mask is the union of
+both, so it may hold one extra calibration line.)
 """
 from __future__ import annotations
 

@@ -156,7 +156,7 @@ class Composition(LinearOperator):
         if not flat:
             raise UsageError("a composition needs at least one operator")
         for outer, inner in zip(flat[:-1], flat[1:]):
-            if outer.ishape is not None and inner.oshape is not None and tuple(outer.ishape) != tuple(inner.oshape):
+            if not _compatible(outer.ishape, inner.oshape):
                 raise UsageError(
                     f"cannot compose {type(outer).__name__} (ishape {outer.ishape}) after "
                     f"{type(inner).__name__} (oshape {inner.oshape})"
@@ -200,7 +200,7 @@ class Sum(LinearOperator):
         for op in flat[1:]:
             for name in ("ishape", "oshape"):
                 a, b = getattr(flat[0], name), getattr(op, name)
-                if a is not None and b is not None and tuple(a) != tuple(b):
+                if not _compatible(a, b):
                     raise UsageError(f"cannot add operators with {name} {a} and {b}")
         self.ops = flat
         self.ishape = next((op.ishape for op in flat if op.ishape is not None), None)
@@ -251,6 +251,14 @@ class Scaled(LinearOperator):
 
     def __repr__(self) -> str:
         return f"{self.scale} * {self.op!r}"
+
+
+def _compatible(a: Shape | None, b: Shape | None) -> bool:
+    """Trailing shapes agree where both are known (the shorter one a suffix of the longer: batch dims)."""
+    if a is None or b is None:
+        return True
+    n = min(len(a), len(b))
+    return tuple(a)[len(a) - n:] == tuple(b)[len(b) - n:]
 
 
 def _conj(c: complex | float) -> complex | float:

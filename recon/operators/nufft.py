@@ -276,7 +276,7 @@ class NUFFT(LinearOperator):
         return ToeplitzNormal(self)
 
     def toeplitz_kernel(self, dtype: torch.dtype = torch.complex64, device: torch.device | str = "cpu") -> torch.Tensor:
-        """FFT of the ``(2H, 2W)`` circulant embedding of ``F^H W F``: ``traj_batch + (2H, 2W)`` complex."""
+        """FFT of the ``(2H, 2W)`` circulant embedding of ``F^H W F``: ``traj_batch + (2H, 2W)``, real."""
         dtype, device = _cdtype(dtype), torch.device(device)
         key = (dtype, str(device))
         if key not in self._kernels:
@@ -286,7 +286,9 @@ class NUFFT(LinearOperator):
             w = w.reshape(-1, 1, self.num_points).to(dtype)
             impl = self._backend_for(device)
             t = impl.type1(w.to(device), (2 * H, 2 * W))[:, 0] / (H * W)  # t[d], d = -N..N-1
-            kernel = torch.fft.fft2(torch.fft.ifftshift(t, dim=(-2, -1)))
+            # F^H W F is Hermitian, so its circulant embedding has a real spectrum; taking the real part
+            # symmetrises the (approximate) kernel and makes the operator exactly self-adjoint
+            kernel = torch.fft.fft2(torch.fft.ifftshift(t, dim=(-2, -1))).real
             self._kernels[key] = kernel.reshape(self.traj_batch + (2 * H, 2 * W)).to(device)
         return self._kernels[key]
 

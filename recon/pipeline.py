@@ -17,6 +17,7 @@ import inspect
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,36 @@ def _split_result(result: Any, name: str) -> tuple[np.ndarray, dict[str, np.ndar
     return rec, extras
 
 
+@dataclass
+class Undersampling:
+    """Retrospective undersampling of a fully sampled input with a fastMRI (or 2D) mask.
+
+    ``seed=None`` seeds from the input's file name, as fastMRI's data transforms do, so every slice of a
+    volume gets the same mask and a rerun gives the same mask.
+    """
+
+    mask_type: str = "random"
+    accelerations: tuple[float, ...] = (4,)
+    center_fractions: tuple[float, ...] = (0.08,)
+    seed: int | str | None = None
+
+    def mask_for(self, input_path: str | Path, shape: tuple[int, ...]) -> tuple[np.ndarray, dict[str, Any]]:
+        """The mask (``(W,)`` column or ``(H, W)``) and its parameters for one file of k-space ``shape``."""
+        from recon.sampling import mask_from_options
+
+        seed = Path(input_path).name if self.seed is None else self.seed
+        return mask_from_options(self.mask_type, shape[-2:], list(self.accelerations),
+                                 list(self.center_fractions), seed)
+
+
+def _undersample(raw: RawData, mask: np.ndarray) -> RawData:
+    """Apply ``mask`` to one slice's k-space (honouring the header's phase-encode padding)."""
+    from recon.sampling import apply_mask
+
+    kspace, used = apply_mask(raw.kspace, mask, raw.header)
+    return RawData(kspace, raw.header, used, raw.reference, raw.reference_name, raw.path)
+
+
 def reconstruct_file(
     input_path: str | Path,
     output_path: str | Path,
@@ -119,6 +150,7 @@ def reconstruct_file(
     method: str = "zero-filled",
     overwrite: bool = False,
     progress: ProgressFn | None = None,
+    undersampling: Undersampling | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Reconstruct one raw file and write the result; return a JSON-serialisable summary.
@@ -132,6 +164,9 @@ def reconstruct_file(
     method: a key of :data:`METHODS`.
     overwrite: replace an existing output.
     progress: called as ``progress(done, total)`` after each slice.
+    undersampling: undersample a fully sampled input retrospectively; the mask is written to the ``.h5``
+        output as the ``mask`` dataset and its parameters as ``mask_*`` attributes (an already undersampled
+        input is a :class:`UsageError`).
     options: passed to the method (e.g. ``device="cuda"``).
 
     Returns
@@ -154,8 +189,18 @@ def reconstruct_file(
         slices: list[np.ndarray] = []
         extras: dict[str, list[np.ndarray]] = {}
         total = raw_file.num_slices
+        mask = mask_info = None
+        if undersampling is not None:
+            mask, mask_info = undersampling.mask_for(input_path, raw_file.shape)
         for i in range(total):
-            rec, more = _split_result(func(raw_file.read_slices(i), **options), method)
+            raw = raw_file.read_slices(i)
+            if mask is not None:
+                if i == 0 and raw.is_undersampled:
+                    raise UsageError(
+                        "input is already undersampled; retrospective undersampling (--accel/--mask-type) "
+                        "needs fully sampled data", input_path)
+                raw = _undersample(raw, mask)
+            rec, more = _split_result(func(raw, **options), method)
             for key, value in more.items():  # image-shaped extras are cropped like the reconstruction
                 if value.ndim >= 2 and value.shape[-2:] == rec.shape[-2:]:
                     value = center_crop(value, crop)
@@ -166,6 +211,11 @@ def reconstruct_file(
     reconstruction = np.concatenate(slices, axis=0)
     datasets = {k: np.concatenate(vs, axis=0) for k, vs in extras.items()}
     parameters = {"method": method, **{k: v for k, v in options.items()}}
+    if mask is not None:
+        from recon.sampling import acquired_mask
+
+        datasets["mask"] = acquired_mask(mask, header, raw_file.shape[-1])
+        parameters["mask"] = mask_info
 
     if kind == "reconstruction":
         from recon.io.fastmri import write_reconstruction
@@ -178,6 +228,8 @@ def reconstruct_file(
             "format": fmt,
             "acquisition": header.acquisition,
         }
+        if mask_info is not None:
+            attrs.update({k if k.startswith("mask_") else f"mask_{k}": v for k, v in mask_info.items() if v is not None})
         write_reconstruction(out, reconstruction, attrs=attrs, datasets=datasets or None, overwrite=overwrite)
     else:
         from recon.io.images import write_image

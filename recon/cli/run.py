@@ -17,16 +17,61 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("output", help="output: .h5 (fastMRI submission layout), .png, .nii, .nii.gz or .dcm")
     p.add_argument("--method", default="zero-filled", choices=sorted(METHODS),
                    help="reconstruction method (default: zero-filled)")
+    add_undersampling_arguments(p)
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(handler=main)
 
 
+def add_undersampling_arguments(p: argparse.ArgumentParser) -> None:
+    """``--mask-type/--accel/--center-fraction/--seed``: retrospective undersampling of fully sampled input."""
+    from recon.sampling import ALL_MASK_TYPES
+
+    g = p.add_argument_group("retrospective undersampling (fully sampled inputs)")
+    g.add_argument("--mask-type", choices=ALL_MASK_TYPES, default=None,
+                   help="fastMRI column mask type, or poisson/gaussian 2D masks (default: random when --accel is given)")
+    g.add_argument("--accel", type=float, nargs="+", default=None, metavar="R",
+                   help="acceleration(s); several = one drawn per file, as fastMRI")
+    g.add_argument("--center-fraction", type=float, nargs="+", default=None, metavar="F",
+                   help="fully sampled centre fraction(s), paired with --accel (default: 0.08 for 4x, 0.04 for 8x)")
+    g.add_argument("--seed", default=None,
+                   help="mask seed (integer); default: seeded from the file name as fastMRI's transforms do")
+
+
+#: fastMRI's pairing of accelerations with centre fractions (its challenge settings)
+_DEFAULT_CENTER_FRACTION = {4.0: 0.08, 8.0: 0.04}
+
+
+def undersampling_from_args(args: argparse.Namespace):
+    """The :class:`recon.pipeline.Undersampling` the arguments ask for, or None."""
+    from recon.errors import UsageError
+    from recon.pipeline import Undersampling
+
+    if args.accel is None:
+        if args.mask_type or args.center_fraction or args.seed is not None:
+            raise UsageError("--mask-type/--center-fraction/--seed need --accel R")
+        return None
+    accels = tuple(int(a) if float(a).is_integer() else float(a) for a in args.accel)
+    if args.center_fraction is None:
+        fractions = tuple(_DEFAULT_CENTER_FRACTION.get(float(a), 0.32 / float(a)) for a in accels)
+    else:
+        fractions = tuple(args.center_fraction)
+    seed = args.seed
+    if seed is not None:
+        try:
+            seed = int(seed)
+        except ValueError:
+            raise UsageError(f"--seed must be an integer, got {seed!r}") from None
+    return Undersampling(args.mask_type or "random", accels, fractions, seed)
+
+
 def _progress(done: int, total: int) -> None:
-    sys.stderr.write(f"\rrecon: slice {done}/{total}")
-    if done == total:
-        sys.stderr.write("\n")
+    """A live counter on a terminal; plain lines (one per slice) when stderr is a file or pipe."""
+    if sys.stderr.isatty():
+        sys.stderr.write(f"\rrecon: slice {done}/{total}" + ("\n" if done == total else ""))
+    else:
+        sys.stderr.write(f"recon: slice {done}/{total}\n")
     sys.stderr.flush()
 
 
@@ -42,7 +87,8 @@ def main(args: argparse.Namespace) -> int:
     from recon.pipeline import reconstruct_file
 
     summary = reconstruct_file(args.input, args.output, method=args.method, overwrite=args.overwrite,
-                               progress=_progress, **options_from_args(args))
+                               progress=_progress, undersampling=undersampling_from_args(args),
+                               **options_from_args(args))
     if args.json:
         print(json.dumps(summary, indent=2))
     else:

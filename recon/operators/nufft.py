@@ -35,7 +35,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from recon.errors import UsageError, require
+from recon.errors import UsageError
 from recon.operators.base import LinearOperator
 
 BACKENDS = ("auto", "finufft", "torchkbnufft")
@@ -50,7 +50,9 @@ class _Finufft:
     """finufft plans for ``T`` trajectories ``(T, K, 2)``, cached per (type, n_trans, precision)."""
 
     def __init__(self, traj: torch.Tensor, shape: tuple[int, int], eps: dict[torch.dtype, float]):
-        self.finufft = require("finufft", "nufft", "the NUFFT")
+        import finufft
+
+        self.finufft = finufft
         self.traj = traj.detach().to("cpu", torch.float64).numpy()
         self.shape, self.eps = shape, eps
         self._plans: dict[tuple, list] = {}
@@ -94,7 +96,9 @@ class _TorchKbNufft:
     """torchkbnufft (Kaiser-Bessel interpolation in torch) for ``T`` trajectories ``(T, K, 2)``."""
 
     def __init__(self, traj: torch.Tensor, shape: tuple[int, int], eps: dict[torch.dtype, float]):
-        self.tkbn = require("torchkbnufft", "nufft", "the torchkbnufft NUFFT backend")
+        import torchkbnufft
+
+        self.tkbn = torchkbnufft
         self.omega = traj.detach().permute(0, 2, 1)  # (T, 2, K)
         self.shape = shape
         self._ops: dict[tuple, torch.nn.Module] = {}

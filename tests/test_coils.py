@@ -297,3 +297,7 @@ def test_gcc_keeps_more_than_svd(noisy):
         svd_compress(k)
     with pytest.raises(UsageError, match="num_coils must be between 1 and 8"):
         gcc_compress(k, num_coils=9)
+    with pytest.raises(UsageError, match="does not fit 8 coils"):
+        apply_coil_matrix(k, np.eye(4, dtype=np.complex64))
+    with pytest.raises(UsageError, match="readout length 112 applied to readout 56"):
+        compress(k[..., ::2, :], windowed)

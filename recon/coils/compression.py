@@ -51,7 +51,7 @@ def _choose_count(eigvals_desc: torch.Tensor, num_coils: int | None, energy: flo
         raise UsageError(f"energy must be in (0, 1], got {energy}")
     lam = eigvals_desc.clamp_min(0).reshape(-1, c).sum(0)
     frac = torch.cumsum(lam, 0) / lam.sum().clamp_min(1e-30)
-    return int(min(c, int(torch.searchsorted(frac, torch.tensor(float(energy) - 1e-7, dtype=frac.dtype)).item()) + 1))
+    return int(min(c, int(torch.searchsorted(frac, torch.tensor([float(energy) - 1e-7], dtype=frac.dtype, device=frac.device)).item()) + 1))
 
 
 def _kspace(kspace: ArrayLike) -> tuple[torch.Tensor, bool]:

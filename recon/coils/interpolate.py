@@ -36,11 +36,17 @@ def resample_matrix(length: int, size: int, device: torch.device | None = None) 
 def resample_2d(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Resample the last two axes of ``x`` (``(..., h, w)``, periodic, centred) to ``size`` = ``(H, W)``.
 
-    Separable Keys cubic interpolation (a = -0.5), applied as two small dense matrix products.
+    Separable Keys cubic interpolation (a = -0.5), applied as two small dense real matrix products.
     """
     h, w = x.shape[-2:]
     if (h, w) == tuple(size):
         return x
-    rh = resample_matrix(h, size[0], x.device).to(x.dtype)
-    rw = resample_matrix(w, size[1], x.device).to(x.dtype)
-    return rh @ x @ rw.transpose(0, 1)
+    rh = resample_matrix(h, size[0], x.device)
+    rw = resample_matrix(w, size[1], x.device).transpose(0, 1)
+    lead = x.shape[:-2]
+    if x.is_complex():
+        # real matrix products on (real, imag) planes: several times faster than complex matmul on CPU
+        planes = torch.view_as_real(x.reshape(-1, h, w)).permute(0, 3, 1, 2).reshape(-1, h, w)
+        out = (rh @ planes @ rw).reshape(-1, 2, size[0], size[1]).permute(0, 2, 3, 1).contiguous()
+        return torch.view_as_complex(out).reshape(lead + tuple(size))
+    return (rh.to(x.dtype) @ x.reshape(-1, h, w) @ rw.to(x.dtype)).reshape(lead + tuple(size))

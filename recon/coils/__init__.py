@@ -19,7 +19,7 @@ from recon.coils.compression import (
     svd_compress,
     svd_compression,
 )
-from recon.coils.espirit import EspiritResult, espirit, espirit_maps
+from recon.coils.espirit_calibration import EspiritResult, espirit, espirit_maps
 from recon.coils.noise import (
     apply_coil_matrix,
     noise_covariance,

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from recon.coils._tensor import ArrayLike, as_complex_tensor, with_slice_axis
-from recon.coils.espirit import normalize_phase
+from recon.coils.espirit_calibration import normalize_phase
 from recon.errors import UsageError
 
 

@@ -248,8 +248,8 @@ def espirit(
     maps = normalize_phase(maps, phase, reference)
     if grid != full:
         maps = resample_2d(maps, full)
-        norm = torch.linalg.vector_norm(maps, dim=2, keepdim=True)
-        maps = maps / norm.clamp_min(1e-12)
+        norm = (maps.real.square() + maps.imag.square()).sum(dim=2, keepdim=True).sqrt()
+        maps = maps * (1.0 / norm.clamp_min(1e-12))
         eig = resample_2d(eig, full)
     maps = maps * (eig > crop)[:, :, None].to(maps.dtype)
     return EspiritResult(

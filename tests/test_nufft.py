@@ -43,8 +43,9 @@ def nudft(x: torch.Tensor, traj: torch.Tensor) -> torch.Tensor:
 
 
 BACKENDS = ["finufft", "torchkbnufft"]
-# torchkbnufft's defaults (6-point Kaiser-Bessel, 2x grid) reach ~1e-3; finufft at eps=1e-5 reaches ~1e-5.
-ACCURACY = {"finufft": 1e-4, "torchkbnufft": 2e-3}
+# torchkbnufft's defaults (6-point Kaiser-Bessel, 2x grid) reach ~1e-3; finufft at its default eps=1e-4
+# reaches ~1e-4 (measured ~5e-5).
+ACCURACY = {"finufft": 3e-4, "torchkbnufft": 2e-3}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -71,7 +72,8 @@ def test_default_accuracy_is_better_than_1e3_and_double_is_exact():
     traj = random_traj()
     x = crandn(2, H, W, seed=5)
     ref = nudft(x, traj)
-    assert rel(NUFFT(traj, (H, W))(x), ref) < 1e-4
+    assert rel(NUFFT(traj, (H, W))(x), ref) < 1e-3
+    assert rel(NUFFT(traj, (H, W), eps=1e-6)(x), ref) < 1e-5
     assert rel(NUFFT(traj, (H, W))(x.to(torch.complex128)), ref) < 1e-10
 
 
@@ -91,8 +93,8 @@ def test_on_cartesian_grid_equals_fft2c():
         traj = torch.stack(torch.meshgrid(g0, g1, indexing="ij"), -1).reshape(-1, 2)
         x = crandn(2, h, w, seed=8)
         op = NUFFT(traj, (h, w))
-        assert rel(op(x), fft2c(x).reshape(2, -1)) < 1e-4
-        assert abs(power_norm(op, (h, w), iters=5) - 1.0) < 1e-4
+        assert rel(op(x), fft2c(x).reshape(2, -1)) < ACCURACY["finufft"]
+        assert abs(power_norm(op, (h, w), iters=5) - 1.0) < ACCURACY["finufft"]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -115,8 +117,8 @@ def test_toeplitz_normal_with_weights_and_per_slice_trajectories():
     assert y.shape == (2, 4, 300)
     for s in range(2):
         ref = nudft(x[s], traj[s, 0]) * weights[s].sqrt()
-        assert rel(y[s], ref) < 1e-4
-    assert rel(op.N(x), op.H(op(x))) < 1e-4
+        assert rel(y[s], ref) < ACCURACY["finufft"]
+    assert rel(op.N(x), op.H(op(x))) < ACCURACY["finufft"]
     ax, v = op(x), crandn(2, 4, 300, seed=12)
     assert abs(inner(ax, v) - inner(x, op.H(v))) / abs(inner(ax, v)) < 1e-5
     # gridding = F^H (w y)
@@ -130,7 +132,7 @@ def test_multicoil_sense_nufft_uses_toeplitz_and_matches():
     A = NUFFT(radial_traj(10, 32), (H, W)) @ SensitivityExpand(maps)
     x = crandn(H, W, seed=15)
     assert A(x).shape == (4, 320)
-    assert rel(A.N(x), A.H(A(x))) < 1e-4
+    assert rel(A.N(x), A.H(A(x))) < ACCURACY["finufft"]
     assert any(isinstance(op, ToeplitzNormal) for op in A.N.ops)
 
 

@@ -38,7 +38,7 @@ class SensitivityExpand(LinearOperator):
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         _check_image(y, self.maps, "coil images")
-        return coil_reduce(y, self._maps(y))
+        return coil_reduce(y, self._maps(y))  # sum_c conj(S_c) y_c
 
     def normal(self) -> LinearOperator:
         from recon.operators.sampling import Mask
@@ -48,4 +48,25 @@ class SensitivityExpand(LinearOperator):
 
 def coil_reduce(coil_images: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
     """``sum_c conj(S_c) y_c``: ``(..., C, H, W)`` coil images -> ``(..., H, W)``."""
-    return (maps.conj() * coil_images).sum(-3)
+    return coil_reduce_conj(coil_images, maps.conj().resolve_conj())
+
+
+def coil_reduce_conj(coil_images: torch.Tensor, maps_conj: torch.Tensor) -> torch.Tensor:
+    """``sum_c maps_conj_c * y_c`` over axis -3, given the conjugated maps.
+
+    One multiply-accumulate per coil (``addcmul_``) into an ``(..., H, W)`` accumulator: about half the memory
+    traffic of ``(maps_conj * y).sum(-3)``, and no temporary the size of the coil images.
+    """
+    n = coil_images.shape[-3]
+    if maps_conj.shape[-3] != n:
+        raise UsageError(f"coil images of shape {tuple(coil_images.shape)} do not fit maps of shape {tuple(maps_conj.shape)}")
+    out = coil_images.select(-3, 0) * maps_conj.select(-3, 0)
+    for c in range(1, n):
+        out = out.addcmul_(coil_images.select(-3, c), maps_conj.select(-3, c)) if _fits(out, coil_images, maps_conj) \
+            else out + coil_images.select(-3, c) * maps_conj.select(-3, c)
+    return out
+
+
+def _fits(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> bool:
+    """In-place accumulation is possible when ``out`` already has the broadcast shape of one coil's product."""
+    return tuple(out.shape) == tuple(torch.broadcast_shapes(out.shape, a.shape[:-3] + a.shape[-2:], b.shape[:-3] + b.shape[-2:]))

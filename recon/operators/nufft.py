@@ -39,7 +39,7 @@ from recon.errors import UsageError
 from recon.operators.base import LinearOperator
 
 BACKENDS = ("auto", "finufft", "torchkbnufft")
-DEFAULT_EPS = {torch.complex64: 1e-5, torch.complex128: 1e-12}
+DEFAULT_EPS = {torch.complex64: 1e-4, torch.complex128: 1e-12}
 
 
 def _cdtype(dtype: torch.dtype) -> torch.dtype:
@@ -67,6 +67,7 @@ class _Finufft:
                 plan = self.finufft.Plan(
                     kind, modes, n_trans=n_trans, eps=max(self.eps[dtype], 1e-6 if single else 1e-14),
                     isign=-1 if kind == 2 else 1, dtype="complex64" if single else "complex128",
+                    nthreads=torch.get_num_threads(),  # follow torch's thread setting
                 )
                 plan.setpts(np.ascontiguousarray(self.traj[t, :, 0], fdtype),
                             np.ascontiguousarray(self.traj[t, :, 1], fdtype))
@@ -151,7 +152,7 @@ class NUFFT(LinearOperator):
         ``A.N = F^H W F``); :meth:`gridding` gives the density-compensated reconstruction ``F^H (w y)``.
     backend: ``"auto"`` (finufft for CPU tensors, torchkbnufft for GPU tensors), ``"finufft"`` or
         ``"torchkbnufft"``.
-    eps: finufft's requested relative accuracy (default 1e-5 for complex64, 1e-12 for complex128);
+    eps: finufft's requested relative accuracy (default 1e-4 for complex64, 1e-12 for complex128);
         ignored by torchkbnufft.
     """
 

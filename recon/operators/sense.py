@@ -16,6 +16,7 @@ import torch
 
 from recon.errors import UsageError
 from recon.operators.base import Composition, LinearOperator
+from recon.operators.coils import coil_reduce_conj
 from recon.operators.fft import centred_phases
 from recon.operators.sampling import Mask, as_weight
 
@@ -40,7 +41,7 @@ class _Tensors:
         self._cache: dict[tuple[torch.dtype, str], tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = {}
 
     def get(self, dtype: torch.dtype, device: torch.device):
-        """``(S', M', |M|^2)`` for tensors of ``dtype`` on ``device``."""
+        """``(S', conj(S'), M', |M|^2)`` for tensors of ``dtype`` on ``device``."""
         cdtype = _complex_of(dtype)
         key = (cdtype, str(device))
         if key not in self._cache or self.maps.requires_grad:
@@ -54,7 +55,7 @@ class _Tensors:
                 m = as_weight(self.mask, cdtype).to(device)
                 mask_mod = (m * p_out).contiguous()
                 mask_sq = (m.abs() ** 2 if m.is_complex() else m * m).contiguous()
-            self._cache[key] = (maps_mod, mask_mod, mask_sq)
+            self._cache[key] = (maps_mod, maps_mod.conj().resolve_conj(), mask_mod, mask_sq)
         return self._cache[key]
 
 
@@ -94,15 +95,15 @@ class Sense(LinearOperator):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x, self.ishape, "image")
-        maps_mod, mask_mod, _ = self._t.get(x.dtype, x.device)
+        maps_mod, _, mask_mod, _ = self._t.get(x.dtype, x.device)
         k = torch.fft.fft2(maps_mod * x.unsqueeze(-3), norm="ortho")
         return _mul(k, mask_mod)
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         self._check(y, self.oshape[-2:], "k-space")
-        maps_mod, mask_mod, _ = self._t.get(y.dtype, y.device)
+        _, maps_conj, mask_mod, _ = self._t.get(y.dtype, y.device)
         z = torch.fft.ifft2(y * (mask_mod.conj() if mask_mod.is_complex() else mask_mod), norm="ortho")
-        return _mul(z, maps_mod.conj()).sum(-3)
+        return coil_reduce_conj(z, maps_conj)
 
     def normal(self) -> LinearOperator:
         if self.mask is None:
@@ -123,10 +124,10 @@ class SenseNormal(LinearOperator):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.sense._check(x, self.ishape, "image")
-        maps_mod, _, mask_sq = self.sense._t.get(x.dtype, x.device)
+        maps_mod, maps_conj, _, mask_sq = self.sense._t.get(x.dtype, x.device)
         k = torch.fft.fft2(maps_mod * x.unsqueeze(-3), norm="ortho")
         z = torch.fft.ifft2(_mul(k, mask_sq), norm="ortho")
-        return _mul(z, maps_mod.conj()).sum(-3)
+        return coil_reduce_conj(z, maps_conj)
 
     adjoint = forward
 

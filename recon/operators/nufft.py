@@ -8,14 +8,23 @@ k-space locations ``omega_k = (omega_k0, omega_k1)`` in radians per pixel, ``ome
 ``omega_k0`` is the frequency along H (axis -2, readout), ``omega_k1`` along W (axis -1). On the Cartesian
 grid ``omega = 2 pi (m - N//2) / N`` this is exactly ``fft2c`` (tested).
 
-Backend choice (measured by ``benchmarks/operators.py``; 2 CPU threads, complex64, error relative to an exact
-NUDFT in double precision on a 32x32 image with 3000 random points):
+Backend choice (``python benchmarks/operators.py`` on the 2-core CPU development machine, complex64; error
+relative to an exact NUDFT in double precision, 32x32 image, 3000 random points; time of forward + adjoint for
+8 coils, 256x256, radial 402 spokes x 512 samples):
 
-* **finufft** (default on CPU): error 1e-5 at our default ``eps=1e-5`` (tunable down to 1e-6 in single and
-  1e-13 in double precision), and the fastest by far: forward+adjoint for 8 coils, 256x256, radial 402x512
-  about 0.2 s, against about 1 s for SigPy (numba, error 5e-3 at its default width 4/oversampling 1.25) and
-  several seconds for torchkbnufft (pure torch, error 1e-3 at its defaults). Type 1 and type 2 share one
-  kernel, so the adjoint is exact to rounding.
+    backend                             error     fwd+adj
+    finufft eps=1e-3                    2.0e-3     53 ms
+    finufft eps=1e-4 (our default)      1.3e-4     69 ms
+    finufft eps=1e-5                    6.8e-6    139 ms
+    finufft complex128 eps=1e-12        8.7e-13
+    pytorch_finufft (eps=1e-4)          (same library)  70 ms
+    torchkbnufft (defaults)             7.0e-4    722 ms
+    sigpy (width 4, oversampling 1.25)  7.0e-3    416 ms
+    our Toeplitz normal A.N (8 coils)               14 ms
+
+* **finufft** (default on CPU): the most accurate and the fastest (6x faster than SigPy at 50x better accuracy). Type 1
+  and type 2 share one kernel, so the adjoint is exact to rounding. The pytorch_finufft wrapper costs the
+  same but re-plans on every call and has no Toeplitz form, so we wrap finufft's cached plans ourselves.
 * **torchkbnufft**: pure torch, so it runs on GPU tensors as they are; used for CUDA tensors (``backend="auto"``)
   and selectable on CPU.
 

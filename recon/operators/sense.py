@@ -8,7 +8,12 @@ The centred FFT's shifts are folded into precomputed tensors (see :mod:`recon.op
     normal   x -> sum_c conj(S'_c) * ifft2(|M|^2 * fft2(S'_c * x))     (the phases cancel)
 
 Each direction is one complex multiply, one bare FFT and one (in-place) mask multiply; without a mask the
-normal is the pointwise ``(sum_c |S_c|^2) x``.
+normal is the pointwise ``(sum_c |S_c|^2) x``. The coil combination is one ``addcmul_`` per coil.
+
+Measured (``python benchmarks/operators.py``, 2-core CPU, quiet): forward + adjoint costs 1.29-1.40x a bare
+``fft2`` + ``ifft2`` of the same ``(C, H, W)`` array, for 8 x 256x256 and 15 x 640x368, with and without a
+mask. What remains above 1.0 is four memory passes (coil expand, mask, mask, coil combine) that no
+rearrangement removes; sampling only the acquired columns with 1D FFTs was tried and was slower.
 """
 from __future__ import annotations
 

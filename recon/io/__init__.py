@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from recon.errors import CorruptFileError, FormatError, InputError
+from recon.errors import FormatError
 from recon.io.types import Header, InMemoryRawFile, RawData, RawFile, validate_kspace
 from recon.io.atomic import atomic_path, check_output_path
+from recon.io.paths import check_input_file
 
 __all__ = [
     "Header", "RawData", "RawFile", "InMemoryRawFile", "validate_kspace",
@@ -35,12 +36,7 @@ def detect_format(path: str | Path) -> str:
 
         bart_pair(path)  # raises when one half of the pair is missing
         return "bart"
-    if not path.exists():
-        raise InputError("file not found", path)
-    if path.is_dir():
-        raise InputError("is a folder, not a file", path)
-    if path.stat().st_size == 0:
-        raise CorruptFileError("file is empty", path)
+    check_input_file(path)
     if kind == "twix":
         return "twix"
     from recon.io.hdf5 import hdf5_kind

@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from recon.errors import CorruptFileError, DataError, InputError, MissingDependencyError, UsageError, require
+from recon.errors import CorruptFileError, DataError, MissingDependencyError, UsageError, require
+from recon.io.paths import check_input_file
 from recon.io.types import Header, InMemoryRawFile, RawData, RawFile
 
 __all__ = ["open_twix", "twix_version"]
@@ -168,13 +169,7 @@ def open_twix(path: str | Path, *, remove_oversampling: bool = True, measurement
 
     The k-space is ``(slices, coils, H, W)`` complex64 on the scanner's scale; see ``data_specs/twix.md``.
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError("file not found", path)
-    if path.is_dir():
-        raise InputError("is a folder, not a file", path)
-    if path.stat().st_size == 0:
-        raise CorruptFileError("file is empty", path)
+    path = check_input_file(path)
     version = twix_version(path)
     try:
         twixtools = require("twixtools", "twix", "reading Siemens twix files")

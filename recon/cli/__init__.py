@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "info": "recon.cli.info",
     "run": "recon.cli.run",
     "demo": "recon.cli.demo",
+    "eval": "recon.cli.eval",
 }
 
 

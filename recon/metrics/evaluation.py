@@ -1,0 +1,221 @@
+"""fastMRI's evaluation over two folders (what ``recon eval`` runs).
+
+The rules of ``fastmri/evaluate.py``:
+
+* targets: fastMRI files with ``reconstruction_rss`` (multi-coil) or ``reconstruction_esc`` (single-coil);
+  predictions: the file of the same (relative) name in the predictions folder, dataset ``reconstruction``;
+* ``acquisition``: keep only targets whose ``acquisition`` attribute equals it;
+* ``acceleration``: keep only targets whose ``acceleration`` attribute equals it (fastMRI's test/challenge
+  files carry it). A fully sampled target has none; then the prediction's ``mask_acceleration`` attribute
+  (written by ``recon run --accel``) is used;
+* both volumes are centre-cropped to ``(W, W)``, ``W`` the target's width (:func:`fastmri_crop_size`), and
+  NMSE, PSNR, SSIM computed per volume (:func:`recon.metrics.volume_metrics`), with mean and standard deviation
+  over volumes (sample standard deviation, ``ddof = 1``, as fastMRI's ``runstats``; 0 for one volume).
+
+Differences from fastMRI, where fastMRI would crash: a missing prediction, a target without a reference and
+shapes that cannot be compared are :mod:`recon.errors` exceptions naming the files; sub-folders are searched
+(``OUT_DIR`` of ``recon batch`` mirrors its input folder); hidden files (``.name.part`` temporaries) are skipped.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recon.errors import DataError, FormatError, InputError
+from recon.metrics.fidelity import METRIC_NAMES, fastmri_crop_size, volume_metrics
+
+#: target datasets, in the order they are looked for
+TARGET_KEYS = ("reconstruction_rss", "reconstruction_esc")
+H5_SUFFIXES = (".h5", ".hdf5")
+
+
+@dataclass
+class EvalResult:
+    """Per-volume metrics and their statistics.
+
+    Attributes
+    ----------
+    files: relative target path -> ``{"nmse", "psnr", "ssim"}`` (plus ``slices``), in sorted order.
+    mean, std: metric -> mean / sample standard deviation over the volumes (std 0 for a single volume).
+    skipped: relative names of targets left out by the ``acquisition`` / ``acceleration`` filters.
+    """
+
+    files: dict[str, dict[str, float]]
+    mean: dict[str, float]
+    std: dict[str, float]
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.files)
+
+    def summary_line(self) -> str:
+        """fastMRI's printout: ``NMSE = m +/- 2 std  PSNR = ...  SSIM = ...`` (``.4g``)."""
+        return "  ".join(f"{name.upper()} = {self.mean[name]:.4g} +/- {2 * self.std[name]:.4g}"
+                         for name in METRIC_NAMES)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"nmse": {"mean", "std"}, "psnr": ..., "ssim": ..., "count", "files": {name: {...}}, "skipped"}``;
+        non-finite values (PSNR of a perfect prediction) become None so that the result is valid JSON."""
+        out: dict[str, Any] = {name: {"mean": _finite(self.mean[name]), "std": _finite(self.std[name])}
+                               for name in METRIC_NAMES}
+        out["count"] = self.count
+        out["files"] = {k: {m: _finite(v) if isinstance(v, float) else v for m, v in vals.items()}
+                        for k, vals in self.files.items()}
+        out["skipped"] = list(self.skipped)
+        return out
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _statistics(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof 1; 0 for fewer than two values)."""
+    arr = np.asarray(values, dtype=np.float64)
+    mean = float(arr.mean())
+    std = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
+    return mean, std
+
+
+def _text(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _same_number(value: Any, wanted: float) -> bool:
+    try:
+        return float(_text(value)) == float(wanted)
+    except (TypeError, ValueError):
+        return False
+
+
+def _list_targets(target_dir: Path) -> list[Path]:
+    return sorted(p for p in target_dir.rglob("*")
+                  if p.is_file() and p.suffix.lower() in H5_SUFFIXES
+                  and not any(part.startswith(".") for part in p.relative_to(target_dir).parts))
+
+
+def _check_dir(path: str | Path, what: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{what} folder does not exist", p)
+    if not p.is_dir():
+        raise InputError(f"{what} is not a folder", p)
+    return p
+
+
+def _read_target(path: Path, recon_key: str | None) -> tuple[np.ndarray, dict[str, Any]]:
+    from recon.io.hdf5 import open_h5
+
+    with open_h5(path) as f:
+        keys = (recon_key,) if recon_key else TARGET_KEYS
+        key = next((k for k in keys if k in f), None)
+        if key is None:
+            raise FormatError(f"target has no {' or '.join(keys)} dataset; datasets: {sorted(f.keys()) or 'none'}",
+                              path)
+        attrs = {k: _text(v) for k, v in f.attrs.items()}
+        try:
+            data = np.asarray(f[key][()])
+        except Exception as exc:  # h5py raises OSError/KeyError/RuntimeError for damaged files
+            raise InputError(f"cannot read '{key}': {exc}", path) from None
+    if data.ndim != 3:
+        raise DataError(f"'{key}' must be (slices, H, W), got shape {data.shape}", path)
+    return data, attrs
+
+
+def _h5_attrs(path: Path) -> dict[str, Any]:
+    """The file attributes of an HDF5 file (bytes decoded, numpy scalars as Python values)."""
+    from recon.io.hdf5 import open_h5
+
+    with open_h5(path) as f:
+        return {k: _text(v) for k, v in f.attrs.items()}
+
+
+def evaluate_folders(
+    target_dir: str | Path,
+    predictions_dir: str | Path,
+    *,
+    acquisition: str | None = None,
+    acceleration: float | None = None,
+    recon_key: str | None = None,
+) -> EvalResult:
+    """fastMRI's evaluation of every target in ``target_dir`` against ``predictions_dir`` (see module doc).
+
+    Parameters
+    ----------
+    target_dir: fastMRI files (``.h5``) with ``reconstruction_rss`` or ``reconstruction_esc`` ``(S, H, W)``.
+    predictions_dir: files of the same relative names with ``reconstruction`` ``(S, h, w)`` float32.
+    acquisition, acceleration: fastMRI's filters (None: all volumes).
+    recon_key: the target dataset to use; None = ``reconstruction_rss``, else ``reconstruction_esc``.
+
+    Raises
+    ------
+    InputError: a folder is missing, no target matches, predictions are missing (all listed);
+    DataError: a prediction's shape does not fit its target's.
+    """
+    from recon.io.fastmri import read_reconstruction
+
+    tdir = _check_dir(target_dir, "target")
+    pdir = _check_dir(predictions_dir, "predictions")
+    targets = _list_targets(tdir)
+    if not targets:
+        raise InputError("no .h5 target files", tdir)
+
+    selected: list[tuple[str, Path, Path]] = []
+    skipped: list[str] = []
+    missing: list[str] = []
+    for tpath in targets:
+        rel = tpath.relative_to(tdir).as_posix()
+        ppath = pdir / rel
+        attrs = _h5_attrs(tpath)
+        if acquisition is not None and _text(attrs.get("acquisition")) != acquisition:
+            skipped.append(rel)
+            continue
+        if acceleration is not None:
+            if "acceleration" in attrs:
+                if not _same_number(attrs["acceleration"], acceleration):
+                    skipped.append(rel)
+                    continue
+            elif not ppath.is_file():
+                missing.append(rel)
+                continue
+            elif not _same_number(_h5_attrs(ppath).get("mask_acceleration"), acceleration):
+                skipped.append(rel)
+                continue
+        if not ppath.is_file():
+            missing.append(rel)
+            continue
+        selected.append((rel, tpath, ppath))
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise InputError(f"{len(missing)} prediction(s) missing for targets: {shown}", pdir)
+    if not selected:
+        filters = ", ".join(f"{k}={v}" for k, v in (("acquisition", acquisition), ("acceleration", acceleration))
+                            if v is not None)
+        raise InputError(f"no target files match ({filters}); {len(targets)} target(s) found", tdir)
+
+    files: dict[str, dict[str, float]] = {}
+    for rel, tpath, ppath in selected:
+        target, _ = _read_target(tpath, recon_key)
+        prediction, _ = read_reconstruction(ppath)
+        size = fastmri_crop_size(target.shape)
+        if prediction.shape[0] != target.shape[0] or prediction.shape[-2] < size[0] \
+                or prediction.shape[-1] < size[1]:
+            raise DataError(f"prediction shape {prediction.shape} does not fit target shape {target.shape} "
+                            f"(both are centre-cropped to {size[0]} x {size[1]})", ppath)
+        metrics = volume_metrics(target, prediction, crop=size)
+        files[rel] = {**metrics, "slices": int(target.shape[0])}
+    mean: dict[str, float] = {}
+    std: dict[str, float] = {}
+    for name in METRIC_NAMES:
+        mean[name], std[name] = _statistics([v[name] for v in files.values()])
+    return EvalResult(files, mean, std, skipped)
+

@@ -172,10 +172,13 @@ def reconstruct_file(
     Returns
     -------
     ``{"input", "output", "method", "parameters", "format", "shape", "seconds", "recon_version"}``; ``shape``
-    is the written ``(S, h, w)``, ``seconds`` the wall time of reading + reconstructing + writing.
+    is the written ``(S, h, w)``, ``seconds`` the wall time of reading + reconstructing + writing; plus
+    ``"metrics": {"nmse", "psnr", "ssim"}`` (also ``metric_*`` attributes of an ``.h5``) when the input has a
+    reference or is undersampled retrospectively (:mod:`recon.metrics.reference`).
     """
     from recon import __version__
     from recon.io import open_raw
+    from recon.metrics.reference import reference_metrics, reference_slice
 
     start = time.perf_counter()
     kind = output_kind(output_path)
@@ -190,10 +193,12 @@ def reconstruct_file(
         extras: dict[str, list[np.ndarray]] = {}
         total = raw_file.num_slices
         mask = mask_info = None
+        references: list[np.ndarray | None] = []  # per-slice references for the metrics
         if undersampling is not None:
             mask, mask_info = undersampling.mask_for(input_path, raw_file.shape)
         for i in range(total):
             raw = raw_file.read_slices(i)
+            references.append(reference_slice(raw, crop, fully_sampled_rss=mask is not None))
             if mask is not None:
                 if i == 0 and raw.is_undersampled:
                     raise UsageError(
@@ -210,6 +215,7 @@ def reconstruct_file(
                 progress(i + 1, total)
     reconstruction = np.concatenate(slices, axis=0)
     datasets = {k: np.concatenate(vs, axis=0) for k, vs in extras.items()}
+    metrics = reference_metrics(reconstruction, references)  # None without a reference
     parameters = {"method": method, **{k: v for k, v in options.items()}}
     if mask is not None:
         from recon.sampling import acquired_mask
@@ -228,6 +234,8 @@ def reconstruct_file(
             "format": fmt,
             "acquisition": header.acquisition,
         }
+        if metrics is not None:
+            attrs.update({f"metric_{k}": v for k, v in metrics.items()})
         if mask_info is not None:
             attrs.update({k if k.startswith("mask_") else f"mask_{k}": v for k, v in mask_info.items() if v is not None})
         write_reconstruction(out, reconstruction, attrs=attrs, datasets=datasets or None, overwrite=overwrite)
@@ -245,4 +253,5 @@ def reconstruct_file(
         "shape": list(reconstruction.shape),
         "seconds": round(time.perf_counter() - start, 4),
         "recon_version": __version__,
+        **({"metrics": metrics} if metrics is not None else {}),
     }

@@ -83,6 +83,14 @@ def options_from_args(args: argparse.Namespace) -> dict:
     return options
 
 
+def _metrics_text(summary: dict) -> str:
+    """``, NMSE 0.0123, PSNR 31.20 dB, SSIM 0.8765`` when the summary has metrics, else ``""``."""
+    m = summary.get("metrics")
+    if not m:
+        return ""
+    return f", NMSE {m['nmse']:.4g}, PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}"
+
+
 def main(args: argparse.Namespace) -> int:
     from recon.pipeline import reconstruct_file
 
@@ -94,5 +102,5 @@ def main(args: argparse.Namespace) -> int:
     else:
         shape = " x ".join(str(v) for v in summary["shape"])
         print(f"{summary['output']}: {summary['method']} reconstruction of {summary['input']} "
-              f"({summary['format']}), {shape}, {summary['seconds']:.2f} s")
+              f"({summary['format']}), {shape}, {summary['seconds']:.2f} s" + _metrics_text(summary))
     return 0

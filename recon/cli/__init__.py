@@ -17,6 +17,8 @@ SUBCOMMANDS = {
     "run": "recon.cli.run",
     "demo": "recon.cli.demo",
     "eval": "recon.cli.eval",
+    "batch": "recon.cli.batch",
+    "simulate": "recon.cli.simulate",
 }
 
 

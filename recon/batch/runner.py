@@ -1,0 +1,265 @@
+"""``run_batch``: reconstruct every input of a folder into an output folder, resumably.
+
+Order of work: find the inputs (:mod:`recon.batch.discovery`) -> create ``OUTPUT_DIR`` and take its lock (two
+runs never write one folder) -> remove stale ``.*.part`` temporaries of a killed run -> sort each input into
+*skip* (finished output with matching attributes, :mod:`recon.batch.resume`), *fail* (an output exists with
+other settings) or *run* -> write the manifest (so an unwritable folder fails before any work) -> run the tasks
+on the backend, updating the manifest as each finishes -> final manifest and summary table.
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from recon.batch.backends import Backend, make_backend
+from recon.batch.discovery import DEFAULT_PATTERN, find_inputs
+from recon.batch.manifest import MANIFEST_NAME, METRIC_NAMES, Manifest, load_manifest, software_versions
+from recon.batch.progress import BatchProgress
+from recon.batch.resume import FINISHED, MISMATCH, MISSING, output_state
+from recon.batch.tasks import FileTask
+from recon.errors import OutputError, UsageError
+
+#: metric tiers ``recon batch --tiers`` accepts (the fidelity tier: NMSE/PSNR/SSIM)
+SUPPORTED_TIERS = ("pixel",)
+LOCK_NAME = ".recon_batch.lock"
+
+
+@dataclass
+class BatchResult:
+    """What :func:`run_batch` returns: the manifest's path and content, and the exit code (0, or 1 when any
+    file failed)."""
+
+    manifest_path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return self.manifest["summary"]
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.summary["failed"] else 0
+
+
+@contextlib.contextmanager
+def output_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder/.recon_batch.lock`` (released by the OS if the process dies)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no lock
+        yield
+        return
+    path = folder / LOCK_NAME
+    try:
+        fh = open(path, "a+")
+    except OSError as exc:
+        raise OutputError(f"cannot write in the output folder: {exc.strerror or exc}", folder) from None
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise UsageError("another recon batch is writing to this output folder", folder) from None
+        yield
+    finally:
+        fh.close()
+
+
+def _remove_stale_parts(output: Path) -> None:
+    """Delete ``.NAME.*.part`` temporaries left beside ``output`` by a killed run."""
+    if output.parent.is_dir():
+        for part in output.parent.glob(f".{output.name}.*.part"):
+            with contextlib.suppress(OSError):
+                part.unlink()
+
+
+def _parse_tiers(tiers: Sequence[str] | str | None) -> list[str]:
+    if tiers is None:
+        return ["pixel"]
+    names = [t.strip() for t in (tiers.split(",") if isinstance(tiers, str) else tiers) if t.strip()]
+    unknown = [t for t in names if t not in SUPPORTED_TIERS]
+    if unknown:
+        raise UsageError(f"recon batch scores the tier(s) {', '.join(SUPPORTED_TIERS)}; not {', '.join(unknown)} "
+                         "(run 'recon eval' on OUTPUT_DIR for other tiers)")
+    return names
+
+
+def _undersampling_dict(u: Any) -> dict[str, Any] | None:
+    if u is None:
+        return None
+    return {"mask_type": u.mask_type, "accelerations": list(u.accelerations),
+            "center_fractions": list(u.center_fractions), "seed": u.seed}
+
+
+def run_batch(
+    input_dir: str | Path,
+    output_dir: str | Path,
+    *,
+    method: str = "zero-filled",
+    options: dict[str, Any] | None = None,
+    undersampling: Any = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    backend: Backend | None = None,
+    resume: bool = True,
+    limit: int | None = None,
+    pattern: str = DEFAULT_PATTERN,
+    target_dir: str | Path | None = None,
+    tiers: Sequence[str] | str | None = None,
+    live: bool | None = None,
+    stream: TextIO | None = None,
+    command: Sequence[str] | None = None,
+) -> BatchResult:
+    """Reconstruct every input under ``input_dir`` into ``output_dir`` (same relative paths, ``.h5``).
+
+    Parameters
+    ----------
+    method, options, undersampling: as :func:`recon.pipeline.reconstruct_file` (the ``recon run`` options).
+    workers: local worker processes (default: the number of cores) or Dask LocalCluster workers.
+    scheduler: None (local process pool), ``"local"`` (Dask LocalCluster) or a Dask scheduler address.
+    backend: a ready :class:`~recon.batch.backends.Backend` instead of ``workers``/``scheduler``.
+    resume: skip inputs whose output is finished with the same settings; an output made with other
+        settings is that file's failure. False: reconstruct everything, overwriting existing outputs.
+    limit, pattern: which inputs (:func:`recon.batch.discovery.find_inputs`).
+    target_dir: folder of ground-truth files at the same relative paths: score each output against its
+        target's ``reconstruction_rss`` (NMSE/PSNR/SSIM, as ``recon eval``).
+    tiers: metric tiers (only ``pixel``).
+    live: progress bar (True) or log lines (False); None = bar when ``stream`` is a terminal.
+    stream: where progress goes (stderr); the summary table is the caller's to print (:func:`format_summary`).
+    command: the command line, recorded in the manifest.
+
+    Raises :class:`UsageError`/:class:`InputError`/:class:`OutputError` for problems of the whole run
+    (before any work where possible); failures of single files are recorded, never raised.
+    """
+    from recon import __version__
+    from recon.pipeline import get_method
+
+    options = dict(options or {})
+    get_method(method, options)  # unknown method or option: a usage error before anything else
+    tier_names = _parse_tiers(tiers)
+    out_root = Path(output_dir).absolute()
+    items = find_inputs(input_dir, out_root, pattern=pattern, limit=limit)
+    if not items:
+        raise UsageError(f"no input files match {pattern!r} under {Path(input_dir)}")
+    target_root = Path(target_dir).absolute() if target_dir is not None else None
+    if target_root is not None and not target_root.is_dir():
+        raise UsageError("--target-dir is not a folder", target_root)
+    if out_root.exists() and not out_root.is_dir():
+        raise OutputError("output path exists and is not a folder", out_root)
+    try:
+        out_root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the output folder: {exc.strerror or exc}", out_root) from None
+    if backend is None:
+        backend = make_backend(workers, scheduler)
+
+    stream = stream if stream is not None else sys.stderr
+    with output_lock(out_root):
+        previous = load_manifest(out_root / MANIFEST_NAME) or {"files": {}}
+        header = {
+            "command": list(command) if command is not None else None,
+            "input_dir": str(Path(input_dir).absolute()),
+            "output_dir": str(out_root),
+            "parameters": {"method": method, "options": options, "undersampling": _undersampling_dict(undersampling),
+                           "pattern": pattern, "limit": limit, "resume": resume,
+                           "target_dir": str(target_root) if target_root else None, "tiers": tier_names},
+            "versions": software_versions(),
+            "backend": backend.describe(),
+        }
+        manifest = Manifest(out_root / MANIFEST_NAME, header,
+                            [(it.rel, str(it.input), str(it.output)) for it in items])
+        tasks: list[FileTask] = []
+        skipped = 0
+        for it in items:
+            _remove_stale_parts(it.output)
+            target = None
+            if target_root is not None:
+                tpath = (target_root / it.rel).with_suffix(".h5")
+                if tpath.is_file():
+                    target = str(tpath)
+                else:
+                    manifest.record(it.rel, metrics_error={"type": "InputError",
+                                                           "message": f"{tpath}: no target file"})
+            if resume:
+                state = output_state(it.output, input_name=it.input.name, method=method, options=options,
+                                     undersampling=undersampling, version=__version__)
+                if state.state == FINISHED:
+                    old = previous["files"].get(it.rel) or {}
+                    metrics = old.get("metrics") if old.get("status") in ("ok", "skipped") else None
+                    manifest.record(it.rel, status="skipped", slices=state.slices, seconds=0.0, metrics=metrics)
+                    skipped += 1
+                    continue
+                if state.state != MISSING:
+                    if state.state == MISMATCH:
+                        why = (f"an output made with other settings exists ({state.reason}); "
+                               "use another OUTPUT_DIR, or --no-resume to overwrite it")
+                    else:
+                        why = f"the existing output {state.reason}; remove it, or --no-resume to overwrite it"
+                    manifest.record(it.rel, status="failed", error={"type": "OutputError",
+                                                                     "message": f"{it.output}: {why}"})
+                    continue
+            tasks.append(FileTask(rel=it.rel, input=str(it.input), output=str(it.output), method=method,
+                                  options=options, undersampling=undersampling, overwrite=not resume,
+                                  target=target, threads=backend.threads_per_task()))
+        manifest.write()  # fails here, before any work, if OUTPUT_DIR is not writable
+
+        progress = BatchProgress(len(tasks), stream=stream, live=live)
+        pre_failed = sum(1 for e in manifest.files.values() if e["status"] == "failed")
+        progress.log(f"{len(items)} input(s) under {Path(input_dir)}; skipped {skipped} finished"
+                     + (f"; {pre_failed} with conflicting outputs" if pre_failed else "")
+                     + f"; {len(tasks)} to reconstruct on {backend.name} ({backend.workers} worker(s))")
+        state = "interrupted"
+        try:
+            if tasks:
+                with backend:
+                    header["backend"] = backend.describe()
+                    manifest.data["backend"] = header["backend"]
+                    for result in backend.run(tasks):
+                        rel = result.pop("rel")
+                        manifest.record(rel, **result)
+                        manifest.write()
+                        result["rel"] = rel
+                        progress.update(result)
+            state = "finished"
+        finally:
+            progress.close()
+            with contextlib.suppress(OutputError):
+                manifest.write(state)
+    return BatchResult(manifest.path, manifest.data)
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def format_summary(manifest: dict[str, Any], max_rows: int = 50) -> str:
+    """The end-of-run table: one row per file (the first ``max_rows``), aggregates and failures."""
+    files = manifest["files"]
+    s = manifest["summary"]
+    lines = [f"recon batch: {s['files']} file(s): {s['ok']} reconstructed, {s['skipped']} skipped (finished "
+             f"earlier), {s['failed']} failed" + (f", {s['pending']} not done" if s["pending"] else "")
+             + f"; {s['slices']} slices in {s['seconds']:.1f} s"
+             + (f" ({s['slices_per_second']:.2f} slices/s)" if s.get("slices_per_second") else "")]
+    width = min(max((len(r) for r in files), default=4), 60)
+    lines.append(f"{'file':<{width}}  {'status':<7} {'slices':>6} {'seconds':>8} {'NMSE':>9} {'PSNR':>7} {'SSIM':>7}")
+    for i, (rel, e) in enumerate(files.items()):
+        if i == max_rows:
+            lines.append(f"... {len(files) - max_rows} more in {manifest.get('output_dir', '')}/{MANIFEST_NAME}")
+            break
+        m = e.get("metrics") or {}
+        lines.append(f"{rel:<{width}}  {e['status']:<7} {_fmt(e.get('slices'), 'd'):>6} "
+                     f"{_fmt(e.get('seconds'), '.2f'):>8} {_fmt(m.get('nmse'), '.4g'):>9} "
+                     f"{_fmt(m.get('psnr'), '.2f'):>7} {_fmt(m.get('ssim'), '.4f'):>7}")
+    agg = s.get("metrics")
+    if agg:
+        parts = [f"{name.upper()} {agg[name]['mean']:.4g} ± {agg[name]['std']:.2g}"
+                 for name in METRIC_NAMES if agg.get(name) and agg[name]["mean"] is not None]
+        lines.append(f"mean ± std over {max(a['n'] for a in agg.values())} volume(s): " + ", ".join(parts))
+    failed = [(rel, e) for rel, e in files.items() if e["status"] == "failed"]
+    if failed:
+        lines.append("failed:")
+        lines.extend(f"  {rel}: {e['error']['type']}: {e['error']['message']}" for rel, e in failed)
+    return "\n".join(lines)

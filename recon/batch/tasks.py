@@ -1,0 +1,146 @@
+"""The unit of batch work: reconstruct one file (and score it), in whatever process a backend picks.
+
+:func:`run_task` never raises for a bad file: every exception becomes a ``failed`` result naming the error
+type and its one-line reason, so one corrupt input cannot stop a batch. It is a plain module-level function
+of a picklable :class:`FileTask`, so the local process pool and Dask run exactly the same code.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: datasets of a target (ground-truth) file, in the order they are looked for (fastMRI's keys first)
+TARGET_KEYS = ("reconstruction_rss", "reconstruction_esc", "reconstruction")
+
+
+@dataclass(frozen=True)
+class FileTask:
+    """Everything a worker needs for one input (picklable; paths as strings).
+
+    Attributes
+    ----------
+    rel: the input's relative path (the manifest key).
+    input, output: absolute paths; the output's folder is created if missing.
+    method, options, undersampling: passed to :func:`recon.pipeline.reconstruct_file`.
+    overwrite: replace an existing output (``--no-resume``).
+    target: a ground-truth file (``--target-dir``) to score against, or None.
+    threads: torch intra-op threads for this task (None = leave the worker's setting).
+    """
+
+    rel: str
+    input: str
+    output: str
+    method: str = "zero-filled"
+    options: dict[str, Any] = field(default_factory=dict)
+    undersampling: Any = None
+    overwrite: bool = False
+    target: str | None = None
+    threads: int | None = None
+
+
+def _error(exc: BaseException) -> dict[str, str]:
+    from recon.errors import ReconError
+
+    if isinstance(exc, ReconError):
+        message = str(exc)
+    else:  # an unexpected failure: keep its type and first line, never a traceback in the manifest
+        text = str(exc).strip().splitlines()
+        message = text[0] if text else repr(exc)
+    return {"type": type(exc).__name__, "message": message}
+
+
+def _make_parents(output: Path) -> list[Path]:
+    """Create the output's missing parent folders; return those created (deepest last)."""
+    created: list[Path] = []
+    missing = [p for p in reversed(output.parents) if not p.exists()]
+    for folder in missing:
+        try:
+            folder.mkdir()
+        except FileExistsError:  # another worker made it
+            continue
+        created.append(folder)
+    return created
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
+
+
+def read_target(path: str | Path) -> "Any":
+    """The ground-truth volume ``(slices, h, w)`` float32 of a target file (first of :data:`TARGET_KEYS`)."""
+    import numpy as np
+
+    from recon.errors import InputError
+    from recon.io.hdf5 import open_h5
+
+    with open_h5(path) as f:
+        for key in TARGET_KEYS:
+            if key in f:
+                return np.asarray(f[key][()], dtype=np.float32)
+    raise InputError(f"target has none of the datasets {', '.join(TARGET_KEYS)}", path)
+
+
+def score(target: "Any", prediction: "Any") -> dict[str, float] | None:
+    """NMSE/PSNR/SSIM of ``prediction`` against ``target`` (``(slices, h, w)``) with :mod:`recon.metrics`;
+    None when that module does not provide ``volume_metrics`` (yet)."""
+    try:
+        from recon.metrics import volume_metrics
+    except ImportError:
+        return None
+    return {k: float(v) for k, v in volume_metrics(target, prediction).items()}
+
+
+def score_files(target_path: str | Path, output_path: str | Path) -> dict[str, float] | None:
+    """Score a written reconstruction against a target file (what ``--target-dir`` does per file)."""
+    from recon.io.fastmri import read_reconstruction
+
+    prediction, _ = read_reconstruction(output_path)
+    return score(read_target(target_path), prediction)
+
+
+def run_task(task: FileTask) -> dict[str, Any]:
+    """Reconstruct ``task.input`` into ``task.output``; return a JSON-serialisable result.
+
+    Returns
+    -------
+    ``{"rel", "status": "ok"|"failed", "seconds", "slices", "shape", "metrics", "error", "worker"}``:
+    ``metrics`` is ``{"nmse", "psnr", "ssim"}`` or None; ``error`` is ``{"type", "message"}`` or None;
+    ``worker`` is ``host:pid`` of the process that ran it.
+    """
+    start = time.perf_counter()
+    result: dict[str, Any] = {"rel": task.rel, "status": "failed", "seconds": 0.0, "slices": 0, "shape": None,
+                              "metrics": None, "error": None, "worker": f"{socket.gethostname()}:{os.getpid()}"}
+    created: list[Path] = []
+    try:
+        if task.threads:
+            import torch
+
+            if torch.get_num_threads() != task.threads:
+                torch.set_num_threads(task.threads)
+        from recon.pipeline import reconstruct_file
+
+        output = Path(task.output)
+        created = _make_parents(output)
+        summary = reconstruct_file(task.input, output, method=task.method, overwrite=task.overwrite,
+                                   undersampling=task.undersampling, **task.options)
+        created = []  # the output is written: keep its folders
+        result.update(status="ok", shape=summary["shape"], slices=int(summary["shape"][0]),
+                      metrics=summary.get("metrics"))
+        if task.target is not None:
+            try:
+                result["metrics"] = score_files(task.target, output)
+            except Exception as exc:  # the reconstruction stands; say why it has no score
+                result["metrics_error"] = _error(exc)
+    except Exception as exc:  # per-file isolation: record and go on
+        result["error"] = _error(exc)
+        _remove_empty(created)
+    result["seconds"] = round(time.perf_counter() - start, 4)
+    return result

@@ -1,0 +1,83 @@
+"""``recon batch INPUT_DIR OUTPUT_DIR``: reconstruct a whole folder, resumably, locally or on Dask.
+
+Every ``recon run`` option (method, solver, undersampling, device) is accepted: they are copied from the
+``run`` parser itself, so an option added there works here too. Progress goes to stderr; the summary table
+to stdout. Exit code 0 when every file succeeded (or was skipped as finished), 1 when any file failed, 2 for
+bad usage or an unusable output folder.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+#: ``recon run`` options that make no sense per batch (batch has --resume/--no-resume instead of --overwrite)
+_RUN_ONLY = {"input", "output", "overwrite", "json", "help"}
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """Copy the options of ``recon run`` (with their argument groups) onto ``p``."""
+    from recon.cli import run as run_cli
+
+    holder = argparse.ArgumentParser(add_help=False)
+    sub = holder.add_subparsers()
+    run_cli.add_parser(sub)
+    run_p = sub.choices["run"]
+    for group in run_p._action_groups:
+        actions = [a for a in group._group_actions if a.dest not in _RUN_ONLY]
+        if not actions:
+            continue
+        plain = group.title in ("options", "optional arguments", "positional arguments")
+        target = p if plain else p.add_argument_group(group.title, group.description)
+        for action in actions:
+            target._add_action(action)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "batch", help="reconstruct every raw file of a folder (resumable; local workers or Dask)",
+        description="One output per input, same relative path and name (.h5, fastMRI submission layout), "
+                    "plus OUTPUT_DIR/manifest.json. A finished output made with the same settings is skipped; "
+                    "one made with other settings is an error for that file (use another OUTPUT_DIR or "
+                    "--no-resume, which overwrites).")
+    p.add_argument("input_dir", help="folder of raw files (searched recursively)")
+    p.add_argument("output_dir", help="folder for the reconstructions and manifest.json (created if missing)")
+    _add_run_options(p)
+    g = p.add_argument_group("batch")
+    g.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="worker processes (default: the number of cores); with --scheduler local, Dask workers")
+    g.add_argument("--scheduler", default=None, metavar="local|tcp://HOST:PORT",
+                   help="run on Dask distributed: 'local' starts a LocalCluster on 127.0.0.1, an address "
+                        "connects to a running scheduler (needs pip install 'recon-mri[distributed]')")
+    g.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="skip inputs whose output is finished with the same settings (default); "
+                        "--no-resume reconstructs everything and overwrites existing outputs")
+    g.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N inputs (sorted)")
+    g.add_argument("--pattern", default="*.h5", metavar="GLOB",
+                   help="input file names to take, at any depth (default: *.h5); with a '/', a relative path glob")
+    g.add_argument("--target-dir", default=None, metavar="DIR",
+                   help="ground-truth files at the same relative paths: NMSE/PSNR/SSIM per file and overall")
+    g.add_argument("--tiers", default="pixel", metavar="pixel",
+                   help="metric tiers to score (batch scores the pixel tier: NMSE, PSNR, SSIM)")
+    g.add_argument("--progress", choices=("auto", "bar", "lines"), default="auto",
+                   help="a live bar (terminal default) or one log line per file")
+    p.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from recon.batch import format_summary, run_batch
+    from recon.cli.run import options_from_args, undersampling_from_args
+
+    if args.workers is not None and args.workers < 1:
+        from recon.errors import UsageError
+
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    live = {"auto": None, "bar": True, "lines": False}[args.progress]
+    result = run_batch(
+        args.input_dir, args.output_dir, method=args.method, options=options_from_args(args),
+        undersampling=undersampling_from_args(args), workers=args.workers, scheduler=args.scheduler,
+        resume=args.resume, limit=args.limit, pattern=args.pattern, target_dir=args.target_dir,
+        tiers=args.tiers, live=live, command=["recon", *sys.argv[1:]],
+    )
+    print(format_summary(result.manifest))
+    print(f"manifest: {result.manifest_path}")
+    return result.exit_code

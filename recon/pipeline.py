@@ -54,6 +54,8 @@ def _zero_filled_method(raw: RawData, *, device: str = "cpu") -> np.ndarray:
 #: without importing their dependencies). Add a solver with one line here or with :func:`register_method`.
 METHODS: dict[str, MethodFn | str] = {
     "zero-filled": _zero_filled_method,
+    "varnet": "recon.solvers.learned.method:varnet_method",
+    "modl": "recon.solvers.learned.method:modl_method",
 }
 
 

@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "eval": "recon.cli.eval",
     "batch": "recon.cli.batch",
     "simulate": "recon.cli.simulate",
+    "train": "recon.cli.train",
 }
 
 

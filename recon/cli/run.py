@@ -19,6 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="reconstruction method (default: zero-filled)")
     add_undersampling_arguments(p)
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
+    p.add_argument("--weights", default=None, metavar="PATH",
+                   help="weights for varnet/modl (a recon train checkpoint; default: the bundled ones)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(handler=main)
@@ -80,6 +82,8 @@ def options_from_args(args: argparse.Namespace) -> dict:
     options = {}
     if getattr(args, "device", None):
         options["device"] = args.device
+    if getattr(args, "weights", None):
+        options["weights"] = args.weights
     return options
 
 

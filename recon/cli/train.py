@@ -1,0 +1,87 @@
+"""``recon train OUT.pt --model varnet|modl --train DIR --val DIR``: train a learned solver.
+
+Checkpoints (model, optimizer, RNG states, epoch, history) go to ``OUT.pt`` after every epoch; ``--resume``
+continues from it. A progress bar and one line of validation NMSE/PSNR/SSIM per epoch go to stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train an unrolled network (varnet, modl) on fastMRI-layout folders")
+    p.add_argument("output", metavar="OUT.pt", help="checkpoint file (written after every epoch)")
+    p.add_argument("--model", default="varnet", choices=["varnet", "modl"], help="network (default: varnet)")
+    p.add_argument("--train", required=True, metavar="DIR", help="folder of fully sampled training files")
+    p.add_argument("--val", required=True, metavar="DIR", help="folder of fully sampled validation files")
+    p.add_argument("--mask-type", default="random", help="mask type (default: random; see recon run --help)")
+    p.add_argument("--accelerations", type=float, nargs="+", default=[4, 8], metavar="R")
+    p.add_argument("--center-fractions", type=float, nargs="+", default=[0.08, 0.04], metavar="F")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--loss", default="ssim", choices=["ssim", "l1"])
+    p.add_argument("--batch-size", type=int, default=1, help="slices per optimizer step (default: 1)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from OUT.pt if it exists")
+    p.add_argument("--overwrite", action="store_true", help="start afresh even if OUT.pt exists")
+    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    g = p.add_argument_group("model size")
+    g.add_argument("--cascades", type=int, default=None, help="VarNet cascades / MoDL iterations (default 6)")
+    g.add_argument("--chans", type=int, default=None, help="U-Net channels (default 8 VarNet, 12 MoDL)")
+    g.add_argument("--pools", type=int, default=None, help="U-Net pooling levels (default 3)")
+    g.add_argument("--sens-chans", type=int, default=None, help="sensitivity U-Net channels (default 4)")
+    g.add_argument("--cg-iterations", type=int, default=None, help="MoDL CG steps per iteration (default 6)")
+    p.add_argument("--max-train-slices", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--max-val-slices", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--json", action="store_true", help="print the history as JSON at the end")
+    p.set_defaults(handler=main)
+
+
+def model_options(args: argparse.Namespace) -> dict:
+    """Constructor options of the model from the size arguments (only those given)."""
+    from recon.errors import UsageError
+
+    opts = {}
+    if args.cascades is not None:
+        opts["num_cascades" if args.model == "varnet" else "num_iterations"] = args.cascades
+    for arg, key in (("chans", "chans"), ("pools", "num_pools"), ("sens_chans", "sens_chans")):
+        if getattr(args, arg) is not None:
+            opts[key] = getattr(args, arg)
+    if args.cg_iterations is not None:
+        if args.model != "modl":
+            raise UsageError("--cg-iterations is a MoDL option")
+        opts["cg_iterations"] = args.cg_iterations
+    for key, value in opts.items():
+        if value < 1:
+            raise UsageError(f"--{key.replace('_', '-')} must be >= 1, got {value}")
+    return opts
+
+
+def main(args: argparse.Namespace) -> int:
+    import torch
+
+    from recon.errors import UsageError
+    from recon.training import TrainConfig, train
+
+    try:
+        torch.device(args.device)
+        if args.device.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError("CUDA is not available")
+    except RuntimeError as exc:
+        raise UsageError(f"device {args.device!r} is not available: {exc}") from None
+    config = TrainConfig(
+        model=args.model, model_options=model_options(args), mask_type=args.mask_type,
+        accelerations=tuple(args.accelerations), center_fractions=tuple(args.center_fractions),
+        epochs=args.epochs, loss=args.loss, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+        max_train_slices=args.max_train_slices, max_val_slices=args.max_val_slices,
+    )
+    history = train(args.output, args.train, args.val, config, resume=args.resume, overwrite=args.overwrite,
+                    device=args.device)
+    if args.json:
+        print(json.dumps(history, indent=2))
+    elif history:
+        last = history[-1]
+        print(f"{args.output}: {args.model} after {last['epoch']} epochs: val PSNR {last['val_psnr']:.2f} dB, "
+              f"SSIM {last['val_ssim']:.4f}, NMSE {last['val_nmse']:.4f}")
+    return 0

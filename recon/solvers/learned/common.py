@@ -1,0 +1,105 @@
+"""Shared pieces of the unrolled networks: mask shapes, input scaling, the calibration region, batched CG."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from recon.errors import UsageError
+
+#: the zero-filled RSS image is divided by this quantile of its magnitude before the network (and the output
+#: multiplied back): a robust scale that ignores a few bright pixels
+SCALE_QUANTILE = 0.99
+
+
+def as_mask(mask: torch.Tensor | np.ndarray | None, kspace: torch.Tensor) -> torch.Tensor:
+    """A float mask of shape ``(B or 1, 1, H, W)`` for k-space ``(B, C, H, W)``.
+
+    Accepts ``(W,)`` column masks, ``(H, W)`` 2D masks, ``(B, H, W)`` per-example masks, ``(B|1, 1, H, W)``
+    or ``(B|1, 1, 1, W)``; None = every point sampled. Any other shape is a :class:`UsageError`.
+    """
+    if kspace.ndim != 4 or not kspace.is_complex():
+        raise UsageError(f"k-space must be complex with shape (batch, coils, H, W), got {tuple(kspace.shape)} "
+                         f"{kspace.dtype}")
+    b, _, h, w = kspace.shape
+    if mask is None:
+        return torch.ones((1, 1, h, w), dtype=torch.float32, device=kspace.device)
+    m = torch.as_tensor(np.asarray(mask) if isinstance(mask, np.ndarray) else mask).to(kspace.device)
+    m = m.to(torch.float32)
+    if m.ndim == 1:
+        m = m.reshape(1, 1, 1, -1)
+    elif m.ndim == 2:
+        m = m[None, None]
+    elif m.ndim == 3:
+        m = m[:, None]
+    if m.ndim != 4 or m.shape[1] != 1:
+        raise UsageError(f"mask of shape {tuple(mask.shape)} does not fit k-space {tuple(kspace.shape)}")
+    try:
+        torch.broadcast_shapes(m.shape, (b, 1, h, w))
+    except RuntimeError:
+        raise UsageError(f"mask of shape {tuple(mask.shape)} does not fit k-space {tuple(kspace.shape)}") from None
+    return m.expand(m.shape[0], 1, h, w)
+
+
+def robust_scale(coil_images: torch.Tensor) -> torch.Tensor:
+    """Per-example scale ``(B, 1, 1, 1)``: the :data:`SCALE_QUANTILE` quantile of the RSS of ``(B, C, H, W)``
+    coil images (1 where the images are all zero). Not differentiated through."""
+    with torch.no_grad():
+        rss = torch.sqrt((coil_images.abs() ** 2).sum(1)).flatten(1)  # (B, H*W)
+        if rss.shape[1] > 4_000_000:  # torch.quantile's size limit: subsample evenly
+            rss = rss[:, :: rss.shape[1] // 4_000_000 + 1]
+        q = torch.quantile(rss.float(), SCALE_QUANTILE, dim=1)
+        q = torch.where(q > 0, q, torch.ones_like(q))
+    return q.reshape(-1, 1, 1, 1).to(coil_images.real.dtype)
+
+
+def _centre_run(line: torch.Tensor) -> tuple[int, int]:
+    """``[start, end)`` of the run of nonzeros in a 1D mask that contains its centre (empty if unsampled)."""
+    n = line.shape[0]
+    c = n // 2
+    on = (line > 0).cpu().numpy()
+    if not on[c]:
+        return c, c
+    lo = c
+    while lo > 0 and on[lo - 1]:
+        lo -= 1
+    hi = c + 1
+    while hi < n and on[hi]:
+        hi += 1
+    return lo, hi
+
+
+def calibration_mask(mask: torch.Tensor) -> torch.Tensor:
+    """The fully sampled centre of each example's mask, ``(B|1, 1, H, W)`` float: the box spanned by the
+    sampled run through the centre along W (in the centre row) and along H (in the centre column). For a
+    fastMRI column mask this is every row of the centre columns (the ACS lines)."""
+    out = torch.zeros_like(mask)
+    h, w = mask.shape[-2:]
+    for i in range(mask.shape[0]):
+        w0, w1 = _centre_run(mask[i, 0, h // 2])
+        h0, h1 = _centre_run(mask[i, 0, :, w // 2])
+        out[i, 0, h0:h1, w0:w1] = 1.0
+    return out
+
+
+def conjugate_gradient(normal: Callable[[torch.Tensor], torch.Tensor], rhs: torch.Tensor, x0: torch.Tensor,
+                       iterations: int) -> torch.Tensor:
+    """Solve ``normal(x) = rhs`` per example by ``iterations`` steps of CG (differentiable, batched).
+
+    ``rhs``, ``x0``: ``(B, H, W)`` complex; ``normal`` Hermitian positive definite on each example.
+    """
+    x = x0
+    r = rhs - normal(x)
+    p = r
+    rr = (r.conj() * r).real.sum(dim=(-2, -1), keepdim=True)
+    for _ in range(int(iterations)):
+        ap = normal(p)
+        pap = (p.conj() * ap).real.sum(dim=(-2, -1), keepdim=True)
+        alpha = rr / pap.clamp_min(1e-30)
+        x = x + alpha * p
+        r = r - alpha * ap
+        rr_new = (r.conj() * r).real.sum(dim=(-2, -1), keepdim=True)
+        p = r + (rr_new / rr.clamp_min(1e-30)) * p
+        rr = rr_new
+    return x

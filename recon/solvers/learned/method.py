@@ -1,0 +1,74 @@
+"""``recon run --method varnet|modl``: the learned solvers as pipeline methods (one slice in, magnitude out).
+
+Weights: ``weights=PATH`` (a ``recon train`` checkpoint or exported weights), else the bundled ones
+(:mod:`recon.weights`: ``varnet_sim.pt``, ``modl_sim.pt``), loaded from the installed package, no network.
+Loaded models are cached per (file, device), so a multi-slice file loads them once.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from recon.errors import UsageError
+from recon.io.types import RawData
+
+
+@lru_cache(maxsize=8)
+def _cached_model(path: str, mtime: float, device: str, expect: str) -> torch.nn.Module:
+    from recon.solvers.learned.registry import load_model
+
+    return load_model(path, device, expect=expect)
+
+
+def get_model(name: str, weights: str | Path | None = None, device: str = "cpu") -> torch.nn.Module:
+    """The model ``name`` (``varnet``/``modl``) with ``weights`` (default: the bundled ones), in eval mode."""
+    from recon.weights import bundled_weights
+
+    path = Path(weights) if weights is not None else bundled_weights(name)
+    try:
+        dev = torch.device(device)
+        torch.empty(0, device=dev)
+    except (RuntimeError, AssertionError) as exc:
+        raise UsageError(f"device {device!r} is not available: {exc}") from None
+    mtime = path.stat().st_mtime if path.is_file() else 0.0
+    return _cached_model(str(path), mtime, str(dev), name)
+
+
+def slice_mask(raw: RawData) -> np.ndarray:
+    """The sampling mask of one slice, ``(W,)`` or ``(H, W)`` bool; for fully sampled data every acquired line
+    (the header's ``acquired_pe``; zero-padded phase encodes are not sampled)."""
+    from recon.sampling import acquired_mask
+
+    w = raw.kspace.shape[-1]
+    if raw.mask is None:
+        return acquired_mask(np.ones(w, dtype=bool), raw.header, w)
+    m = np.asarray(raw.mask, dtype=bool)
+    if m.ndim == 3:
+        m = m[0]
+    return m
+
+
+def learned_reconstruction(raw: RawData, name: str, weights: str | Path | None, device: str) -> np.ndarray:
+    """``(S, C, H, W)`` k-space of ``raw`` -> ``(S, H, W)`` float32 magnitude on the data's scale."""
+    model = get_model(name, weights, device)
+    dev = next(model.parameters()).device
+    mask = torch.from_numpy(slice_mask(raw))
+    out = []
+    with torch.no_grad():
+        for s in range(raw.kspace.shape[0]):
+            k = torch.from_numpy(np.ascontiguousarray(raw.kspace[s:s + 1])).to(dev)
+            out.append(model(k, mask.to(dev)).float().cpu().numpy())
+    return np.concatenate(out, axis=0).astype(np.float32)
+
+
+def varnet_method(raw: RawData, *, weights: str | None = None, device: str = "cpu") -> np.ndarray:
+    """E2E-VarNet on one slice ``(1, C, H, W)`` -> ``(1, H, W)`` float32 (``weights``: default bundled)."""
+    return learned_reconstruction(raw, "varnet", weights, device)
+
+
+def modl_method(raw: RawData, *, weights: str | None = None, device: str = "cpu") -> np.ndarray:
+    """MoDL on one slice ``(1, C, H, W)`` -> ``(1, H, W)`` float32 (``weights``: default bundled)."""
+    return learned_reconstruction(raw, "modl", weights, device)

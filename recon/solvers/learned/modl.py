@@ -1,0 +1,74 @@
+"""MoDL (Aggarwal, Mani & Jacob, IEEE TMI 2019): a shared CNN denoiser alternating with conjugate-gradient
+data consistency, weights tied across iterations::
+
+    x_0     = A^H y
+    z_t     = x_t - D(x_t)                                   (D: complex U-Net, shared by all iterations)
+    x_{t+1} = argmin_x ||A x - y||^2 + lam ||x - z_t||^2  =  (A^H A + lam I)^{-1} (A^H y + lam z_t)
+
+``A = M F S`` is the masked SENSE operator (:class:`~recon.operators.Sense`), the solve is ``cg_iterations``
+steps of conjugate gradient (differentiated through), ``lam > 0`` is learned. Sensitivity maps come from a
+learned ACS module as in E2E-VarNet (:class:`~recon.solvers.learned.sens_net.SensitivityNet`) or are given
+(ESPIRiT). The output is ``|x|`` on the data's scale (maps normalised to ``sum_c |S_c|^2 = 1``, so comparable
+with an RSS image).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from recon.operators.fft import ifft2c
+from recon.operators.sense import Sense
+from recon.solvers.learned.common import as_mask, conjugate_gradient, robust_scale
+from recon.solvers.learned.sens_net import SensitivityNet
+from recon.solvers.learned.unet import ComplexUNet
+
+
+class MoDL(nn.Module):
+    """MoDL: ``forward(kspace, mask, maps=None) -> (B, H, W)`` magnitude on the data's scale.
+
+    Parameters
+    ----------
+    num_iterations: unrolled (denoise, CG) iterations, all with the same weights.
+    chans, num_pools: the shared denoiser U-Net.
+    cg_iterations: CG steps per data-consistency solve.
+    lam: initial regularisation weight (learned; kept positive by a softplus).
+    sens_chans, sens_pools: U-Net of the sensitivity module.
+    """
+
+    def __init__(self, num_iterations: int = 6, chans: int = 12, num_pools: int = 3, cg_iterations: int = 6,
+                 lam: float = 0.5, sens_chans: int = 4, sens_pools: int = 3):
+        super().__init__()
+        self.config: dict[str, Any] = {
+            "model": "modl", "num_iterations": int(num_iterations), "chans": int(chans),
+            "num_pools": int(num_pools), "cg_iterations": int(cg_iterations), "lam": float(lam),
+            "sens_chans": int(sens_chans), "sens_pools": int(sens_pools),
+        }
+        self.sens_net = SensitivityNet(sens_chans, sens_pools)
+        self.denoiser = ComplexUNet(chans, num_pools)
+        self.lam_raw = nn.Parameter(torch.tensor([float(lam)]).expm1().log())  # softplus^-1(lam)
+        self.num_iterations = int(num_iterations)
+        self.cg_iterations = int(cg_iterations)
+
+    @property
+    def lam(self) -> torch.Tensor:
+        return F.softplus(self.lam_raw)
+
+    def forward(self, kspace: torch.Tensor, mask: Any = None, maps: torch.Tensor | None = None) -> torch.Tensor:
+        m = as_mask(mask, kspace)
+        y = kspace * m
+        scale = robust_scale(ifft2c(y))
+        y = y / scale
+        if maps is None:
+            maps = self.sens_net(y, m)
+        A = Sense(maps.to(y.dtype), m)
+        normal = A.N
+        lam = self.lam
+        aty = A.H(y)
+        x = aty
+        for _ in range(self.num_iterations):
+            z = x - self.denoiser(x)
+            x = conjugate_gradient(lambda v: normal(v) + lam * v, aty + lam * z, x, self.cg_iterations)
+        return x.abs() * scale[:, 0]

@@ -72,7 +72,7 @@ def _write_text(path: Path, text: str) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from recon.io.atomic import check_output_path
-    from recon.metrics import evaluate_folders
+    from recon.metrics.evaluation import evaluate_folders  # torch is loaded only once the inputs are checked
 
     parse_tiers(args.tiers)
     for out in (args.json, args.csv):  # before any work: the report folders must exist

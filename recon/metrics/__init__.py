@@ -5,28 +5,35 @@ data-consistency residual.
   ``*_tensor`` variants and :class:`SSIMLoss` for autograd (training losses).
 * :func:`evaluate_folders` -> :class:`EvalResult`: fastMRI's ``evaluate.py`` over two folders (``recon eval``).
 * :func:`dc_residual`: ``||M (F S x) - y||`` per coil and phase-encode line.
-"""
-from recon.metrics.consistency import dc_residual
-from recon.metrics.evaluation import EvalResult, evaluate_folders
-from recon.metrics.fidelity import (
-    K1,
-    K2,
-    METRIC_NAMES,
-    WIN_SIZE,
-    SSIMLoss,
-    fastmri_crop_size,
-    nmse,
-    nmse_tensor,
-    psnr,
-    psnr_tensor,
-    ssim,
-    ssim_tensor,
-    volume_metrics,
-)
-from recon.metrics.reference import reference_metrics, reference_slice
+* :func:`reference_slice`, :func:`reference_metrics`: metrics of ``recon run`` against the input's reference.
 
-__all__ = [
-    "K1", "K2", "METRIC_NAMES", "WIN_SIZE", "EvalResult", "SSIMLoss", "dc_residual", "evaluate_folders",
-    "fastmri_crop_size", "nmse", "nmse_tensor", "psnr", "psnr_tensor", "reference_metrics", "reference_slice",
-    "ssim", "ssim_tensor", "volume_metrics",
-]
+Names are imported on first use (PEP 562), so ``recon eval`` checks its inputs before torch is loaded.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "recon.metrics._common": ("K1", "K2", "METRIC_NAMES", "WIN_SIZE", "fastmri_crop_size"),
+    "recon.metrics.fidelity": ("SSIMLoss", "nmse", "nmse_tensor", "psnr", "psnr_tensor", "ssim", "ssim_tensor",
+                               "volume_metrics"),
+    "recon.metrics.evaluation": ("EvalResult", "evaluate_folders"),
+    "recon.metrics.consistency": ("dc_residual",),
+    "recon.metrics.reference": ("reference_metrics", "reference_slice"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'recon.metrics' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

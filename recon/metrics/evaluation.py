@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from recon.errors import DataError, FormatError, InputError
-from recon.metrics.fidelity import METRIC_NAMES, fastmri_crop_size, volume_metrics
+from recon.metrics._common import METRIC_NAMES, fastmri_crop_size
 
 #: target datasets, in the order they are looked for
 TARGET_KEYS = ("reconstruction_rss", "reconstruction_esc")
@@ -131,6 +131,31 @@ def _read_target(path: Path, recon_key: str | None) -> tuple[np.ndarray, dict[st
     return data, attrs
 
 
+def _check_shapes(tpath: Path, ppath: Path, recon_key: str | None) -> None:
+    """:class:`FormatError` / :class:`DataError` unless the two files can be compared (shapes only, no data read)."""
+    from recon.io.hdf5 import open_h5
+
+    with open_h5(tpath) as f:
+        keys = (recon_key,) if recon_key else TARGET_KEYS
+        key = next((k for k in keys if k in f), None)
+        if key is None:
+            raise FormatError(f"target has no {' or '.join(keys)} dataset; datasets: {sorted(f.keys()) or 'none'}",
+                              tpath)
+        tshape = tuple(getattr(f[key], "shape", None) or ())
+    if len(tshape) != 3:
+        raise DataError(f"'{key}' must be (slices, H, W), got shape {tshape}", tpath)
+    with open_h5(ppath) as f:
+        if "reconstruction" not in f:
+            raise FormatError(f"no 'reconstruction' dataset; datasets: {sorted(f.keys()) or 'none'}", ppath)
+        pshape = tuple(getattr(f["reconstruction"], "shape", None) or ())
+    size = fastmri_crop_size(tshape)
+    if len(pshape) != 3 or pshape[0] != tshape[0] or pshape[-2] < size[0] or pshape[-1] < size[1]:
+        raise DataError(f"prediction shape {pshape} does not fit target shape {tshape} "
+                        f"(both are centre-cropped to {size[0]} x {size[1]})", ppath)
+    if min(size) < 7:
+        raise DataError(f"target of shape {tshape} is smaller than the 7 x 7 SSIM window", tpath)
+
+
 def _h5_attrs(path: Path) -> dict[str, Any]:
     """The file attributes of an HDF5 file (bytes decoded, numpy scalars as Python values)."""
     from recon.io.hdf5 import open_h5
@@ -202,16 +227,16 @@ def evaluate_folders(
                             if v is not None)
         raise InputError(f"no target files match ({filters}); {len(targets)} target(s) found", tdir)
 
+    for rel, tpath, ppath in selected:  # every file checked before any metric is computed
+        _check_shapes(tpath, ppath, recon_key)
+
+    from recon.metrics.fidelity import volume_metrics  # loads torch
+
     files: dict[str, dict[str, float]] = {}
     for rel, tpath, ppath in selected:
         target, _ = _read_target(tpath, recon_key)
         prediction, _ = read_reconstruction(ppath)
-        size = fastmri_crop_size(target.shape)
-        if prediction.shape[0] != target.shape[0] or prediction.shape[-2] < size[0] \
-                or prediction.shape[-1] < size[1]:
-            raise DataError(f"prediction shape {prediction.shape} does not fit target shape {target.shape} "
-                            f"(both are centre-cropped to {size[0]} x {size[1]})", ppath)
-        metrics = volume_metrics(target, prediction, crop=size)
+        metrics = volume_metrics(target, prediction, crop=fastmri_crop_size(target.shape))
         files[rel] = {**metrics, "slices": int(target.shape[0])}
     mean: dict[str, float] = {}
     std: dict[str, float] = {}

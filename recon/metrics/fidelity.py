@@ -25,17 +25,18 @@ import torch
 import torch.nn.functional as F
 
 from recon.errors import UsageError
+from recon.metrics._common import K1, K2, METRIC_NAMES, WIN_SIZE, fastmri_crop_size
+
+__all__ = [
+    "K1", "K2", "METRIC_NAMES", "WIN_SIZE", "SSIMLoss", "as_magnitude", "center_crop", "fastmri_crop_size",
+    "nmse", "nmse_tensor", "psnr", "psnr_tensor", "ssim", "ssim_tensor", "volume_metrics",
+]
 
 Array = Union[np.ndarray, torch.Tensor]
 #: ``None`` (no crop), ``(h, w)`` (centre crop of both images), or ``"fastmri"`` (see :func:`fastmri_crop_size`)
 Crop = Union[None, str, tuple[int, int]]
 Number = Union[float, torch.Tensor]
 
-#: fastMRI's (skimage's default) SSIM settings
-WIN_SIZE = 7
-K1 = 0.01
-K2 = 0.03
-METRIC_NAMES = ("nmse", "psnr", "ssim")
 
 
 def as_magnitude(x: Array, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -59,14 +60,6 @@ def as_magnitude(x: Array, dtype: torch.dtype | None = None) -> torch.Tensor:
     elif not t.is_floating_point():
         t = t.to(torch.float64)
     return t
-
-
-def fastmri_crop_size(target_shape: tuple[int, ...]) -> tuple[int, int]:
-    """The crop fastMRI's ``evaluate.py`` applies to target and prediction: ``(W, W)`` with ``W`` the
-    target's width. For a target wider than tall (where fastMRI's own crop fails) the height is kept:
-    ``(min(H, W), W)``."""
-    h, w = int(target_shape[-2]), int(target_shape[-1])
-    return min(h, w), w
 
 
 def center_crop(x: torch.Tensor, size: tuple[int, int], name: str = "image") -> torch.Tensor:

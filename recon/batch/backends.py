@@ -155,6 +155,9 @@ class DaskBackend(Backend):
     name = "dask"
 
     def __init__(self, scheduler: str, workers: int | None = None, threads: int | None = None):
+        from recon.errors import require
+
+        require("distributed", "distributed", "recon batch --scheduler")  # say what to install, before any work
         self.scheduler = scheduler
         self.local = scheduler == "local"
         if not self.local and "://" not in scheduler:
@@ -173,9 +176,6 @@ class DaskBackend(Backend):
         return self.threads
 
     def start(self) -> None:
-        from recon.errors import require
-
-        require("distributed", "distributed", "recon batch --scheduler")
         import logging
 
         from distributed import Client, LocalCluster

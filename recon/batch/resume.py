@@ -27,11 +27,14 @@ MISSING, FINISHED, MISMATCH, UNREADABLE = "missing", "finished", "mismatch", "un
 @dataclass(frozen=True)
 class OutputState:
     """``state`` is one of :data:`MISSING`, :data:`FINISHED`, :data:`MISMATCH`, :data:`UNREADABLE`;
-    ``reason`` says why for the last two; ``slices`` is the stored reconstruction's slice count."""
+    ``reason`` says why for the last two; ``slices`` is the stored reconstruction's slice count; ``metrics``
+    the ``metric_nmse/psnr/ssim`` attributes :func:`recon.pipeline.reconstruct_file` stored (against the
+    input's own reference), or None."""
 
     state: str
     reason: str = ""
     slices: int = 0
+    metrics: dict[str, float] | None = None
 
 
 def _normalise(value: Any) -> Any:
@@ -114,4 +117,6 @@ def output_state(
     reason = _mask_mismatch(stored_mask, undersampling, input_name)
     if reason is not None:
         return OutputState(MISMATCH, reason)
-    return OutputState(FINISHED, slices=slices)
+    metrics = {name: float(attrs[f"metric_{name}"]) for name in ("nmse", "psnr", "ssim")
+               if f"metric_{name}" in attrs}
+    return OutputState(FINISHED, slices=slices, metrics=metrics if len(metrics) == 3 else None)

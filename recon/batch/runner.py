@@ -20,7 +20,7 @@ from recon.batch.discovery import DEFAULT_PATTERN, find_inputs
 from recon.batch.manifest import MANIFEST_NAME, METRIC_NAMES, Manifest, load_manifest, software_versions
 from recon.batch.progress import BatchProgress
 from recon.batch.resume import FINISHED, MISMATCH, MISSING, output_state
-from recon.batch.tasks import FileTask
+from recon.batch.tasks import FileTask, score_files
 from recon.errors import OutputError, UsageError
 
 #: metric tiers ``recon batch --tiers`` accepts (the fidelity tier: NMSE/PSNR/SSIM)
@@ -94,6 +94,22 @@ def _undersampling_dict(u: Any) -> dict[str, Any] | None:
             "center_fractions": list(u.center_fractions), "seed": u.seed}
 
 
+def _skipped_metrics(state: Any, target: str | None, output: Path, previous: dict[str, Any],
+                     rel: str) -> dict[str, float] | None:
+    """Metrics of an output finished by an earlier run: against ``target`` (from that run's manifest when it
+    scored against the same target file, else computed now), or those stored in the output's attributes
+    (against the input's own reference)."""
+    if target is None:
+        return state.metrics
+    old = previous["files"].get(rel) or {}
+    if old.get("status") in ("ok", "skipped") and old.get("metrics") and old.get("target") == target:
+        return old["metrics"]
+    try:
+        return score_files(target, output)
+    except Exception:  # a skipped file keeps its output either way; it just has no score
+        return None
+
+
 def run_batch(
     input_dir: str | Path,
     output_dir: str | Path,
@@ -147,14 +163,14 @@ def run_batch(
     target_root = Path(target_dir).absolute() if target_dir is not None else None
     if target_root is not None and not target_root.is_dir():
         raise UsageError("--target-dir is not a folder", target_root)
+    if backend is None:  # bad --workers/--scheduler or no Dask: fail before creating anything
+        backend = make_backend(workers, scheduler)
     if out_root.exists() and not out_root.is_dir():
         raise OutputError("output path exists and is not a folder", out_root)
     try:
         out_root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create the output folder: {exc.strerror or exc}", out_root) from None
-    if backend is None:
-        backend = make_backend(workers, scheduler)
 
     stream = stream if stream is not None else sys.stderr
     with output_lock(out_root):
@@ -180,6 +196,7 @@ def run_batch(
                 tpath = (target_root / it.rel).with_suffix(".h5")
                 if tpath.is_file():
                     target = str(tpath)
+                    manifest.record(it.rel, target=target)
                 else:
                     manifest.record(it.rel, metrics_error={"type": "InputError",
                                                            "message": f"{tpath}: no target file"})
@@ -187,9 +204,8 @@ def run_batch(
                 state = output_state(it.output, input_name=it.input.name, method=method, options=options,
                                      undersampling=undersampling, version=__version__)
                 if state.state == FINISHED:
-                    old = previous["files"].get(it.rel) or {}
-                    metrics = old.get("metrics") if old.get("status") in ("ok", "skipped") else None
-                    manifest.record(it.rel, status="skipped", slices=state.slices, seconds=0.0, metrics=metrics)
+                    manifest.record(it.rel, status="skipped", slices=state.slices, seconds=0.0,
+                                    metrics=_skipped_metrics(state, target, it.output, previous, it.rel))
                     skipped += 1
                     continue
                 if state.state != MISSING:

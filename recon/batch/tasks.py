@@ -13,10 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: datasets of a target (ground-truth) file, in the order they are looked for (fastMRI's keys first)
-TARGET_KEYS = ("reconstruction_rss", "reconstruction_esc", "reconstruction")
-
-
 @dataclass(frozen=True)
 class FileTask:
     """Everything a worker needs for one input (picklable; paths as strings).
@@ -75,35 +71,39 @@ def _remove_empty(folders: list[Path]) -> None:
 
 
 def read_target(path: str | Path) -> "Any":
-    """The ground-truth volume ``(slices, h, w)`` float32 of a target file (first of :data:`TARGET_KEYS`)."""
+    """The ground-truth volume ``(slices, h, w)`` of a target file: its ``reconstruction_rss`` (multi-coil) or
+    ``reconstruction_esc`` (single-coil), the datasets fastMRI's ``evaluate.py`` and ``recon eval`` read."""
     import numpy as np
 
-    from recon.errors import InputError
+    from recon.errors import CorruptFileError, FormatError
     from recon.io.hdf5 import open_h5
+    from recon.metrics.evaluation import TARGET_KEYS
 
     with open_h5(path) as f:
-        for key in TARGET_KEYS:
-            if key in f:
-                return np.asarray(f[key][()], dtype=np.float32)
-    raise InputError(f"target has none of the datasets {', '.join(TARGET_KEYS)}", path)
+        key = next((k for k in TARGET_KEYS if k in f), None)
+        if key is None:
+            raise FormatError(f"target has no {' or '.join(TARGET_KEYS)} dataset", path)
+        try:
+            return np.asarray(f[key][()])
+        except Exception as exc:  # h5py raises OSError/KeyError/RuntimeError for damaged files
+            raise CorruptFileError(f"cannot read '{key}': {exc}", path) from None
 
 
-def score(target: "Any", prediction: "Any") -> dict[str, float] | None:
-    """NMSE/PSNR/SSIM of ``prediction`` against ``target`` (``(slices, h, w)``) with :mod:`recon.metrics`;
-    None when that module does not provide ``volume_metrics`` (yet)."""
-    try:
-        from recon.metrics import volume_metrics
-    except ImportError:
-        return None
-    return {k: float(v) for k, v in volume_metrics(target, prediction).items()}
-
-
-def score_files(target_path: str | Path, output_path: str | Path) -> dict[str, float] | None:
-    """Score a written reconstruction against a target file (what ``--target-dir`` does per file)."""
+def score_files(target_path: str | Path, output_path: str | Path) -> dict[str, float]:
+    """NMSE/PSNR/SSIM of a written reconstruction against a target file, exactly as ``recon eval`` computes
+    them (:func:`recon.metrics.evaluate_folders`: both centre-cropped to fastMRI's crop of the target)."""
+    from recon.errors import DataError
     from recon.io.fastmri import read_reconstruction
+    from recon.metrics import fastmri_crop_size, volume_metrics
 
+    target = read_target(target_path)
     prediction, _ = read_reconstruction(output_path)
-    return score(read_target(target_path), prediction)
+    size = fastmri_crop_size(target.shape)
+    if target.ndim != 3 or prediction.shape[0] != target.shape[0] or prediction.shape[-2] < size[0] \
+            or prediction.shape[-1] < size[1]:
+        raise DataError(f"reconstruction shape {prediction.shape} does not fit target shape {target.shape}",
+                        output_path)
+    return {k: float(v) for k, v in volume_metrics(target, prediction, crop=size).items()}
 
 
 def run_task(task: FileTask) -> dict[str, Any]:

@@ -1,0 +1,170 @@
+"""Learned solvers (E2E-VarNet, MoDL): shapes for odd sizes and coil counts, 1D/2D masks, gradients, exact data
+consistency at the hard-constraint limit, scale equivariance, given maps, CG, weights files."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from recon.errors import CorruptFileError, DataError, InputError, UsageError
+from recon.operators.fft import fft2c
+from recon.solvers.learned import MoDL, VarNet, build_model, load_model
+from recon.solvers.learned.common import as_mask, calibration_mask, conjugate_gradient, robust_scale
+
+
+def tiny_varnet() -> VarNet:
+    torch.manual_seed(0)
+    return VarNet(num_cascades=2, chans=4, num_pools=2, sens_chans=2, sens_pools=2)
+
+
+def tiny_modl() -> MoDL:
+    torch.manual_seed(0)
+    return MoDL(num_iterations=2, chans=4, num_pools=2, cg_iterations=3, sens_chans=2, sens_pools=2)
+
+
+def kspace_of(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
+    """Smooth-ish test k-space: FFT of a random blob image times random coil phases."""
+    g = torch.Generator().manual_seed(seed)
+    b, c, h, w = shape
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+    obj = ((xx ** 2 + yy ** 2) < 0.6).to(torch.complex64) * (1 + 0.3 * torch.rand(h, w, generator=g))
+    coils = torch.randn(b, c, 1, 1, generator=g, dtype=torch.complex64) * (1 + 0.5 * xx + 0.3j * yy)
+    return fft2c(coils * obj)
+
+
+def column_mask(w: int, step: int = 3) -> torch.Tensor:
+    m = torch.zeros(w, dtype=torch.bool)
+    m[::step] = True
+    m[w // 2 - 2:w // 2 + 3] = True
+    return m
+
+
+@pytest.mark.parametrize("factory", [tiny_varnet, tiny_modl], ids=["varnet", "modl"])
+@pytest.mark.parametrize("shape,mask_kind", [((1, 3, 37, 29), "column"), ((2, 5, 30, 41), "2d"),
+                                             ((1, 1, 33, 20), "per-example")])
+def test_forward_backward_shapes(factory, shape, mask_kind):
+    model = factory()
+    b, c, h, w = shape
+    k = kspace_of(shape)
+    if mask_kind == "column":
+        mask = column_mask(w)
+    elif mask_kind == "2d":
+        g = torch.Generator().manual_seed(1)
+        mask = torch.rand(h, w, generator=g) < 0.4
+        mask[h // 2 - 3:h // 2 + 3, w // 2 - 3:w // 2 + 3] = True
+    else:
+        mask = column_mask(w)[None].expand(b, h, w)
+    out = model(k, mask)
+    assert out.shape == (b, h, w) and out.dtype == torch.float32
+    assert torch.isfinite(out).all() and (out >= 0).all()
+    out.square().mean().backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert sum(float(g.abs().sum()) for g in grads) > 0
+
+
+def test_varnet_hard_data_consistency_reproduces_samples():
+    model = tiny_varnet()
+    k = kspace_of((1, 4, 36, 28))
+    mask = column_mask(28)
+    with torch.no_grad():
+        for cascade in model.cascades:
+            cascade.dc_weight.fill_(1.0)
+        _, out_k = model(k, mask, return_kspace=True)
+        sampled = out_k[..., mask]
+        ref = k[..., mask]
+        assert float((sampled - ref).abs().max() / ref.abs().max()) < 1e-5
+        # unsampled lines are the network's, not zeros and not the input
+        assert float(out_k[..., ~mask].abs().mean()) > 1e-3 * float(ref.abs().mean())
+        for cascade in model.cascades:  # the test can fail: a soft weight leaves the samples changed
+            cascade.dc_weight.fill_(0.3)
+        _, soft_k = model(k, mask, return_kspace=True)
+        assert float((soft_k[..., mask] - ref).abs().max() / ref.abs().max()) > 1e-3
+
+
+@pytest.mark.parametrize("factory", [tiny_varnet, tiny_modl], ids=["varnet", "modl"])
+def test_output_on_the_data_scale(factory):
+    model = factory().eval()
+    k = kspace_of((1, 3, 32, 24))
+    mask = column_mask(24)
+    with torch.no_grad():
+        a = model(k, mask)
+        b = model(k * 1000.0, mask)
+    np.testing.assert_allclose(b.numpy(), 1000.0 * a.numpy(), rtol=2e-4, atol=1e-4 * float(b.max()))
+    # and the zero-filled RSS is of the same order as the output (normalisation undone)
+    zf = torch.sqrt((torch.fft.ifft2(k * mask, norm="ortho").abs() ** 2).sum(1))
+    assert 0.1 < float(a.max() / zf.max()) < 10
+
+
+def test_varnet_given_maps_skip_the_sensitivity_network():
+    model = tiny_varnet()
+    k = kspace_of((1, 3, 32, 24))
+    maps = torch.ones(1, 3, 32, 24, dtype=torch.complex64) / np.sqrt(3)
+    out = model(k, column_mask(24), maps=maps)
+    out.mean().backward()
+    assert all(p.grad is None for p in model.sens_net.parameters())
+    assert all(p.grad is not None for p in model.cascades.parameters())
+
+
+def test_calibration_mask_column_and_2d():
+    k = torch.zeros(1, 1, 10, 16, dtype=torch.complex64)
+    m = as_mask(column_mask(16), k)
+    cal = calibration_mask(m)
+    cols = torch.nonzero(cal[0, 0, 0]).flatten().tolist()
+    assert cols == [6, 7, 8, 9, 10] and bool(cal[0, 0, :, 6:11].all()) and float(cal.sum()) == 50
+    m2 = torch.zeros(10, 16)
+    m2[3:8, 5:12] = 1
+    m2[0, 8] = 1  # an isolated sample on the centre column outside the box is not calibration
+    cal2 = calibration_mask(as_mask(m2, k))
+    assert float(cal2.sum()) == 35 and bool(cal2[0, 0, 3:8, 5:12].all())
+
+
+def test_as_mask_rejects_bad_shapes():
+    k = torch.zeros(2, 3, 10, 16, dtype=torch.complex64)
+    with pytest.raises(UsageError, match="does not fit k-space"):
+        as_mask(torch.ones(15), k)
+    with pytest.raises(UsageError, match="complex with shape"):
+        as_mask(None, torch.zeros(3, 10, 16))
+
+
+def test_robust_scale_is_the_rss_quantile():
+    img = torch.zeros(1, 2, 10, 10, dtype=torch.complex64)
+    img[0, 0] = torch.arange(100, dtype=torch.float32).reshape(10, 10)
+    assert float(robust_scale(img)) == pytest.approx(float(np.quantile(np.arange(100), 0.99)), rel=1e-6)
+    assert float(robust_scale(torch.zeros_like(img))) == 1.0
+
+
+def test_conjugate_gradient_matches_a_direct_solve():
+    g = torch.Generator().manual_seed(0)
+    n = 6
+    a = torch.randn(n * n, n * n, generator=g, dtype=torch.complex128)
+    hpd = a.conj().T @ a + 5 * torch.eye(n * n, dtype=torch.complex128)
+    rhs = torch.randn(1, n, n, generator=g, dtype=torch.complex128)
+    x = conjugate_gradient(lambda v: (hpd @ v.reshape(-1)).reshape(1, n, n), rhs, torch.zeros_like(rhs), 60)
+    direct = torch.linalg.solve(hpd, rhs.reshape(-1)).reshape(1, n, n)
+    assert float((x - direct).abs().max()) < 1e-8
+
+
+def test_weights_file_round_trip_and_errors(tmp_path):
+    model = tiny_varnet()
+    path = tmp_path / "w.pt"
+    torch.save({"config": model.config, "state_dict": model.state_dict()}, path)
+    loaded = load_model(path, expect="varnet")
+    k = kspace_of((1, 2, 24, 20))
+    with torch.no_grad():
+        np.testing.assert_array_equal(loaded(k, column_mask(20)).numpy(), model.eval()(k, column_mask(20)).numpy())
+    with pytest.raises(DataError, match="weights are for model 'varnet', not 'modl'"):
+        load_model(path, expect="modl")
+    with pytest.raises(InputError, match="weights file does not exist"):
+        load_model(tmp_path / "missing.pt")
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a torch file at all")
+    with pytest.raises(CorruptFileError, match="not a readable PyTorch weights file") as err:
+        load_model(garbage)
+    assert err.value.path == garbage
+    bad = tmp_path / "bad.pt"
+    torch.save({"config": {**model.config, "chans": 6}, "state_dict": model.state_dict()}, bad)
+    with pytest.raises(DataError, match="weights do not fit the model config"):
+        load_model(bad)
+    with pytest.raises(UsageError, match="unknown model 'unet'"):
+        build_model({"model": "unet"})

@@ -17,6 +17,7 @@ import pytest
 from recon.data import sample_path
 from recon.metrics import fastmri_crop_size, volume_metrics
 from recon.simulate import load_colin27, write_dataset
+from test_metrics import fastmri_eval  # noqa: F401  (fixture: fastMRI's evaluate.py loaded by path)
 
 NAMES = ("sample_brain.h5", "sim_000.h5")
 
@@ -61,7 +62,7 @@ def _expected(t: Path, p: Path, name: str) -> dict[str, float]:
     return volume_metrics(gt, pred, crop=fastmri_crop_size(gt.shape))
 
 
-def test_eval_numbers(folders, monkeypatch):
+def test_eval_numbers(folders, fastmri_eval):
     t, p, root = folders["t"], folders["p"], folders["root"]
     out_json, out_csv = root / "eval.json", root / "eval.csv"
     out_json.write_text("old report")  # reports are replaced
@@ -90,9 +91,7 @@ def test_eval_numbers(folders, monkeypatch):
     assert not list(root.glob(".*.part"))
 
     # fastMRI's own evaluate.py over the same folders (its float32 arithmetic: within 1e-6)
-    from test_metrics import load_fastmri_evaluate
-
-    theirs = load_fastmri_evaluate(monkeypatch).evaluate(
+    theirs = fastmri_eval.evaluate(
         argparse.Namespace(target_path=t, predictions_path=p, acquisition=None, acceleration=None),
         "reconstruction_rss")
     means, stds = theirs.means(), theirs.stddevs()
@@ -100,8 +99,6 @@ def test_eval_numbers(folders, monkeypatch):
     assert report["psnr"]["mean"] == pytest.approx(means["PSNR"], rel=1e-6)
     assert report["ssim"]["mean"] == pytest.approx(means["SSIM"], abs=1e-6)
     assert report["ssim"]["std"] == pytest.approx(stds["SSIM"], abs=1e-6)
-    for name in [n for n in sys.modules if n.split(".")[0] == "fastmri"]:
-        monkeypatch.delitem(sys.modules, name)
 
 
 def test_eval_filters(folders):

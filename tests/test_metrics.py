@@ -386,3 +386,19 @@ def test_evaluate_folders_errors(folders, tmp_path):
     _prediction(p / "f1.h5", vols["f1.h5"][1][:, :, :12])
     with pytest.raises(DataError, match="does not fit target shape"):
         evaluate_folders(t, p, acquisition="AXT2")
+
+
+def test_float32_tensors_keep_their_dtype(rng):
+    gt, pred = _noisy(rng, (2, 16, 16))
+    g32, p32 = torch.from_numpy(gt).float(), torch.from_numpy(pred).float()
+    assert ssim_tensor(g32, p32).dtype == torch.float32
+    assert float(SSIMLoss()(p32, g32, float(gt.max()))) == pytest.approx(1 - ssim(gt, pred), abs=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_tensors_give_the_cpu_values(rng):
+    gt, pred = _noisy(rng, (2, 20, 18))
+    g, p = torch.from_numpy(gt).cuda(), torch.from_numpy(pred).cuda()
+    assert volume_metrics(g, p) == pytest.approx(volume_metrics(gt, pred), rel=1e-10)
+    k = torch.randn(1, 2, 8, 6, dtype=torch.complex64)
+    assert dc_residual(k.cuda(), None, 0 * k.cuda())["relative"] == pytest.approx(1.0, rel=1e-6)

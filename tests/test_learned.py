@@ -7,19 +7,28 @@ import pytest
 import torch
 
 from recon.errors import CorruptFileError, DataError, InputError, UsageError
-from recon.operators.fft import fft2c
-from recon.solvers.learned import MoDL, VarNet, build_model, load_model
+from recon.operators.fft import fft2c, ifft2c
+from recon.solvers.learned import ComplexUNet, MoDL, VarNet, build_model, load_model
 from recon.solvers.learned.common import as_mask, calibration_mask, conjugate_gradient, robust_scale
+
+
+def trained_like(model: torch.nn.Module) -> torch.nn.Module:
+    """Give the zero-initialised output layers random weights, as training does."""
+    for module in model.modules():
+        if isinstance(module, ComplexUNet):
+            torch.nn.init.normal_(module.unet.out.weight, std=0.3)
+            torch.nn.init.normal_(module.unet.out.bias, std=0.1)
+    return model
 
 
 def tiny_varnet() -> VarNet:
     torch.manual_seed(0)
-    return VarNet(num_cascades=2, chans=4, num_pools=2, sens_chans=2, sens_pools=2)
+    return trained_like(VarNet(num_cascades=2, chans=4, num_pools=2, sens_chans=2, sens_pools=2))
 
 
 def tiny_modl() -> MoDL:
     torch.manual_seed(0)
-    return MoDL(num_iterations=2, chans=4, num_pools=2, cg_iterations=3, sens_chans=2, sens_pools=2)
+    return trained_like(MoDL(num_iterations=2, chans=4, num_pools=2, cg_iterations=3, sens_chans=2, sens_pools=2))
 
 
 def kspace_of(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
@@ -168,3 +177,32 @@ def test_weights_file_round_trip_and_errors(tmp_path):
         load_model(bad)
     with pytest.raises(UsageError, match="unknown model 'unet'"):
         build_model({"model": "unet"})
+
+
+def test_untrained_varnet_is_the_zero_filled_rss():
+    """Zero-initialised corrections: an untrained VarNet is data consistency only, i.e. zero-filled RSS."""
+    torch.manual_seed(0)
+    model = VarNet(num_cascades=2, chans=4, num_pools=2, sens_chans=2, sens_pools=2)
+    k = kspace_of((1, 4, 36, 28))
+    mask = column_mask(28)
+    with torch.no_grad():
+        out = model(k, mask)
+    zf = torch.sqrt((ifft2c(k * mask).abs() ** 2).sum(1))
+    assert float((out - zf).abs().max() / zf.max()) < 1e-5
+
+
+def test_untrained_sensitivity_net_gives_acs_maps():
+    """At initialisation the maps are the classical low-resolution ACS coil images over their RSS."""
+    from recon.solvers.learned import SensitivityNet
+
+    torch.manual_seed(0)
+    net = SensitivityNet(2, 2)
+    k = kspace_of((1, 3, 32, 24))
+    m = as_mask(column_mask(24), k)
+    with torch.no_grad():
+        maps = net(k * m, m)
+    acs = ifft2c(k * calibration_mask(m))
+    ref = acs / torch.sqrt((acs.abs() ** 2).sum(1, keepdim=True))
+    centre = (slice(None), slice(None), slice(12, 20), slice(8, 16))  # inside the object, away from ringing
+    np.testing.assert_allclose(((maps[centre].abs() ** 2).sum(1)).numpy(), 1.0, rtol=1e-4)
+    assert float((maps[centre] - ref[centre]).abs().max()) < 0.05

@@ -47,7 +47,7 @@ class MoDL(nn.Module):
             "sens_chans": int(sens_chans), "sens_pools": int(sens_pools),
         }
         self.sens_net = SensitivityNet(sens_chans, sens_pools)
-        self.denoiser = ComplexUNet(chans, num_pools)
+        self.denoiser = ComplexUNet(chans, num_pools, correction=True)
         self.lam_raw = nn.Parameter(torch.tensor([float(lam)]).expm1().log())  # softplus^-1(lam)
         self.num_iterations = int(num_iterations)
         self.cg_iterations = int(cg_iterations)

@@ -1,8 +1,9 @@
 """Learned coil sensitivity estimation from the calibration (ACS) region, as in E2E-VarNet (Sriram et al. 2020).
 
 The fully sampled centre of the masked k-space (:func:`~recon.solvers.learned.common.calibration_mask`) is
-cut out (at most :data:`MAX_CALIB_ROWS` rows along the readout), each coil's low-resolution image is refined by
-a :class:`~recon.solvers.learned.unet.ComplexUNet` (coils as batch, so any coil count works) on that small
+cut out (at most :data:`MAX_CALIB_ROWS` rows along the readout), each coil's low-resolution image plus a learned correction
+(:class:`~recon.solvers.learned.unet.ComplexUNet`, coils as batch, so any coil count works; zero at
+initialisation, so an untrained module gives the classical "ACS images / RSS" maps) on that small
 grid, brought back to the full grid by zero-padding its k-space (band-limited interpolation: the maps are
 smooth), and the maps are divided by their root sum of squares so that ``sum_c |S_c|^2 = 1``. Working on the
 calibration grid makes the module cost almost nothing next to the cascades.
@@ -45,7 +46,7 @@ class SensitivityNet(nn.Module):
 
     def __init__(self, chans: int = 8, num_pools: int = 3):
         super().__init__()
-        self.unet = ComplexUNet(chans, num_pools)
+        self.unet = ComplexUNet(chans, num_pools, correction=True)
 
     def forward(self, kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b, c, h, w = kspace.shape
@@ -54,7 +55,7 @@ class SensitivityNet(nn.Module):
         small = (kspace * cal)[..., h0:h1, w0:w1]
         hs, ws = small.shape[-2:]
         images = ifft2c(small).reshape(b * c, hs, ws)
-        maps_small = self.unet(images).reshape(b, c, hs, ws)
+        maps_small = (images + self.unet(images)).reshape(b, c, hs, ws)  # classical estimate + correction
         k_small = fft2c(maps_small)
         # zero-pad back to (H, W) so that the centre (index n // 2) stays the centre
         pad = (w // 2 - ws // 2, (w - w // 2) - (ws - ws // 2), h // 2 - hs // 2, (h - h // 2) - (hs - hs // 2))

@@ -91,17 +91,28 @@ class ComplexUNet(nn.Module):
 
     The input is split into 2 real channels, normalised per image and channel (mean / std), padded to a
     multiple of ``2 ** num_pools``, passed through :class:`UNet`, cropped and un-normalised.
+
+    ``correction=True``: the network outputs a correction term on the input's scale (``unet(...) * std``, no
+    mean added back) and its last layer starts at zero, so an untrained network returns exactly 0 and the
+    model it sits in starts from its classical limit (data consistency only, classical ACS maps); training
+    then only has to learn improvements, which converges far faster on a CPU budget.
     """
 
-    def __init__(self, chans: int = 8, num_pools: int = 3):
+    def __init__(self, chans: int = 8, num_pools: int = 3, correction: bool = False):
         super().__init__()
         self.unet = UNet(2, 2, chans, num_pools)
         self.multiple = 2 ** int(num_pools)
+        self.correction = bool(correction)
+        if self.correction:
+            nn.init.zeros_(self.unet.out.weight)
+            nn.init.zeros_(self.unet.out.bias)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = torch.stack([image.real, image.imag], dim=1)  # (N, 2, H, W)
         mean = x.mean(dim=(-2, -1), keepdim=True)
         std = x.std(dim=(-2, -1), keepdim=True) + 1e-8
         x, pad = pad_to_multiple((x - mean) / std, self.multiple)
-        x = unpad(self.unet(x), pad) * std + mean
+        x = unpad(self.unet(x), pad) * std
+        if not self.correction:
+            x = x + mean
         return torch.complex(x[:, 0].contiguous(), x[:, 1].contiguous())

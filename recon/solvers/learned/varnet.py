@@ -34,7 +34,7 @@ class VarNetCascade(nn.Module):
 
     def __init__(self, chans: int, num_pools: int):
         super().__init__()
-        self.unet = ComplexUNet(chans, num_pools)
+        self.unet = ComplexUNet(chans, num_pools, correction=True)
         self.dc_weight = nn.Parameter(torch.ones(1))
 
     def forward(self, k: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, sense: Sense) -> torch.Tensor:

@@ -88,4 +88,6 @@ def test_killed_worker_is_retried(dataset: Path, reference: Path, tmp_path: Path
     for key in killed_keys:  # the task that was running on the killed worker was finished by another one
         entry = m["files"][rels[int(key.rsplit("-", 1)[1])]]
         assert entry["status"] == "ok" and not entry["worker"].endswith(f":{killed_pid}")
+    assert not list(out.glob(".*.part"))
+    assert all(e["peak_rss_mb"] > 0 for e in m["files"].values())
     _same_outputs(out, reference)

@@ -50,10 +50,57 @@ def dataset(tmp_path_factory) -> Path:
     return folder
 
 
-def test_sigkill_mid_run_then_resume(dataset: Path, tmp_path: Path) -> None:
-    reference = tmp_path / "reference"
-    res = run_batch(dataset, reference, backend=LocalPoolBackend(1), stream=open(os.devnull, "w"))
+@pytest.fixture(scope="module")
+def reference(dataset: Path, tmp_path_factory) -> Path:
+    """An uninterrupted run with one worker."""
+    out = tmp_path_factory.mktemp("kill_ref") / "out"
+    res = run_batch(dataset, out, backend=LocalPoolBackend(1), stream=open(os.devnull, "w"))
     assert res.exit_code == 0 and res.summary["ok"] == FILES
+    return out
+
+
+def _same_outputs(out: Path, reference: Path) -> None:
+    names = sorted(p.name for p in reference.glob("*.h5"))
+    assert sorted(p.name for p in out.glob("*.h5")) == names and len(names) == FILES
+    for name in names:  # byte-identical files (HDF5 without timestamps), so identical arrays and attributes
+        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+
+
+def pool_workers(pid: int) -> list[int]:
+    """Child processes of ``pid`` that are multiprocessing pool workers (not its resource tracker)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid and b"spawn_main" in cmdline:
+            found.append(int(proc.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find the pool worker")
+def test_killed_pool_worker_is_replaced(dataset: Path, reference: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "recon", "batch", str(dataset), str(out), "--workers", "1"]
+    with open(tmp_path / "batch.log", "w") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=log)
+        wait_for_finished(out / MANIFEST_NAME, proc)
+        workers = pool_workers(proc.pid)
+        assert len(workers) == 1
+        os.kill(workers[0], signal.SIGKILL)  # only the worker: the batch rebuilds its pool and retries
+        assert proc.wait(timeout=120) == 0, (tmp_path / "batch.log").read_text()
+    m = json.loads((out / MANIFEST_NAME).read_text())
+    assert m["summary"]["ok"] == FILES and m["summary"]["failed"] == 0
+    assert len({e["worker"] for e in m["files"].values()}) == 2  # the first worker, then its replacement
+    assert not list(out.glob(".*.part"))  # the killed worker's temporary is gone
+    _same_outputs(out, reference)
+
+
+def test_sigkill_mid_run_then_resume(dataset: Path, reference: Path, tmp_path: Path) -> None:
 
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "recon", "batch", str(dataset), str(out), "--workers", "1"]
@@ -79,7 +126,4 @@ def test_sigkill_mid_run_then_resume(dataset: Path, tmp_path: Path) -> None:
     assert m["summary"]["skipped"] == len(complete) and m["summary"]["ok"] == FILES - len(complete)
     assert {rel for rel, e in m["files"].items() if e["status"] == "skipped"} == set(complete)
     assert not list(out.glob(".*.part"))  # the killed run's temporary was cleaned up
-    names = sorted(p.name for p in reference.glob("*.h5"))
-    assert sorted(p.name for p in out.glob("*.h5")) == names and len(names) == FILES
-    for name in names:  # byte-identical files (HDF5 without timestamps), so identical arrays and attributes
-        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+    _same_outputs(out, reference)

@@ -46,13 +46,16 @@ class Backend:
 
     name = "backend"
     workers = 1
+    started = False
 
     def __enter__(self) -> "Backend":
         self.start()
+        self.started = True
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+        self.started = False
 
     def start(self) -> None:
         """Acquire the workers (processes, a cluster connection)."""

@@ -229,8 +229,8 @@ def run_batch(
                      + f"; {len(tasks)} to reconstruct on {backend.name} ({backend.workers} worker(s))")
         state = "interrupted"
         try:
-            if tasks:
-                with backend:
+            if tasks:  # a backend the caller started (``with backend:``) stays up for the caller's next run
+                with (backend if not backend.started else contextlib.nullcontext(backend)):
                     header["backend"] = backend.describe()
                     manifest.data["backend"] = header["backend"]
                     for result in backend.run(tasks):
@@ -242,6 +242,8 @@ def run_batch(
             state = "finished"
         finally:
             progress.close()
+            for it in items:  # temporaries of workers that died mid-write (their task was redone)
+                _remove_stale_parts(it.output)
             with contextlib.suppress(OutputError):
                 manifest.write(state)
     return BatchResult(manifest.path, manifest.data)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,9 +112,10 @@ def run_task(task: FileTask) -> dict[str, Any]:
 
     Returns
     -------
-    ``{"rel", "status": "ok"|"failed", "seconds", "slices", "shape", "metrics", "error", "worker"}``:
+    ``{"rel", "status": "ok"|"failed", "seconds", "slices", "shape", "metrics", "error", "worker",
+    "peak_rss_mb"}``:
     ``metrics`` is ``{"nmse", "psnr", "ssim"}`` or None; ``error`` is ``{"type", "message"}`` or None;
-    ``worker`` is ``host:pid`` of the process that ran it.
+    ``worker`` is ``host:pid`` of the process that ran it; ``peak_rss_mb`` its peak resident memory so far.
     """
     start = time.perf_counter()
     result: dict[str, Any] = {"rel": task.rel, "status": "failed", "seconds": 0.0, "slices": 0, "shape": None,
@@ -143,4 +145,26 @@ def run_task(task: FileTask) -> dict[str, Any]:
         result["error"] = _error(exc)
         _remove_empty(created)
     result["seconds"] = round(time.perf_counter() - start, 4)
+    result["peak_rss_mb"] = peak_rss_mb()
     return result
+
+
+def peak_rss_mb() -> float | None:
+    """Peak resident memory of this (worker) process so far, in MiB (None where the OS does not say).
+
+    Linux: ``VmHWM`` of ``/proc/self/status``, which starts afresh in a spawned process (``ru_maxrss`` does not:
+    it keeps the parent's peak across ``fork`` + ``exec``); elsewhere ``ru_maxrss``.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)

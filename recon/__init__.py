@@ -14,4 +14,12 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 
 from recon.errors import ReconError, InputError, OutputError  # noqa: E402
 
-__all__ = ["__version__", "ReconError", "InputError", "OutputError"]
+__all__ = ["__version__", "ReconError", "InputError", "OutputError", "reconstruct"]
+
+
+def __getattr__(name: str):
+    if name == "reconstruct":  # lazy: importing recon stays light (no torch)
+        from recon.solvers.reconstruct import reconstruct
+
+        return reconstruct
+    raise AttributeError(f"module 'recon' has no attribute {name!r}")

@@ -54,6 +54,10 @@ def _zero_filled_method(raw: RawData, *, device: str = "cpu") -> np.ndarray:
 #: without importing their dependencies). Add a solver with one line here or with :func:`register_method`.
 METHODS: dict[str, MethodFn | str] = {
     "zero-filled": _zero_filled_method,
+    "sense": "recon.solvers.reconstruct:sense_method",
+    "grappa": "recon.solvers.reconstruct:grappa_method",
+    "l1-wavelet": "recon.solvers.reconstruct:l1_wavelet_method",
+    "tv": "recon.solvers.reconstruct:tv_method",
     "varnet": "recon.solvers.learned.method:varnet_method",
     "modl": "recon.solvers.learned.method:modl_method",
 }

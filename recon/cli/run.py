@@ -19,6 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="reconstruction method (default: zero-filled)")
     add_undersampling_arguments(p)
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
+    add_solver_arguments(p)
     p.add_argument("--weights", default=None, metavar="PATH",
                    help="weights for varnet/modl (a recon train checkpoint; default: the bundled ones)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -77,6 +78,18 @@ def _progress(done: int, total: int) -> None:
     sys.stderr.flush()
 
 
+def add_solver_arguments(p: argparse.ArgumentParser) -> None:
+    """``--lambda/--iterations/--solver``: options of the classical solvers (``recon.solvers``)."""
+    g = p.add_argument_group("classical solvers (sense, grappa, l1-wavelet, tv)")
+    g.add_argument("--lambda", dest="lam", type=float, default=None, metavar="LAM",
+                   help="regularisation weight >= 0 (l1-wavelet/tv on auto-scaled data, default 0.005; "
+                        "sense: Tikhonov, default 0; grappa: calibration Tikhonov, default 0.1)")
+    g.add_argument("--iterations", type=int, default=None, metavar="N",
+                   help="solver iterations (defaults: sense 10, l1-wavelet 40, tv 30)")
+    g.add_argument("--solver", choices=("fista", "admm", "pdhg"), default=None,
+                   help="optimiser for l1-wavelet/tv (defaults: fista for l1-wavelet, admm for tv)")
+
+
 def options_from_args(args: argparse.Namespace) -> dict:
     """Method options given on the command line (only those set, so methods keep their defaults)."""
     options = {}
@@ -84,6 +97,9 @@ def options_from_args(args: argparse.Namespace) -> dict:
         options["device"] = args.device
     if getattr(args, "weights", None):
         options["weights"] = args.weights
+    for name in ("lam", "iterations", "solver"):
+        if getattr(args, name, None) is not None:
+            options[name] = getattr(args, name)
     return options
 
 

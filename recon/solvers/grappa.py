@@ -1,0 +1,187 @@
+"""GRAPPA (Griswold et al. 2002) for Cartesian k-space undersampled along the phase encode (W).
+
+Every missing phase-encode line inside the acquirable range is synthesised, per coil, as a linear
+combination of its neighbourhood in the acquired lines: ``kernel_size[0]`` readout points (H) centred on the
+target's row, times the ``kernel_size[1]`` nearest acquired lines (half on each side; fewer on a side that
+has none within reach). Any sampling pattern works (random fastMRI masks as well as equispaced ones): targets
+are grouped by their source-line offsets, and one set of weights per group and slice is calibrated on the
+fully sampled centre (ACS) by Tikhonov-regularised least squares
+
+    W = (S^H S + lam I)^{-1} S^H T,     lam = reg * ||S||_F^2 / columns
+
+with ``S`` the source patches of every ACS position where the whole pattern fits and ``T`` the targets. The
+filled k-space is combined by root sum of squares. Source patterns (target included) span at most
+``acs_width - 1`` lines (so every pattern can be calibrated); an acquired ACS line is never changed.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from recon.errors import DataError, UsageError
+from recon.operators import ifft2c
+from recon.solvers.result import SolverResult
+from recon.solvers.sense import as_complex
+
+
+def column_mask(mask: Any, width: int, height: int | None = None) -> np.ndarray:
+    """A ``(W,)`` bool mask from ``(W,)``, ``(1, 1, 1, W)``-like or 2D masks constant along H.
+
+    Raises :class:`UsageError` for a 2D mask that varies along the readout (GRAPPA needs 1D undersampling).
+    """
+    m = np.asarray(mask.cpu() if isinstance(mask, torch.Tensor) else mask).astype(bool)
+    if m.shape[-1] != width:
+        raise UsageError(f"mask of shape {m.shape} does not fit {width} phase-encode lines")
+    m2 = m.reshape(-1, width)
+    if not (m2 == m2[:1]).all():
+        raise UsageError("GRAPPA needs Cartesian data undersampled along the phase encode only (a column mask); "
+                         "this mask varies along the readout or between slices")
+    return m2[0].copy()
+
+
+def acs_lines(cols: np.ndarray) -> tuple[int, int]:
+    """``[start, end)`` of the contiguous run of sampled lines through the centre ``W // 2`` (empty if unsampled)."""
+    w = cols.shape[0]
+    c = w // 2
+    if not cols[c]:
+        return c, c
+    a, b = c, c + 1
+    while a > 0 and cols[a - 1]:
+        a -= 1
+    while b < w and cols[b]:
+        b += 1
+    return a, b
+
+
+def _sources(cols: np.ndarray, target: int, per_side: int, reach: int) -> tuple[int, ...]:
+    """Offsets of the source lines of ``target``: nearest acquired lines, alternately left and right, at most
+    ``per_side`` per side, the whole pattern spanning at most ``reach`` lines (so that the ACS holds it)."""
+    idx = np.flatnonzero(cols)
+    left = (idx[idx < target][::-1] - target)[:per_side]
+    right = (idx[idx > target] - target)[:per_side]
+    chosen: list[int] = []
+    for i in range(per_side):
+        for side in (left, right):
+            if i < len(side):
+                cand = chosen + [int(side[i])]
+                if max(cand) - min(min(cand), 0) <= reach and max(max(cand), 0) - min(cand) <= reach:
+                    chosen = cand
+    return tuple(sorted(chosen))
+
+
+def _line_patches(kpad: torch.Tensor, lines: torch.Tensor, kh: int) -> torch.Tensor:
+    """``(S, H, n, C * kh)``: at each readout row, the ``kh`` readout points of every coil of each line in
+    ``lines``; ``kpad`` is k-space ``(S, C, H + 2 (kh // 2), W)`` zero-padded along H."""
+    s, c = kpad.shape[:2]
+    win = kpad[..., lines].unfold(2, kh, 1)  # (S, C, H, n, kh)
+    return win.permute(0, 2, 3, 1, 4).reshape(s, win.shape[2], lines.numel(), c * kh)
+
+
+def grappa(
+    kspace: Any,
+    mask: Any,
+    *,
+    kernel_size: tuple[int, int] = (5, 4),
+    reg: float = 1e-3,
+    fill_range: tuple[int, int] | None = None,
+    min_acs: int | None = None,
+    device: Any = None,
+) -> SolverResult:
+    """Fill the missing phase-encode lines of ``kspace`` ``(S, C, H, W)`` and return the RSS image.
+
+    Parameters
+    ----------
+    kspace: undersampled k-space (numpy or torch); unsampled lines are ignored.
+    mask: the column mask ``(W,)`` (or any array of that last axis constant elsewhere).
+    kernel_size: ``(readout points, source lines)``, default 5 x 4.
+    reg: relative Tikhonov weight of the calibration.
+    fill_range: ``[start, end)`` of the lines to synthesise (the header's ``acquired_pe``); default all.
+    min_acs: the fewest ACS lines accepted (default: ``kernel_size[1]``).
+    device: torch device.
+
+    Returns
+    -------
+    :class:`SolverResult` with ``image`` = the filled k-space's coil images combined by RSS ``(S, H, W)``
+    (real, float32), ``parameters`` the kernel, ACS and number of calibrated patterns, ``extras["kspace"]``
+    the filled k-space ``(S, C, H, W)``.
+
+    Raises
+    ------
+    DataError: no (or too narrow) fully sampled centre.
+    UsageError: a 2D mask, a bad kernel size or regularisation.
+    """
+    start = time.perf_counter()
+    k = as_complex(kspace, device, "kspace")
+    if k.ndim != 4:
+        raise UsageError(f"k-space must have shape (slices, coils, H, W), got {tuple(k.shape)}")
+    _, _, hh, ww = k.shape
+    kh, ky = (int(v) for v in kernel_size)
+    if kh < 1 or kh % 2 == 0 or ky < 1:
+        raise UsageError(f"GRAPPA kernel_size must be (odd readout points, source lines >= 1), got {kernel_size}")
+    if not reg >= 0:
+        raise UsageError(f"GRAPPA reg must be >= 0, got {reg}")
+    cols = column_mask(mask, ww)
+    a, b = acs_lines(cols)
+    need = ky if min_acs is None else int(min_acs)
+    if b - a < max(need, 2):
+        raise DataError(
+            f"GRAPPA needs a fully sampled k-space centre (ACS) of at least {max(need, 2)} phase-encode lines; "
+            f"found {b - a} contiguous lines through the centre"
+        )
+    lo, hi = (0, ww) if fill_range is None else (int(fill_range[0]), int(fill_range[1]))
+    targets = [t for t in range(lo, hi) if not cols[t]]
+    per_side = max(ky // 2, 1)
+    reach = b - a - 1
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for t in targets:
+        off = _sources(cols, t, per_side, reach)
+        if off:
+            groups.setdefault(off, []).append(t)
+
+    out = k * torch.as_tensor(cols, device=k.device).to(k.real.dtype)
+    pad = kh // 2
+    kpad = F.pad(out.reshape(-1, hh, ww), (0, 0, pad, pad)).reshape(k.shape[:2] + (hh + 2 * pad, ww))
+    s, c = k.shape[:2]
+    p1 = c * kh
+    # Gram blocks of every pair of ACS lines, once: M[l1, l2] = sum_h X_l1(h)^H X_l2(h), (S, n, n, P1, P1);
+    # a pattern's normal equations are sums of these blocks over its calibration positions
+    acs = torch.arange(a, b, device=k.device)
+    x = _line_patches(kpad, acs, kh)  # (S, H, n, P1)
+    gram_lines = torch.einsum("shlp,shmq->slmpq", x.conj(), x)
+    centre = torch.arange(c, device=k.device) * kh + pad  # the target point of each coil within a patch
+    unfilled = len(targets) - sum(len(v) for v in groups.values())
+    for offsets, lines in groups.items():
+        off = torch.as_tensor(offsets, device=k.device)
+        pos = torch.arange(a, b, device=k.device)
+        pos = pos[(pos + off.min() >= a) & (pos + off.max() < b)]
+        if pos.numel() == 0:
+            unfilled += len(lines)
+            continue
+        i = (pos[:, None] + off[None, :]) - a  # (npos, O) ACS-relative source lines
+        o = len(offsets)
+        gram = gram_lines[:, i[:, :, None], i[:, None, :]].sum(1)  # (S, O, O, P1, P1)
+        gram = gram.permute(0, 1, 3, 2, 4).reshape(s, o * p1, o * p1)
+        cross = gram_lines[:, i, (pos - a)[:, None]].sum(1)[..., centre]  # (S, O, P1, C)
+        cross = cross.reshape(s, o * p1, c)
+        lam = reg * gram.diagonal(dim1=-2, dim2=-1).real.sum(-1) / (o * p1)
+        eye = torch.eye(o * p1, dtype=gram.dtype, device=gram.device)
+        # Cholesky (the system is Hermitian positive definite); batched complex LU in MKL fails with threads
+        chol = torch.linalg.cholesky(gram + lam.clamp_min(1e-30)[:, None, None] * eye)
+        weights = torch.cholesky_solve(cross, chol)  # (S, O*P1, C)
+        tl = torch.as_tensor(lines, device=k.device)
+        src = torch.stack([_line_patches(kpad, tl + int(v), kh) for v in offsets], dim=3)  # (S, H, nT, O, P1)
+        filled = (src.reshape(s, -1, o * p1) @ weights).reshape(s, hh, len(lines), c).permute(0, 3, 1, 2)
+        out[..., tl] = filled
+    images = ifft2c(out)
+    rss = (images.real.square() + images.imag.square()).sum(dim=1).sqrt()
+    result = SolverResult(
+        image=rss, iterations=0, seconds=time.perf_counter() - start,
+        parameters={"solver": "grappa", "kernel_size": [kh, ky], "reg": float(reg), "acs": [int(a), int(b)],
+                    "patterns": len(groups), "filled_lines": len(targets) - unfilled, "unfilled_lines": unfilled},
+        extras={"kspace": out},
+    )
+    return result

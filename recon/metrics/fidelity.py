@@ -126,6 +126,10 @@ def psnr_tensor(gt: Array, pred: Array, maxval: Number | None = None, *, crop: C
     return 10.0 * torch.log10(m ** 2 / torch.mean((g - p) ** 2))
 
 
+#: slices per SSIM evaluation (the 5-channel float64 window statistics of a chunk are held at once)
+_SSIM_CHUNK = 4
+
+
 def _ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: torch.Tensor, *, dims: int, win_size: int,
               k1: float, k2: float, sample_covariance: bool) -> torch.Tensor:
     """SSIM map over the window positions that lie inside the images (skimage's cropped map).
@@ -134,11 +138,11 @@ def _ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: torch.Tensor, *, dim
     Returns ``(N, *spatial - win_size + 1)``.
     """
     n_px = win_size ** dims
-    conv = F.conv2d if dims == 2 else F.conv3d
-    kernel = torch.full((1, 1) + (win_size,) * dims, 1.0 / n_px, dtype=x.dtype, device=x.device)
+    # uniform window means by average pooling (stride 1, no padding): the same numbers as a uniform
+    # convolution, without conv's im2col buffer of win_size**dims copies of the image
+    pool = F.avg_pool2d if dims == 2 else F.avg_pool3d
     stack = torch.stack([x, y, x * x, y * y, x * y], dim=1)  # (N, 5, *spatial)
-    flat = stack.reshape((-1, 1) + tuple(x.shape[1:]))
-    means = conv(flat, kernel).reshape((x.shape[0], 5) + tuple(s - win_size + 1 for s in x.shape[1:]))
+    means = pool(stack, kernel_size=win_size, stride=1)
     ux, uy, uxx, uyy, uxy = means.unbind(dim=1)
     cov_norm = n_px / (n_px - 1.0) if sample_covariance else 1.0
     vx = cov_norm * (uxx - ux * ux)
@@ -183,9 +187,13 @@ def ssim_tensor(
     if min(spatial) < win_size:
         raise UsageError(f"SSIM window {win_size} is larger than the image size {tuple(spatial)}")
     m = _maxval(g, maxval)
-    if dims == 2:
-        smap = _ssim_map(g, p, m, dims=2, win_size=win_size, k1=k1, k2=k2, sample_covariance=sample_covariance)
-        return smap.mean(dim=(-2, -1)).mean()
+    if dims == 2:  # a few slices at a time: memory stays bounded by the chunk, not the volume
+        per_slice = [
+            _ssim_map(g[i:i + _SSIM_CHUNK], p[i:i + _SSIM_CHUNK], m, dims=2, win_size=win_size, k1=k1, k2=k2,
+                      sample_covariance=sample_covariance).mean(dim=(-2, -1))
+            for i in range(0, g.shape[0], _SSIM_CHUNK)
+        ]
+        return torch.cat(per_slice).mean()
     smap = _ssim_map(g[None], p[None], m, dims=3, win_size=win_size, k1=k1, k2=k2,
                      sample_covariance=sample_covariance)
     return smap.mean()

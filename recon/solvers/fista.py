@@ -7,7 +7,7 @@ available without extra operator calls and is recorded in ``history``.
 Restart (O'Donoghue & Candes 2015). With ``monotone=True`` (default when the regulariser is fixed, i.e. no
 random wavelet shifts) the momentum is reset when the objective goes up and that step is rejected, so the
 next one is a plain proximal-gradient step from the better point, which cannot increase the objective for
-``step <= 1 / L``: the recorded objective is then non-increasing. With random wavelet shifts (the objective
+``step <= 1 / L`` (it is accepted as it is): the recorded objective is then non-increasing up to rounding. With random wavelet shifts (the objective
 changes from one iteration to the next) the gradient criterion is used instead: reset when
 ``Re <z - x_{k+1}, x_{k+1} - x_k> > 0``.
 """
@@ -71,6 +71,7 @@ def fista(
         t = torch.ones_like(f)
         history = [float(f.sum())]
         restarts = 0
+        rejected = torch.zeros_like(f, dtype=torch.bool)
         for _ in range(int(iterations)):
             t_new = (1 + torch.sqrt(1 + 4 * t * t)) / 2
             beta = _b((t - 1) / t_new, x)
@@ -80,10 +81,13 @@ def fista(
             nx_new = problem.normal(x_new)
             f_new = problem.value(x_new, nx_new) + lam * reg.value(x_new)
             if restart:
-                if monotone:  # function-value restart, and the worse step rejected
-                    worse = f_new > f
+                if monotone:  # function-value restart, and the worse step rejected, unless it is the plain
+                    # proximal-gradient step right after a rejection (a descent step in exact arithmetic;
+                    # accepting it keeps rounding noise in f from stalling the iteration)
+                    worse = (f_new > f) & ~rejected
                 else:  # gradient restart: the step points against the momentum
                     worse = real_dot(z - x_new, x_new - x) > 0
+                rejected = worse if monotone else rejected
                 if bool(worse.any()):
                     restarts += int(worse.sum())
                     # t = 1 makes the next extrapolation weight (t - 1) / t_new zero: no momentum

@@ -4,7 +4,7 @@
 (:func:`recon.solvers.scaling.bart_scale`, BART's rule), then ``x * s``: one default lambda fits any data
 scale, and the output is on the data's scale (``recon(c y) = c recon(y)``).
 
-Defaults (measured on the bundled sample at 4x and 8x, ``tests/test_solvers_cs.py`` and the report):
+Defaults (chosen on the bundled sample at 4x, ``tests/test_solvers_sample.py``):
 
 =============  ========  ==========  =======================================================
 regulariser    solver    iterations  lambda (on scaled data)

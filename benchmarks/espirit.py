@@ -22,42 +22,25 @@ from __future__ import annotations
 import argparse
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
-from recon.coils import espirit
-from recon.simulate import load_colin27, simulate_multicoil
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._common import best_time, read_cfl, write_cfl  # noqa: E402
+from recon.coils import espirit  # noqa: E402
+from recon.simulate import load_colin27, simulate_multicoil  # noqa: E402
 
 
 def correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Per-pixel |<a, b>| / (|a| |b|) over the coil axis 0 of ``(C, H, W)`` arrays."""
     num = np.abs(np.sum(np.conj(a) * b, axis=0))
     return num / np.maximum(np.linalg.norm(a, axis=0) * np.linalg.norm(b, axis=0), 1e-30)
-
-
-def write_cfl(base: Path, array: np.ndarray) -> None:
-    base.with_suffix(".hdr").write_text("# Dimensions\n" + " ".join(str(d) for d in array.shape) + "\n")
-    np.asfortranarray(array.astype(np.complex64)).ravel(order="F").tofile(base.with_suffix(".cfl"))
-
-
-def read_cfl(base: Path) -> np.ndarray:
-    dims = [int(d) for d in base.with_suffix(".hdr").read_text().splitlines()[1].split()]
-    return np.fromfile(base.with_suffix(".cfl"), dtype=np.complex64).reshape(dims, order="F")
-
-
-def best_time(fn: Callable[[], object], repeat: int) -> tuple[float, object]:
-    out = fn()  # warm-up
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def main() -> None:

@@ -29,21 +29,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._common import timeit  # noqa: E402
 from recon.operators import NUFFT, Sense  # noqa: E402
 
 warnings.filterwarnings("ignore")
-
-
-def timeit(fn, repeats: int, warmup: int = 1, clock=time.perf_counter) -> float:
-    """Minimum time of ``fn()`` over ``repeats`` runs, in ms (wall clock unless ``clock`` says otherwise)."""
-    for _ in range(warmup):
-        fn()
-    best = math.inf
-    for _ in range(repeats):
-        t0 = clock()
-        fn()
-        best = min(best, clock() - t0)
-    return best * 1e3
 
 
 def sense_table(repeats: int) -> list[tuple]:

@@ -104,7 +104,7 @@ def shared_espirit_maps() -> Iterator[dict[str, np.ndarray]]:
     The stand-ins take the same options as the methods they replace, so options are checked and recorded
     exactly as ``recon run`` does. Yields the cache (key -> maps ``(1, C, H, W)`` complex64).
     """
-    from recon.pipeline import METHODS, get_method, register_method
+    from recon.pipeline import METHODS, register_method
     from recon.solvers.reconstruct import reconstruct
 
     cache: dict[str, np.ndarray] = {}
@@ -134,7 +134,6 @@ def shared_espirit_maps() -> Iterator[dict[str, np.ndarray]]:
 
     try:
         for m in MAP_METHODS:
-            get_method(m, {})  # resolve the lazy entry so that it is restored as a callable
             register_method(m, make(m), replace=True)
         yield cache
     finally:

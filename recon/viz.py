@@ -73,8 +73,8 @@ def show_image(ax: Axes, image: Any, title: str | None = None, *, vmin: float = 
 def mask_image(mask: Any, shape: tuple[int, int]) -> np.ndarray:
     """The sampling pattern as an ``(H, W)`` image: a column mask ``(W,)`` broadcast down the readout axis."""
     m = np.asarray(mask, dtype=np.float64)
-    if m.ndim == 1:
-        m = np.broadcast_to(m[None, :], shape)
+    if m.ndim == 1 and m.shape[0] == shape[-1]:
+        m = np.broadcast_to(m[None, :], tuple(shape))
     if m.shape != tuple(shape):
         raise UsageError(f"mask of shape {m.shape} does not fit images of shape {tuple(shape)}")
     return np.asarray(m)

@@ -11,6 +11,7 @@ import h5py
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+import torch
 
 from recon.data import sample_path
 from recon.demo import QUICK, DemoConfig, run_demo, sample_subset
@@ -93,7 +94,9 @@ def test_shared_maps_give_recon_run_images(quick_demo: tuple[Path, subprocess.Co
 def test_rerun_replaces_its_outputs_and_restores_methods(tmp_path: Path) -> None:
     config = DemoConfig(accelerations=((4, 0.08), (8, 0.04)), methods=("zero-filled",), learned=False, slices=(0,))
     registry = dict(METHODS)
-    first = run_demo(tmp_path, config, log=lambda msg: None)
+    threads = torch.get_num_threads()
+    first = run_demo(tmp_path, config, log=lambda msg: None, threads=1)
+    assert torch.get_num_threads() == threads  # restored
     before = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
     second = run_demo(tmp_path, config, log=lambda msg: None)
     assert sorted(before) == ["demo.png", "metrics.json", "metrics.md", "zero-filled_4x.h5", "zero-filled_8x.h5"]
@@ -111,3 +114,10 @@ def test_demo_into_a_file_is_exit_2(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.startswith("recon: ") and "cannot create the demo folder" in proc.stderr
     assert "Traceback" not in proc.stderr and str(blocker / "out") in proc.stderr
+
+
+def test_threads_below_one_is_exit_2(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "recon", "demo", "--out", str(tmp_path / "d"), "--threads", "0"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr == "recon: --threads must be >= 1, got 0\n"
+    assert not (tmp_path / "d").exists()

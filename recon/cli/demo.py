@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from recon.errors import UsageError
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -20,6 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="out/demo", help="output folder, created if missing (default: out/demo)")
     p.add_argument("--quick", action="store_true",
                    help="4x only, classical methods, fewer compressed-sensing iterations (a first look, tests)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default: 1, fastest for the sample's small slices on a shared machine)")
     p.set_defaults(handler=main)
 
 
@@ -28,7 +32,9 @@ def main(args: argparse.Namespace) -> int:
 
     config = QUICK if args.quick else DEFAULT
     out = Path(args.out)
-    report = run_demo(out, config)
+    if args.threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {args.threads}")
+    report = run_demo(out, config, threads=args.threads)
     print(f"recon demo: {report['sample']}, {'quick: ' if args.quick else ''}"
           f"{len(report['results'])} reconstructions in {report['seconds']:.1f} s")
     print()

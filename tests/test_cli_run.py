@@ -1,4 +1,4 @@
-"""Zero-filled reconstruction, ``reconstruct_file`` and the ``recon run`` / ``recon demo`` commands."""
+"""Zero-filled reconstruction, ``reconstruct_file`` and the ``recon run`` command (``recon demo``: tests/test_demo.py)."""
 from __future__ import annotations
 
 import importlib.util
@@ -220,14 +220,3 @@ def test_cli_run_image_output_and_info(tmp_path: Path) -> None:
     info = recon("info", SAMPLE)
     assert info.returncode == 0, info.stderr
     assert "3 x 8 x 224 x 192" in info.stdout and "AXT1_SIM" in info.stdout
-
-
-def test_cli_demo_writes_its_files(tmp_path: Path) -> None:
-    out = tmp_path / "demo"
-    for _ in range(2):  # a second demo replaces its own outputs
-        proc = recon("demo", "--out", out)
-        assert proc.returncode == 0, proc.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["sample_zero_filled.h5", "sample_zero_filled.png"]
-    assert str(out / "sample_zero_filled.h5") in proc.stdout and str(out / "sample_zero_filled.png") in proc.stdout
-    with h5py.File(out / "sample_zero_filled.h5") as f:
-        assert f["reconstruction"].shape == (3, 224, 192)

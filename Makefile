@@ -37,7 +37,7 @@ demo: $(STAMP)
 	$(VENV)/bin/recon demo
 
 test: $(DEVSTAMP) system-tools
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --nbmake tests notebooks
 
 clean:
 	rm -rf $(VENV) out

@@ -21,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "(images and |error| maps) and metrics.md/metrics.json into the folder.")
     p.add_argument("--out", default="out/demo", help="output folder, created if missing (default: out/demo)")
     p.add_argument("--quick", action="store_true",
-                   help="4x only, classical methods, fewer compressed-sensing iterations (a first look, tests)")
+                   help="the middle slice at 4x with the classical methods only (a first look; tests)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default: 1, fastest for the sample's small slices on a shared machine)")
     p.set_defaults(handler=main)

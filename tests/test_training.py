@@ -2,6 +2,7 @@
 exact resume, seeded reproducibility, ``recon train`` on the command line."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -159,6 +160,9 @@ def test_recon_train_cli(folders, tmp_path):
     r = subprocess.run(args[:8] + [str(tmp_path / "missing")] + args[9:] + ["--overwrite"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "does not exist" in r.stderr and len(r.stderr.strip().splitlines()) == 1
-    r = subprocess.run(args + ["--resume", "--epochs", "2", "--json"], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(args + ["--resume", "--epochs", "2", "--lr", "1e-4", "--json"], capture_output=True,
+                       text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert "resuming" in r.stderr and '"epoch": 2' in r.stdout
+    history = json.loads(r.stdout)
+    assert "resuming" in r.stderr and [h["epoch"] for h in history] == [1, 2]
+    assert [h["lr"] for h in history] == [1e-3, 1e-4]  # a lower rate from the resumed epoch on

@@ -21,7 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--loss", default="ssim", choices=["ssim", "l1"])
     p.add_argument("--batch-size", type=int, default=1, help="slices per optimizer step (default: 1)")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="Adam learning rate (default: 1e-3; with --resume: a new rate from the next epoch on)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from OUT.pt if it exists")
     p.add_argument("--overwrite", action="store_true", help="start afresh even if OUT.pt exists")
@@ -73,11 +74,12 @@ def main(args: argparse.Namespace) -> int:
     config = TrainConfig(
         model=args.model, model_options=model_options(args), mask_type=args.mask_type,
         accelerations=tuple(args.accelerations), center_fractions=tuple(args.center_fractions),
-        epochs=args.epochs, loss=args.loss, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+        epochs=args.epochs, loss=args.loss, batch_size=args.batch_size,
+        lr=1e-3 if args.lr is None else args.lr, seed=args.seed,
         max_train_slices=args.max_train_slices, max_val_slices=args.max_val_slices,
     )
     history = train(args.output, args.train, args.val, config, resume=args.resume, overwrite=args.overwrite,
-                    device=args.device)
+                    device=args.device, lr=args.lr if args.resume else None)
     if args.json:
         print(json.dumps(history, indent=2))
     elif history:

@@ -104,13 +104,16 @@ def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
 def train(out: str | Path, train_dir: str | Path, val_dir: str | Path, config: TrainConfig, *,
           resume: bool = False, overwrite: bool = False, device: str | torch.device = "cpu",
           progress: bool = True, log: Callable[[str], None] | None = None,
-          on_step: Callable[[int, int, float], None] | None = None) -> list[dict[str, Any]]:
+          on_step: Callable[[int, int, float], None] | None = None,
+          lr: float | None = None) -> list[dict[str, Any]]:
     """Train ``config.model`` on the slices of ``train_dir``, validating on ``val_dir`` after every epoch.
 
     Parameters
     ----------
     out: checkpoint path, written after every epoch (atomically).
     resume: continue from ``out`` if it exists (its stored :class:`TrainConfig` is used, except ``epochs``).
+    lr: on resume, a new learning rate from the next epoch on (a manual step schedule: train at a high rate,
+        then resume at a lower one); it is stored in the checkpoint, so a later resume keeps it.
     overwrite: start afresh even if ``out`` exists (otherwise an existing ``out`` without ``resume`` is an
         :class:`~recon.errors.OutputError` before any work).
     on_step: called as ``on_step(epoch, step, loss)`` after each optimizer step (tests, logging).
@@ -133,6 +136,8 @@ def train(out: str | Path, train_dir: str | Path, val_dir: str | Path, config: T
         for key in ("accelerations", "center_fractions"):
             stored[key] = tuple(stored.get(key, ()))
         config = TrainConfig(**stored)
+        if lr is not None:
+            config.lr = float(lr)
     else:
         check_output_path(out, overwrite or resume)
     config.check()
@@ -156,6 +161,8 @@ def train(out: str | Path, train_dir: str | Path, val_dir: str | Path, config: T
         set_rng_states(blob["rng"])
         history = list(blob.get("history") or [])
         start_epoch = int(blob["epoch"])
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr
         log(f"resuming {out} after epoch {start_epoch}")
     loss_fn = get_loss(config.loss)
     n_params = sum(p.numel() for p in model.parameters())
@@ -191,7 +198,7 @@ def train(out: str | Path, train_dir: str | Path, val_dir: str | Path, config: T
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
         bar.close()
         metrics = evaluate(model, val_set, dev, progress)
-        record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_nmse": metrics["nmse"],
+        record = {"epoch": epoch + 1, "lr": config.lr, "train_loss": float(np.mean(losses)), "val_nmse": metrics["nmse"],
                   "val_psnr": metrics["psnr"], "val_ssim": metrics["ssim"],
                   "seconds": time.perf_counter() - t0}
         history.append(record)

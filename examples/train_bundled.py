@@ -10,8 +10,10 @@ The training commands (run here with ``OMP_NUM_THREADS=1 nice -n 5``, in paralle
     recon train WORK/modl_ckpt.pt --model modl --train WORK/train --val WORK/val --epochs 8 \\
         --cascades 5 --chans 12 --pools 3 --cg-iterations 5 --sens-chans 8 --loss ssim --lr 1e-3 --seed 0 --resume
 
-Both runs were stopped at the time budget (after the last completed epoch; see the model card for which one);
-``--resume`` continues them reproducibly.
+then, when the validation PSNR stopped improving, each run was resumed at a lower learning rate
+(``recon train WORK/varnet_ckpt.pt --train ... --val ... --epochs 14 --lr 2e-4 --resume``; MoDL likewise),
+and stopped at the time budget after the last completed epoch (the model card says which). ``--resume``
+continues a run reproducibly; the per-epoch history (with the rate used) is stored in the weights file.
 """
 from __future__ import annotations
 

@@ -10,8 +10,9 @@
    validation data itself, to be fair to CS).
 2. Inference time of VarNet on one 256 x 256, 8-coil slice with 2 threads (median of 5).
 3. Data unlike the training data: the dipy T1 coronal slice (another subject, contrast and orientation;
-   8 birdcage coils, SNR 30), and an ISMRMRD Shepp-Logan phantom with the generator's own coil maps
-   (``ismrmrd_generate_cartesian_shepp_logan``), both at 4x and 8x.
+   8 birdcage coils, SNR 30), an ISMRMRD Shepp-Logan phantom with the generator's own coil maps
+   (``ismrmrd_generate_cartesian_shepp_logan``), and real k-space: the twixtools Skyra phantom ``gre.dat``
+   (2 channels, fully sampled, retrospectively undersampled), each at 4x and 8x.
 
     python examples/train_evaluate.py DATA_DIR [VARNET.pt MODL.pt] [--json OUT.json] [--quick]
 """
@@ -144,6 +145,9 @@ def main() -> None:
         sl = read_raw(h5)
         sl.reference = None
         report["mrd_shepp_logan"] = evaluate_raw(sl, "shepp.h5", models, (None,))
+    gre = read_raw(Path(__file__).resolve().parents[1] / "tests" / "data" / "twix" / "gre.dat")
+    gre.reference = None  # target: RSS of the fully sampled real k-space (2 channels, Skyra phantom)
+    report["twix_gre_phantom_real_kspace"] = evaluate_raw(gre, "gre.dat", models, (None,))
     text = json.dumps(report, indent=1)
     print(text)
     if args.json:

@@ -186,6 +186,9 @@ def reconstruct_file(
     from recon.io import open_raw
     from recon.metrics.reference import reference_metrics, reference_slice
 
+    from recon.memory import limit_heap_growth
+
+    limit_heap_growth()  # per-slice buffers must not pile up in a fragmented heap (recon/memory.py)
     start = time.perf_counter()
     kind = output_kind(output_path)
     out = check_output_path(output_path, overwrite)

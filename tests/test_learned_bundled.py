@@ -1,0 +1,154 @@
+"""The bundled weights: they load with no network, reconstruct the bundled sample (held-out Colin 27 slices)
+above the PSNR/SSIM measured when they were made (asserted a little below), and ``recon run/batch --method
+varnet|modl`` work end to end."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from recon.data import sample_path
+from recon.io import read_raw
+from recon.metrics import volume_metrics
+from recon.sampling import apply_mask, mask_from_options
+from recon.solvers.learned import load_model
+from recon.solvers.zero_filled import rss_reconstruction
+from recon.weights import BUNDLED, bundled_weights
+
+#: (model, acceleration) -> (PSNR dB, SSIM) floors; measured values are in MODEL_CARD.md
+FLOORS = {("varnet", 4): (27.2, 0.85), ("varnet", 8): (22.7, 0.72),
+          ("modl", 4): (26.2, 0.81)}
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return read_raw(sample_path())
+
+
+def undersample(raw, accel: int):
+    cf = {4: 0.08, 8: 0.04}[accel]
+    mask, _ = mask_from_options("random", raw.kspace.shape, [accel], [cf], sample_path().name)
+    return apply_mask(raw.kspace, mask, raw.header)
+
+
+@pytest.mark.parametrize("name,accel", sorted(FLOORS))
+def test_bundled_weights_reconstruct_the_sample(sample, name, accel):
+    path = bundled_weights(name)
+    assert path.stat().st_size < 8_000_000  # "a few MB"
+    model = load_model(path, expect=name)
+    kspace, used = undersample(sample, accel)
+    with torch.no_grad():
+        rec = np.concatenate([model(torch.from_numpy(kspace[s:s + 1]), torch.from_numpy(used)).numpy()
+                              for s in range(kspace.shape[0])])
+    maxval = float(sample.header.attrs["max"])
+    m = volume_metrics(sample.reference, rec, maxval=maxval)
+    zf = volume_metrics(sample.reference, rss_reconstruction(kspace, used), maxval=maxval)
+    psnr_floor, ssim_floor = FLOORS[(name, accel)]
+    assert m["psnr"] > psnr_floor and m["ssim"] > ssim_floor, m
+    assert m["psnr"] > zf["psnr"] + 3
+
+
+def test_every_bundled_model_has_a_card():
+    from importlib import resources
+
+    card = resources.files("recon.weights").joinpath("MODEL_CARD.md").read_text()
+    for name, fname in BUNDLED.items():
+        assert fname in card
+        blob = torch.load(bundled_weights(name), weights_only=True)
+        assert blob["config"]["model"] == name and "optimizer" not in blob
+
+
+@pytest.mark.parametrize("method", ["varnet", "modl"])
+def test_recon_run_method_learned(tmp_path, method):
+    out = tmp_path / f"{method}.h5"
+    r = subprocess.run([sys.executable, "-m", "recon", "run", str(sample_path()), str(out), "--method", method,
+                        "--accel", "4", "--json"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["method"] == method and summary["shape"] == [3, 224, 192]
+    with h5py.File(out) as f:
+        rec = f["reconstruction"][()]
+        assert f.attrs["method"] == method
+    ref = read_raw(sample_path()).reference
+    assert volume_metrics(ref, rec)["psnr"] > FLOORS[("varnet", 4)][0] - 6
+
+
+def test_recon_run_weights_option(tmp_path):
+    torch.manual_seed(0)
+    from recon.solvers.learned import VarNet
+
+    model = VarNet(num_cascades=1, chans=4, num_pools=2, sens_chans=2, sens_pools=2)
+    weights = tmp_path / "mine.pt"
+    torch.save({"config": model.config, "state_dict": model.state_dict()}, weights)
+    out = tmp_path / "mine.h5"
+    base = [sys.executable, "-m", "recon", "run", str(sample_path())]
+    r = subprocess.run(base + [str(out), "--method", "varnet", "--accel", "8", "--weights", str(weights)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(h5py.File(out).attrs["parameters"])["weights"] == str(weights)
+    r = subprocess.run(base + [str(tmp_path / "x.h5"), "--method", "modl", "--weights", str(weights)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "weights are for model 'varnet', not 'modl'" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.h5").exists()
+    r = subprocess.run(base + [str(tmp_path / "y.h5"), "--method", "varnet", "--weights", str(tmp_path / "no.pt")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "weights file does not exist" in r.stderr
+
+
+def _bart_phantom(tmp_path):
+    import shutil
+
+    if shutil.which("bart") is None:
+        pytest.skip("bart is not installed")
+    subprocess.run(["bart", "phantom", "-s", "4", "-x", "64", "-k", str(tmp_path / "ph")], check=True,
+                   capture_output=True)
+    return tmp_path / "ph.cfl"
+
+
+def _mrd_phantom(tmp_path):
+    import shutil
+
+    if shutil.which("ismrmrd_generate_cartesian_shepp_logan") is None:
+        pytest.skip("ismrmrd-tools are not installed")
+    out = tmp_path / "shepp.h5"
+    subprocess.run(["ismrmrd_generate_cartesian_shepp_logan", "-o", str(out), "-c", "4", "-m", "64"],
+                   check=True, capture_output=True)
+    return out
+
+
+def _twix(tmp_path):
+    from pathlib import Path
+
+    return Path(__file__).parent / "data" / "twix" / "gre.dat"
+
+
+@pytest.mark.parametrize("make", [_bart_phantom, _mrd_phantom, _twix], ids=["bart", "mrd", "twix"])
+@pytest.mark.parametrize("method", ["varnet", "modl"])
+def test_learned_methods_on_every_format(tmp_path, make, method):
+    src = make(tmp_path)
+    out = tmp_path / "rec.h5"
+    r = subprocess.run([sys.executable, "-m", "recon", "run", str(src), str(out), "--method", method, "--json"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    with h5py.File(out) as f:
+        rec = f["reconstruction"][()]
+    assert rec.ndim == 3 and np.isfinite(rec).all() and rec.max() > 0
+
+
+def test_recon_batch_method_varnet(tmp_path):
+    import shutil
+
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(sample_path(), src / "sample.h5")
+    (src / "sub").mkdir()
+    shutil.copy(_mrd_phantom(tmp_path), src / "sub" / "shepp.h5")
+    r = subprocess.run([sys.executable, "-m", "recon", "batch", str(src), str(tmp_path / "out"), "--method",
+                        "varnet", "--workers", "1"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "out" / "sample.h5").is_file() and (tmp_path / "out" / "sub" / "shepp.h5").is_file()

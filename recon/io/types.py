@@ -180,14 +180,7 @@ class RawData:
         """The mask as a boolean array broadcastable to ``(slices, 1, H, W)`` (all True if unknown)."""
         if self.mask is None:
             return np.ones((1, 1, 1, self.kspace.shape[-1]), dtype=bool)
-        m = self.mask
-        if m.ndim == 1:
-            return m.reshape(1, 1, 1, -1)
-        if m.ndim == 2:
-            return m[None, None]
-        if m.ndim == 3:
-            return m[:, None]
-        return m
+        return expand_mask(self.mask)
 
     def slices(self, index: int | slice) -> "RawData":
         """A view of some slices (``index`` an int keeps the slice axis)."""
@@ -197,6 +190,18 @@ class RawData:
             mask = mask[sel]
         ref = self.reference[sel] if self.reference is not None else None
         return RawData(self.kspace[sel], self.header, mask, ref, self.reference_name, self.path)
+
+
+def expand_mask(mask: Any) -> Any:
+    """A mask ``(W,)``, ``(H, W)`` or ``(S, H, W)`` (numpy or torch) as ``(1|S, 1, 1|H, W)``: broadcastable to
+    k-space ``(S, C, H, W)``. Other ranks are returned unchanged (callers check the shape)."""
+    if mask.ndim == 1:
+        return mask.reshape(1, 1, 1, -1)
+    if mask.ndim == 2:
+        return mask[None, None]
+    if mask.ndim == 3:
+        return mask[:, None]
+    return mask
 
 
 def validate_kspace(kspace: Any, path: Path | str | None = None) -> np.ndarray:

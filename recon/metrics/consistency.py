@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from recon.errors import UsageError
+from recon.io.types import expand_mask
 
 Array = Union[np.ndarray, torch.Tensor]
 
@@ -34,12 +35,7 @@ def _mask(mask: Array | None, kspace_shape: tuple[int, ...], device: torch.devic
             raise UsageError("mask must be boolean (or 0/1)")
         m = m != 0
     m = m.to(device)
-    if m.ndim == 1:
-        m = m.reshape(1, 1, 1, -1)
-    elif m.ndim == 2:
-        m = m[None, None]
-    elif m.ndim == 3:
-        m = m[:, None]
+    m = expand_mask(m)
     try:
         torch.broadcast_shapes(tuple(m.shape), tuple(kspace_shape))
     except RuntimeError:

@@ -43,7 +43,7 @@ from typing import Any, Union
 import numpy as np
 
 from recon.errors import DataError, UsageError
-from recon.io.types import Header
+from recon.io.types import Header, expand_mask
 
 MASK_TYPES: tuple[str, ...] = ("random", "equispaced", "equispaced_fraction", "magic", "magic_fraction")
 """The fastMRI column-mask types (``create_mask_for_mask_type`` names)."""
@@ -445,12 +445,7 @@ def to_torch_mask(mask: np.ndarray) -> "torch.Tensor":  # noqa: F821
     import torch
 
     m = np.asarray(mask, dtype=bool)
-    if m.ndim == 1:
-        m = m.reshape(1, 1, 1, -1)
-    elif m.ndim == 2:
-        m = m[None, None]
-    elif m.ndim == 3:
-        m = m[:, None]
-    else:
+    if not 1 <= m.ndim <= 3:
         raise UsageError(f"mask must have 1 to 3 axes, got shape {m.shape}")
+    m = expand_mask(m)
     return torch.from_numpy(np.ascontiguousarray(m))

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from recon.errors import DataError, UsageError
-from recon.io.types import RawData
+from recon.io.types import RawData, expand_mask
 from recon.solvers.result import ReconResult
 
 METHODS = ("zero-filled", "sense", "grappa", "l1-wavelet", "tv")
@@ -65,12 +65,7 @@ def _as_raw(data: RawData | np.ndarray | torch.Tensor, mask: Any) -> tuple[np.nd
         mask = None if sampled.all() else sampled
     else:
         m = np.asarray(mask.cpu() if isinstance(mask, torch.Tensor) else mask).astype(bool)
-        if m.ndim == 1:
-            m = m.reshape(1, 1, 1, -1)
-        elif m.ndim == 2:
-            m = m[None, None]
-        elif m.ndim == 3:
-            m = m[:, None]
+        m = expand_mask(m)
         try:
             np.broadcast_shapes(m.shape, (kspace.shape[0], 1) + kspace.shape[2:])
         except ValueError:

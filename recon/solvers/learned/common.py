@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from recon.errors import UsageError
+from recon.io.types import expand_mask
 
 #: the zero-filled RSS image is divided by this quantile of its magnitude before the network (and the output
 #: multiplied back): a robust scale that ignores a few bright pixels
@@ -27,12 +28,7 @@ def as_mask(mask: torch.Tensor | np.ndarray | None, kspace: torch.Tensor) -> tor
         return torch.ones((1, 1, h, w), dtype=torch.float32, device=kspace.device)
     m = torch.as_tensor(np.asarray(mask) if isinstance(mask, np.ndarray) else mask).to(kspace.device)
     m = m.to(torch.float32)
-    if m.ndim == 1:
-        m = m.reshape(1, 1, 1, -1)
-    elif m.ndim == 2:
-        m = m[None, None]
-    elif m.ndim == 3:
-        m = m[:, None]
+    m = expand_mask(m)
     if m.ndim != 4 or m.shape[1] != 1:
         raise UsageError(f"mask of shape {tuple(mask.shape)} does not fit k-space {tuple(kspace.shape)}")
     try:

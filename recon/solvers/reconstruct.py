@@ -77,9 +77,11 @@ def _as_raw(data: RawData | np.ndarray | torch.Tensor, mask: Any) -> tuple[np.nd
 def estimate_maps(kspace: torch.Tensor, mask: np.ndarray | None, **espirit_options: Any) -> torch.Tensor:
     """ESPIRiT maps ``(S, C, H, W)`` (one set, BART ``ecalib -m1`` defaults) from each slice's fully sampled centre.
 
-    A calibration region narrower than 12 lines (fastMRI 8x: 4% of the lines) gets a 4x4 kernel instead of
-    BART's 6x6, with which ESPIRiT (BART's too) fails there: on the bundled sample at 8x, L1-wavelet PSNR
-    2.5 dB with 6x6 (BART 4.6 dB), 20.5 dB with 4x4 (zero-filled 18.5 dB).
+    A calibration region narrower than 10 lines (fastMRI 8x on narrow matrices: 4% of the lines) gets a 4x4
+    kernel instead of BART's 6x6, with which ESPIRiT (BART's too) fails there: on the bundled sample at 8x
+    (8 lines), L1-wavelet PSNR 2.5 dB with 6x6 (BART 4.6 dB), 20.5 dB with 4x4 (zero-filled 18.5 dB). From 10
+    lines on 6x6 is better: BART's 8x Shepp-Logan (10 lines) gives 22.68 dB with 6x6 vs 20.01 with 4x4
+    (``benchmarks/classical.py --quick``).
 
     Raises :class:`DataError` when there is no fully sampled centre to calibrate from.
     """
@@ -88,7 +90,7 @@ def estimate_maps(kspace: torch.Tensor, mask: np.ndarray | None, **espirit_optio
 
     if "kernel_size" not in espirit_options and "calib_size" not in espirit_options:
         ch, cw = detect_calibration_size(sampled_pattern(kspace, mask))
-        if 4 <= min(ch, cw) < 12:
+        if 4 <= min(ch, cw) < 10:
             espirit_options["kernel_size"] = 4
 
     try:

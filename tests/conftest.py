@@ -1,5 +1,8 @@
 """Shared pytest fixtures. Keep each one small, generic and documented; add yours below the others.
 
+* ``one_torch_thread`` (module scope): torch on one thread for the module, restored after; solver tests use it
+  (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``): small arrays run faster on one thread, and
+  two threads spin badly when other processes share the cores.
 * ``rng``: a seeded numpy Generator (the same numbers on every run).
 * ``random_kspace``: ``random_kspace(shape, seed=0)`` -> complex64 Gaussian array of that shape.
 * ``write_h5``: ``write_h5(name, datasets={...}, attrs={...})`` -> Path of an HDF5 file written with
@@ -17,6 +20,16 @@ from typing import Any, Callable
 import h5py
 import numpy as np
 import pytest
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -21,13 +21,7 @@ H = W = 32
 C = 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny arrays: one thread is faster, and immune to other processes on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def smooth_maps(c: int = C, shape: tuple[int, int] = (H, W)) -> np.ndarray:

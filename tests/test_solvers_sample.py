@@ -20,13 +20,7 @@ from recon.solvers.noncartesian import reconstruct_noncartesian
 from recon.solvers.reconstruct import reconstruct
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One thread: immune to other processes on a shared 2-core machine (two threads then spin)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

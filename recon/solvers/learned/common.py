@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from recon.errors import UsageError
 from recon.io.types import expand_mask
+from recon.operators.fft import ifft2c
 
 #: the zero-filled RSS image is divided by this quantile of its magnitude before the network (and the output
 #: multiplied back): a robust scale that ignores a few bright pixels
@@ -99,3 +101,21 @@ def conjugate_gradient(normal: Callable[[torch.Tensor], torch.Tensor], rhs: torc
         p = r + (rr_new / rr.clamp_min(1e-30)) * p
         rr = rr_new
     return x
+
+
+def scaled_inputs(kspace: torch.Tensor, mask: Any, maps: torch.Tensor | None,
+                  sens_net: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What every unrolled model starts from: ``(y, m, scale, maps)``.
+
+    ``m`` the mask as :func:`as_mask` gives it, ``y = kspace * m / scale`` ``(B, C, H, W)`` with ``scale``
+    :func:`robust_scale` of its zero-filled images, ``maps`` ``(B, C, H, W)`` as given or from ``sens_net(y, m)``,
+    in ``y``'s dtype. Multiply the model's output by ``scale`` to return to the data's scale.
+    """
+    m = as_mask(mask, kspace)
+    y = kspace * m
+    scale = robust_scale(ifft2c(y))
+    y = y / scale
+    if maps is None:
+        maps = sens_net(y, m)
+    return y, m, scale, maps.to(y.dtype)

@@ -19,9 +19,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from recon.operators.fft import ifft2c
 from recon.operators.sense import Sense
-from recon.solvers.learned.common import as_mask, conjugate_gradient, robust_scale
+from recon.solvers.learned.common import conjugate_gradient, scaled_inputs
 from recon.solvers.learned.sens_net import SensitivityNet
 from recon.solvers.learned.unet import ComplexUNet
 
@@ -57,13 +56,8 @@ class MoDL(nn.Module):
         return F.softplus(self.lam_raw)
 
     def forward(self, kspace: torch.Tensor, mask: Any = None, maps: torch.Tensor | None = None) -> torch.Tensor:
-        m = as_mask(mask, kspace)
-        y = kspace * m
-        scale = robust_scale(ifft2c(y))
-        y = y / scale
-        if maps is None:
-            maps = self.sens_net(y, m)
-        A = Sense(maps.to(y.dtype), m)
+        y, m, scale, maps = scaled_inputs(kspace, mask, maps, self.sens_net)
+        A = Sense(maps, m)
         normal = A.N
         lam = self.lam
         aty = A.H(y)

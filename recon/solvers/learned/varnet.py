@@ -24,7 +24,7 @@ from torch import nn
 
 from recon.operators.fft import ifft2c
 from recon.operators.sense import Sense
-from recon.solvers.learned.common import as_mask, robust_scale
+from recon.solvers.learned.common import scaled_inputs
 from recon.solvers.learned.sens_net import SensitivityNet
 from recon.solvers.learned.unet import ComplexUNet
 
@@ -70,13 +70,8 @@ class VarNet(nn.Module):
 
     def forward(self, kspace: torch.Tensor, mask: Any = None, maps: torch.Tensor | None = None,
                 return_kspace: bool = False):
-        m = as_mask(mask, kspace)
-        y = kspace * m
-        scale = robust_scale(ifft2c(y))
-        y = y / scale
-        if maps is None:
-            maps = self.sens_net(y, m)
-        sense = Sense(maps.to(y.dtype))
+        y, m, scale, maps = scaled_inputs(kspace, mask, maps, self.sens_net)
+        sense = Sense(maps)
         k = y
         for cascade in self.cascades:
             k = cascade(k, y, m, sense)

@@ -112,15 +112,20 @@ def _check_dir(path: str | Path, what: str) -> Path:
     return p
 
 
+def _target_key(f: Any, path: Path, recon_key: str | None) -> str:
+    """The target dataset of an open file: ``recon_key``, else the first of :data:`TARGET_KEYS` present."""
+    keys = (recon_key,) if recon_key else TARGET_KEYS
+    key = next((k for k in keys if k in f), None)
+    if key is None:
+        raise FormatError(f"target has no {' or '.join(keys)} dataset; datasets: {sorted(f.keys()) or 'none'}", path)
+    return key
+
+
 def _read_target(path: Path, recon_key: str | None) -> tuple[np.ndarray, dict[str, Any]]:
     from recon.io.hdf5 import open_h5
 
     with open_h5(path) as f:
-        keys = (recon_key,) if recon_key else TARGET_KEYS
-        key = next((k for k in keys if k in f), None)
-        if key is None:
-            raise FormatError(f"target has no {' or '.join(keys)} dataset; datasets: {sorted(f.keys()) or 'none'}",
-                              path)
+        key = _target_key(f, path, recon_key)
         attrs = {k: _text(v) for k, v in f.attrs.items()}
         try:
             data = np.asarray(f[key][()])
@@ -136,11 +141,7 @@ def _check_shapes(tpath: Path, ppath: Path, recon_key: str | None) -> None:
     from recon.io.hdf5 import open_h5
 
     with open_h5(tpath) as f:
-        keys = (recon_key,) if recon_key else TARGET_KEYS
-        key = next((k for k in keys if k in f), None)
-        if key is None:
-            raise FormatError(f"target has no {' or '.join(keys)} dataset; datasets: {sorted(f.keys()) or 'none'}",
-                              tpath)
+        key = _target_key(f, tpath, recon_key)
         tshape = tuple(getattr(f[key], "shape", None) or ())
     if len(tshape) != 3:
         raise DataError(f"'{key}' must be (slices, H, W), got shape {tshape}", tpath)

@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "batch": "recon.cli.batch",
     "simulate": "recon.cli.simulate",
     "train": "recon.cli.train",
+    "report": "recon.cli.report",
 }
 
 

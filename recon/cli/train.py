@@ -1,4 +1,5 @@
-"""``recon train OUT.pt --model varnet|modl --train DIR --val DIR``: train a learned solver.
+"""``recon train OUT.pt --model varnet|modl|diffusion --train DIR --val DIR``: train a learned solver or the
+diffusion prior (``recon.training.diffusion``).
 
 Checkpoints (model, optimizer, RNG states, epoch, history) go to ``OUT.pt`` after every epoch; ``--resume``
 continues from it. A progress bar and one line of validation NMSE/PSNR/SSIM per epoch go to stderr.
@@ -10,9 +11,10 @@ import json
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train an unrolled network (varnet, modl) on fastMRI-layout folders")
+    p = sub.add_parser("train", help="train an unrolled network (varnet, modl) or the diffusion prior on fastMRI-layout folders")
     p.add_argument("output", metavar="OUT.pt", help="checkpoint file (written after every epoch)")
-    p.add_argument("--model", default="varnet", choices=["varnet", "modl"], help="network (default: varnet)")
+    p.add_argument("--model", default="varnet", choices=["varnet", "modl", "diffusion"],
+                   help="network (default: varnet)")
     p.add_argument("--train", required=True, metavar="DIR", help="folder of fully sampled training files")
     p.add_argument("--val", required=True, metavar="DIR", help="folder of fully sampled validation files")
     p.add_argument("--mask-type", default="random", help="mask type (default: random; see recon run --help)")
@@ -20,7 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--center-fractions", type=float, nargs="+", default=[0.08, 0.04], metavar="F")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--loss", default="ssim", choices=["ssim", "l1"])
-    p.add_argument("--batch-size", type=int, default=1, help="slices per optimizer step (default: 1)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="slices (diffusion: patches) per optimizer step (default: 1; diffusion 8)")
     p.add_argument("--lr", type=float, default=None,
                    help="Adam learning rate (default: 1e-3; with --resume: a new rate from the next epoch on)")
     p.add_argument("--seed", type=int, default=0)
@@ -33,6 +36,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--pools", type=int, default=None, help="U-Net pooling levels (default 3)")
     g.add_argument("--sens-chans", type=int, default=None, help="sensitivity U-Net channels (default 4)")
     g.add_argument("--cg-iterations", type=int, default=None, help="MoDL CG steps per iteration (default 6)")
+    d = p.add_argument_group("diffusion prior (--model diffusion)")
+    d.add_argument("--levels", type=int, nargs="+", default=None, metavar="C",
+                   help="U-Net channels per level (default 32 48 64 96)")
+    d.add_argument("--steps-per-epoch", type=int, default=200, help="optimizer steps per epoch (default 200)")
+    d.add_argument("--patch-size", type=int, default=64, help="training patch size (default 64)")
     p.add_argument("--max-train-slices", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--max-val-slices", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="print the history as JSON at the end")
@@ -71,10 +79,12 @@ def main(args: argparse.Namespace) -> int:
             raise RuntimeError("CUDA is not available")
     except RuntimeError as exc:
         raise UsageError(f"device {args.device!r} is not available: {exc}") from None
+    if args.model == "diffusion":
+        return _train_diffusion(args)
     config = TrainConfig(
         model=args.model, model_options=model_options(args), mask_type=args.mask_type,
         accelerations=tuple(args.accelerations), center_fractions=tuple(args.center_fractions),
-        epochs=args.epochs, loss=args.loss, batch_size=args.batch_size,
+        epochs=args.epochs, loss=args.loss, batch_size=1 if args.batch_size is None else args.batch_size,
         lr=1e-3 if args.lr is None else args.lr, seed=args.seed,
         max_train_slices=args.max_train_slices, max_val_slices=args.max_val_slices,
     )
@@ -86,4 +96,31 @@ def main(args: argparse.Namespace) -> int:
         last = history[-1]
         print(f"{args.output}: {args.model} after {last['epoch']} epochs: val PSNR {last['val_psnr']:.2f} dB, "
               f"SSIM {last['val_ssim']:.4f}, NMSE {last['val_nmse']:.4f}")
+    return 0
+
+
+def _train_diffusion(args: argparse.Namespace) -> int:
+    """``recon train --model diffusion``: the prior of ``recon run --method diffusion``."""
+    from recon.errors import UsageError
+    from recon.training.diffusion import DiffusionTrainConfig, train_diffusion
+
+    opts = {}
+    if args.levels is not None:
+        if min(args.levels) < 1:
+            raise UsageError(f"--levels must be >= 1, got {args.levels}")
+        opts["chans"] = list(args.levels)
+    config = DiffusionTrainConfig(
+        model_options=opts, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+        batch_size=8 if args.batch_size is None else args.batch_size, patch=args.patch_size,
+        lr=5e-4 if args.lr is None else args.lr, seed=args.seed,
+        max_train_slices=args.max_train_slices, max_val_slices=args.max_val_slices,
+    )
+    history = train_diffusion(args.output, args.train, args.val, config, resume=args.resume,
+                              overwrite=args.overwrite, device=args.device, lr=args.lr if args.resume else None)
+    if args.json:
+        print(json.dumps(history, indent=2))
+    elif history:
+        last = history[-1]
+        print(f"{args.output}: diffusion prior after {last['epoch']} epochs: val loss {last['val_loss']:.4f}, "
+              f"denoised PSNR at sigma 0.1 {last.get('psnr_0.1', float('nan')):.2f} dB")
     return 0

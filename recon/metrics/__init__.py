@@ -21,6 +21,8 @@ _EXPORTS = {
     "recon.metrics.evaluation": ("EvalResult", "evaluate_folders"),
     "recon.metrics.consistency": ("dc_residual",),
     "recon.metrics.reference": ("reference_metrics", "reference_slice"),
+    "recon.metrics.feature": ("FEATURE_METRICS", "HIGHER_IS_BETTER", "feature_metrics", "gmsd", "haarpsi", "hfen",
+                              "vif"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 

@@ -1,7 +1,8 @@
 """``recon eval --target-dir T --predictions-dir P``: fastMRI's evaluation over two folders.
 
 stdout: ``NMSE = m +/- 2std  PSNR = ...  SSIM = ...`` (mean +- 2 standard deviations over volumes, as
-fastMRI prints); stderr: how many volumes were evaluated / skipped. ``--json`` and ``--csv`` write reports
+fastMRI prints), followed by the metrics of the other ``--tiers`` (``pixel,feature,task``; default ``pixel``)
+in the same form; stderr: how many volumes were evaluated / skipped. ``--json`` and ``--csv`` write reports
 (replaced if they exist, atomically).
 """
 from __future__ import annotations
@@ -12,11 +13,6 @@ import io
 import json
 import sys
 from pathlib import Path
-
-#: evaluation tiers ``--tiers`` names; only the pixel (fidelity) tier exists so far
-TIERS = ("pixel", "feature", "task")
-AVAILABLE_TIERS = ("pixel",)
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="fastMRI's evaluation (NMSE, PSNR, SSIM) of a predictions folder against targets")
@@ -34,32 +30,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the results as JSON")
     p.add_argument("--csv", type=Path, default=None, metavar="PATH", help="write one row per volume as CSV")
     p.add_argument("--tiers", default="pixel",
-                   help="comma-separated evaluation tiers; only 'pixel' (NMSE, PSNR, SSIM) is available")
+                   help="comma-separated evaluation tiers: pixel (NMSE, PSNR, SSIM), feature (HaarPSI, VIF, GMSD, "
+                        "HFEN), task (tissue-class Dice, edge F1); default: pixel")
     p.set_defaults(handler=main)
 
 
-def parse_tiers(value: str) -> list[str]:
-    """The ``--tiers`` list; :class:`UsageError` for unknown tiers and for those not available yet."""
-    from recon.errors import UsageError
-
-    tiers = [t.strip() for t in value.split(",") if t.strip()]
-    if not tiers:
-        raise UsageError("--tiers is empty; use --tiers pixel")
-    for tier in tiers:
-        if tier not in TIERS:
-            raise UsageError(f"unknown tier {tier!r} in --tiers; tiers: {', '.join(TIERS)}")
-        if tier not in AVAILABLE_TIERS:
-            raise UsageError(f"tier {tier!r} is not available yet; available: {', '.join(AVAILABLE_TIERS)}")
-    return tiers
-
-
 def csv_text(result) -> str:
-    """One row per volume: ``file,slices,nmse,psnr,ssim`` (full float precision)."""
+    """One row per volume: ``file,slices,nmse,psnr,ssim`` and one column per metric of the other tiers
+    (full float precision)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["file", "slices", "nmse", "psnr", "ssim"])
+    writer.writerow(["file", "slices", *result.metric_names])
     for name, vals in result.files.items():
-        writer.writerow([name, vals["slices"], repr(vals["nmse"]), repr(vals["psnr"]), repr(vals["ssim"])])
+        writer.writerow([name, vals["slices"], *(repr(vals[m]) for m in result.metric_names)])
     return buf.getvalue()
 
 
@@ -73,14 +56,16 @@ def _write_text(path: Path, text: str) -> None:
 def main(args: argparse.Namespace) -> int:
     from recon.io.atomic import check_output_path
     from recon.metrics.evaluation import evaluate_folders  # torch is loaded only once the inputs are checked
+    from recon.metrics.tiers import parse_tiers, tier_metric_names
 
-    parse_tiers(args.tiers)
+    tiers = parse_tiers(args.tiers)
+    tier_metric_names(tiers)  # a tier whose module cannot load: a usage error before any work
     for out in (args.json, args.csv):  # before any work: the report folders must exist
         if out is not None:
             check_output_path(out, overwrite=True)
     recon_key = {"multicoil": "reconstruction_rss", "singlecoil": "reconstruction_esc"}.get(args.challenge or "")
     result = evaluate_folders(args.target_dir, args.predictions_dir, acquisition=args.acquisition,
-                              acceleration=args.acceleration, recon_key=recon_key)
+                              acceleration=args.acceleration, recon_key=recon_key, tiers=tiers)
     if args.json is not None:
         report = {**result.to_dict(), "target_dir": str(args.target_dir),
                   "predictions_dir": str(args.predictions_dir),

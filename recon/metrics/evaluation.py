@@ -12,6 +12,9 @@ The rules of ``fastmri/evaluate.py``:
   NMSE, PSNR, SSIM computed per volume (:func:`recon.metrics.volume_metrics`), with mean and standard deviation
   over volumes (sample standard deviation, ``ddof = 1``, as fastMRI's ``runstats``; 0 for one volume).
 
+Beyond fastMRI: ``tiers`` adds the feature and task tiers (:mod:`recon.metrics.tiers`), computed on the same
+crop and summarised the same way.
+
 Differences from fastMRI, where fastMRI would crash: a missing prediction, a target without a reference and
 shapes that cannot be compared are :mod:`recon.errors` exceptions naming the files; sub-folders are searched
 (``OUT_DIR`` of ``recon batch`` mirrors its input folder); hidden files (``.name.part`` temporaries) are skipped.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,7 @@ import numpy as np
 
 from recon.errors import DataError, FormatError, InputError
 from recon.metrics._common import METRIC_NAMES, fastmri_crop_size
+from recon.metrics.tiers import parse_tiers, tier_metric_names
 
 #: target datasets, in the order they are looked for
 TARGET_KEYS = ("reconstruction_rss", "reconstruction_esc")
@@ -39,34 +44,42 @@ class EvalResult:
 
     Attributes
     ----------
-    files: relative target path -> ``{"nmse", "psnr", "ssim"}`` (plus ``slices``), in sorted order.
+    files: relative target path -> ``{metric: value}`` for every name of ``metric_names`` (plus ``slices``),
+        in sorted order.
     mean, std: metric -> mean / sample standard deviation over the volumes (std 0 for a single volume).
     skipped: relative names of targets left out by the ``acquisition`` / ``acceleration`` filters.
+    tiers: the evaluated tiers (:data:`recon.metrics.tiers.TIER_NAMES`).
+    metric_names: the metrics of those tiers, in report order (:func:`recon.metrics.tiers.tier_metric_names`).
     """
 
     files: dict[str, dict[str, float]]
     mean: dict[str, float]
     std: dict[str, float]
     skipped: list[str] = field(default_factory=list)
+    tiers: list[str] = field(default_factory=lambda: ["pixel"])
+    metric_names: list[str] = field(default_factory=lambda: list(METRIC_NAMES))
 
     @property
     def count(self) -> int:
         return len(self.files)
 
     def summary_line(self) -> str:
-        """fastMRI's printout: ``NMSE = m +/- 2 std  PSNR = ...  SSIM = ...`` (``.4g``)."""
+        """fastMRI's printout: ``NMSE = m +/- 2 std  PSNR = ...  SSIM = ...`` (``.4g``), then the other tiers'
+        metrics the same way."""
         return "  ".join(f"{name.upper()} = {self.mean[name]:.4g} +/- {2 * self.std[name]:.4g}"
-                         for name in METRIC_NAMES)
+                         for name in self.metric_names)
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"nmse": {"mean", "std"}, "psnr": ..., "ssim": ..., "count", "files": {name: {...}}, "skipped"}``;
-        non-finite values (PSNR of a perfect prediction) become None so that the result is valid JSON."""
+        """``{"nmse": {"mean", "std"}, "psnr": ..., "ssim": ..., <other tiers' metrics>: {"mean", "std"},
+        "count", "files": {name: {...}}, "skipped", "tiers"}``; non-finite values (PSNR of a perfect prediction)
+        become None so that the result is valid JSON."""
         out: dict[str, Any] = {name: {"mean": _finite(self.mean[name]), "std": _finite(self.std[name])}
-                               for name in METRIC_NAMES}
+                               for name in self.metric_names}
         out["count"] = self.count
         out["files"] = {k: {m: _finite(v) if isinstance(v, float) else v for m, v in vals.items()}
                         for k, vals in self.files.items()}
         out["skipped"] = list(self.skipped)
+        out["tiers"] = list(self.tiers)
         return out
 
 
@@ -172,6 +185,7 @@ def evaluate_folders(
     acquisition: str | None = None,
     acceleration: float | None = None,
     recon_key: str | None = None,
+    tiers: str | Sequence[str] = ("pixel",),
 ) -> EvalResult:
     """fastMRI's evaluation of every target in ``target_dir`` against ``predictions_dir`` (see module doc).
 
@@ -181,14 +195,18 @@ def evaluate_folders(
     predictions_dir: files of the same relative names with ``reconstruction`` ``(S, h, w)`` float32.
     acquisition, acceleration: fastMRI's filters (None: all volumes).
     recon_key: the target dataset to use; None = ``reconstruction_rss``, else ``reconstruction_esc``.
+    tiers: the metric tiers (``"pixel,feature,task"`` or a sequence; :func:`recon.metrics.tiers.parse_tiers`).
 
     Raises
     ------
+    UsageError: an unknown tier, or a tier whose module cannot be loaded;
     InputError: a folder is missing, no target matches, predictions are missing (all listed);
     DataError: a prediction's shape does not fit its target's.
     """
     from recon.io.fastmri import read_reconstruction
 
+    tier_list = parse_tiers(tiers)
+    names = tier_metric_names(tier_list)
     tdir = _check_dir(target_dir, "target")
     pdir = _check_dir(predictions_dir, "predictions")
     targets = _list_targets(tdir)
@@ -231,17 +249,20 @@ def evaluate_folders(
     for rel, tpath, ppath in selected:  # every file checked before any metric is computed
         _check_shapes(tpath, ppath, recon_key)
 
-    from recon.metrics.fidelity import volume_metrics  # loads torch
+    from recon.metrics.tiers import volume_tier_metrics  # the pixel tier loads torch
 
     files: dict[str, dict[str, float]] = {}
     for rel, tpath, ppath in selected:
         target, _ = _read_target(tpath, recon_key)
         prediction, _ = read_reconstruction(ppath)
-        metrics = volume_metrics(target, prediction, crop=fastmri_crop_size(target.shape))
-        files[rel] = {**metrics, "slices": int(target.shape[0])}
+        try:
+            metrics = volume_tier_metrics(target, prediction, tier_list, crop=fastmri_crop_size(target.shape))
+        except DataError as exc:  # e.g. a target without three intensity classes (task tier): name the file
+            raise DataError(exc.reason, exc.path or tpath) from None
+        files[rel] = {**{name: metrics[name] for name in names}, "slices": int(target.shape[0])}
     mean: dict[str, float] = {}
     std: dict[str, float] = {}
-    for name in METRIC_NAMES:
+    for name in names:
         mean[name], std[name] = _statistics([v[name] for v in files.values()])
-    return EvalResult(files, mean, std, skipped)
+    return EvalResult(files, mean, std, skipped, tier_list, names)
 

@@ -60,6 +60,7 @@ METHODS: dict[str, MethodFn | str] = {
     "tv": "recon.solvers.reconstruct:tv_method",
     "varnet": "recon.solvers.learned.method:varnet_method",
     "modl": "recon.solvers.learned.method:modl_method",
+    "diffusion": "recon.solvers.diffusion.method:diffusion_method",
 }
 
 
@@ -252,6 +253,11 @@ def reconstruct_file(
         from recon.io.images import write_image
 
         write_image(out, reconstruction, header=header, overwrite=overwrite)
+    panels = None
+    if "uncertainty" in datasets:  # posterior sampling: PNG panels next to the output (OUT_panels.png)
+        from recon.solvers.diffusion.panels import write_panels
+
+        panels = write_panels(out, reconstruction, datasets, title=f"{Path(input_path).name}: {method}")
 
     return {
         "input": str(input_path),
@@ -263,4 +269,5 @@ def reconstruct_file(
         "seconds": round(time.perf_counter() - start, 4),
         "recon_version": __version__,
         **({"metrics": metrics} if metrics is not None else {}),
+        **({"panels": str(panels)} if panels is not None else {}),
     }

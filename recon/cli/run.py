@@ -21,7 +21,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
     add_solver_arguments(p)
     p.add_argument("--weights", default=None, metavar="PATH",
-                   help="weights for varnet/modl (a recon train checkpoint; default: the bundled ones)")
+                   help="weights for varnet/modl/diffusion (a recon train checkpoint; default: the bundled ones)")
+    g = p.add_argument_group("posterior sampling (diffusion)")
+    g.add_argument("--samples", type=int, default=None, metavar="K",
+                   help="number of posterior samples per slice (default 4); their mean is the reconstruction")
+    g.add_argument("--save-samples", action="store_true", help="also write the samples (S, K, H, W) magnitudes")
+    g.add_argument("--steps", type=int, default=None, metavar="N",
+                   help="sampler steps (default: 30 for dds, 100 for dps)")
+    g.add_argument("--sampler", choices=("dds", "dps"), default=None, help="posterior sampler (default: dds)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(handler=main)
@@ -97,9 +104,11 @@ def options_from_args(args: argparse.Namespace) -> dict:
         options["device"] = args.device
     if getattr(args, "weights", None):
         options["weights"] = args.weights
-    for name in ("lam", "iterations", "solver"):
+    for name in ("lam", "iterations", "solver", "samples", "steps", "sampler"):
         if getattr(args, name, None) is not None:
             options[name] = getattr(args, name)
+    if getattr(args, "save_samples", False):
+        options["save_samples"] = True
     return options
 
 

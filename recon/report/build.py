@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from recon.errors import ReconError
 from recon.report.collect import EXTRA_MAPS, FileRecord, RunData, collect_run, load_reference, load_volume
 
 REPORT_NAME = "report.html"
@@ -129,14 +130,21 @@ def compute_metrics(run: RunData, tiers: Sequence[str], *, log: Callable[[str], 
                                  f"{None if prediction is None else prediction.shape} cannot be compared")
             continue
         t0 = time.perf_counter()
-        values = volume_tier_metrics(target, prediction, missing, crop=size)
-        for name, value in values.items():
-            v = float(value)
-            rec.metrics[name] = v if math.isfinite(v) else None
+        failed: list[str] = []
+        for tier in missing:  # tier by tier: a tier that cannot score this file leaves the others
+            try:
+                values = volume_tier_metrics(target, prediction, [tier], crop=size)
+            except ReconError as exc:
+                failed.append(f"{tier}: {exc}")
+                continue
+            for name, value in values.items():
+                v = float(value)
+                rec.metrics[name] = v if math.isfinite(v) else None
         log(f"  {rec.name}: {', '.join(missing)} tier(s) computed in {time.perf_counter() - t0:.1f} s")
         stored = [t for t in tiers if t not in missing]
         sources[rec.name] = ("computed against " + rec.reference.describe()
-                             + (f" (stored: {', '.join(stored)})" if stored else ""))
+                             + (f" (stored: {', '.join(stored)})" if stored else "")
+                             + (f"; not computed: {'; '.join(failed)}" if failed else ""))
     return sources
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from recon.errors import InputError, ReconError
+from recon.errors import InputError
 
 #: optional image datasets of a reconstruction file shown in the report (diffusion methods write them)
 EXTRA_MAPS = ("uncertainty", "hallucination")
@@ -232,6 +232,8 @@ def read_batch(root: Path, manifest: dict[str, Any], target_dir: Path | None) ->
             accels = undersampling.get("accelerations") or []
             rec.acceleration = _number(accels[0]) if len(accels) == 1 else None
         ref = _target_for(target_dir, rel)
+        if ref is None and params.get("target_dir"):
+            ref = _target_for(Path(str(params["target_dir"])), rel)
         if ref is None and entry.get("target"):
             ref = _h5_reference(Path(str(entry["target"])))
         inp = Path(str(entry.get("input") or ""))
@@ -322,15 +324,12 @@ def collect_run(run_dir: str | Path, target_dir: str | Path | None = None) -> Ru
         raise InputError("--target-dir is not a folder", tdir)
     manifest = _read_json(root / MANIFEST_NAME)
     demo = _read_json(root / DEMO_METRICS)
-    try:
-        if manifest is not None and isinstance(manifest.get("files"), dict):
-            run = read_batch(root, manifest, tdir)
-        elif demo is not None and isinstance(demo.get("results"), list):
-            run = read_demo(root, demo)
-        else:
-            run = read_folder(root, tdir)
-    except ReconError:
-        raise
+    if manifest is not None and isinstance(manifest.get("files"), dict):
+        run = read_batch(root, manifest, tdir)
+    elif demo is not None and isinstance(demo.get("results"), list):
+        run = read_demo(root, demo)
+    else:
+        run = read_folder(root, tdir)
     if not any(f.usable for f in run.files):
         raise InputError("nothing to report: no reconstruction .h5 files (nor a recon batch manifest.json or "
                          "recon demo metrics.json that names existing ones)", root)

@@ -11,7 +11,8 @@ import json
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train an unrolled network (varnet, modl) or the diffusion prior on fastMRI-layout folders")
+    p = sub.add_parser("train", help="train an unrolled network (varnet, modl) or the diffusion prior "
+                                     "on fastMRI-layout folders")
     p.add_argument("output", metavar="OUT.pt", help="checkpoint file (written after every epoch)")
     p.add_argument("--model", default="varnet", choices=["varnet", "modl", "diffusion"],
                    help="network (default: varnet)")
@@ -38,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--cg-iterations", type=int, default=None, help="MoDL CG steps per iteration (default 6)")
     d = p.add_argument_group("diffusion prior (--model diffusion)")
     d.add_argument("--levels", type=int, nargs="+", default=None, metavar="C",
-                   help="U-Net channels per level (default 32 48 64 96)")
+                   help="U-Net channels per level (default 16 32 48 64)")
     d.add_argument("--steps-per-epoch", type=int, default=200, help="optimizer steps per epoch (default 200)")
     d.add_argument("--patch-size", type=int, default=64, help="training patch size (default 64)")
     p.add_argument("--max-train-slices", type=int, default=None, help=argparse.SUPPRESS)

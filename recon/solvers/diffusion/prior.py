@@ -96,11 +96,11 @@ class FiLMBlock(nn.Module):
 class NoiseUNet(nn.Module):
     """U-Net ``(B, 2, H, W), c_noise (B,) -> (B, 2, H, W)``; H, W multiples of ``2 ** (len(chans) - 1)``.
 
-    ``chans``: channels per level (e.g. ``(32, 48, 64, 96)``: three poolings); one :class:`FiLMBlock` per level on
-    the way down and up, one at the bottom; average-pool down, nearest-neighbour up.
+    ``chans``: channels per level (e.g. ``(16, 32, 48, 64)``: three poolings); one :class:`FiLMBlock` per
+    level on the way down and up, one at the bottom; average-pool down, nearest-neighbour up.
     """
 
-    def __init__(self, chans: tuple[int, ...] = (32, 48, 64, 96), emb_dim: int = 64):
+    def __init__(self, chans: tuple[int, ...] = (16, 32, 48, 64), emb_dim: int = 64):
         super().__init__()
         chans = tuple(int(c) for c in chans)
         self.embed = NoiseEmbedding(emb_dim)
@@ -163,7 +163,7 @@ class DenoiserPrior(nn.Module):
     ``sigma`` ``(B,)`` (or a scalar / 0-d tensor, broadcast) float; returns complex64 ``(B, H, W)``.
     """
 
-    def __init__(self, chans: tuple[int, ...] | list[int] = (32, 48, 64, 96), emb_dim: int = 64,
+    def __init__(self, chans: tuple[int, ...] | list[int] = (16, 32, 48, 64), emb_dim: int = 64,
                  sigma_min: float = 0.002, sigma_max: float = 10.0, sigma_data: float = 0.5):
         super().__init__()
         self.chans = tuple(int(c) for c in chans)

@@ -31,6 +31,7 @@ from recon.metrics import (
     hfen,
     vif,
 )
+import recon.metrics.feature as feature_module
 from recon.metrics.feature import gmsd_slices, haarpsi_slices, hfen_slices, log_kernel, vif_slices
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -260,7 +261,7 @@ def test_metrics_worsen_monotonically(kind):
         assert all(sign * b > sign * a for a, b in zip(values, values[1:])), (name, kind, values)
 
 
-def test_feature_metrics_volume_means_slices_with_volume_range():
+def test_feature_metrics_volume_means_slices_with_volume_range(monkeypatch):
     target = np.stack([_phantom(48, 48, seed=s) * (1.0 + s) for s in range(3)]).astype(np.float32)
     prediction = np.stack([_degrade(t, blur=1.0, noise=0.02, seed=s) for s, t in enumerate(target)])
     out = feature_metrics(target, prediction)
@@ -283,6 +284,8 @@ def test_feature_metrics_volume_means_slices_with_volume_range():
         assert same[name] == pytest.approx(out[name], rel=1e-6)
     assert feature_metrics(target, prediction, maxval=m)["gmsd"] == pytest.approx(out["gmsd"], rel=1e-12)
     assert feature_metrics(target, prediction, maxval=2 * m)["gmsd"] != pytest.approx(out["gmsd"], rel=1e-3)
+    monkeypatch.setattr(feature_module, "_CHUNK", 2)  # slices scored in chunks of 2 + 1: same numbers
+    assert feature_metrics(target, prediction) == pytest.approx(out, rel=1e-12)
 
 
 def test_slices_are_independent():

@@ -13,8 +13,8 @@ from its published definition and checked against an independent implementation 
   two finest scales' magnitudes ``(2 a b + C) / (a^2 + b^2 + C)`` (``C = 30``) is pooled with the coarsest
   scale's magnitude as a weight (where the image has structure) through a logistic function (``alpha = 4.2``).
   In ``[0, 1]``, 1 = identical; higher is better. ``C`` and ``alpha`` were fitted by the authors to human
-  quality ratings of natural images; HaarPSI and VIF are among the metrics that agreed best with
-  radiologists' ratings of MR images in published comparisons (e.g. Kastryulin et al., IEEE Access 2023).
+  quality ratings of natural images; in a comparison against radiologists' ratings of MR images
+  (Kastryulin et al., IEEE Access 2023) HaarPSI was among the best full-reference metrics.
 * **VIF**, pixel domain (VIFp; Sheikh & Bovik, "Image information and visual quality", IEEE TIP 15(2), 2006;
   the authors' ``vifp_mscale.m``, as ``sewar.vifp`` and ``piq.vif_p``). A Gaussian-scale-mixture model: the
   fraction of the reference's information (mutual information between the image and what an observer

@@ -206,6 +206,41 @@ def test_metrics_match_recon_eval(good_dir: Path, tmp_path: Path, capsys) -> Non
     assert again.summary["metrics"]["ssim"]["mean"] == pytest.approx(ev.mean["ssim"], rel=1e-12)
 
 
+def test_tiers_task_scores_match_recon_eval(good_dir: Path, tmp_path: Path) -> None:
+    """``--tiers pixel,task``: per-file task metrics and their aggregates equal ``recon eval``'s; a resumed run
+    without ``--target-dir`` scores the skipped outputs against the inputs' own reference (here the same
+    files), and a tier the first run did not score is computed rather than taken from the old manifest."""
+    from recon.metrics.task import TASK_METRICS
+
+    out = tmp_path / "out"
+    devnull = open(os.devnull, "w")
+    us = Undersampling("random", (4,), (0.08,))
+    res = run_batch(good_dir, out, backend=InlineBackend(), stream=devnull, undersampling=us,
+                    target_dir=good_dir, tiers="pixel,task")
+    assert res.exit_code == 0 and res.manifest["parameters"]["tiers"] == ["pixel", "task"]
+    ev = evaluate_folders(good_dir, out, tiers=("pixel", "task"))
+    names = ["nmse", "psnr", "ssim", *TASK_METRICS]
+    assert ev.metric_names == names
+    agg = res.summary["metrics"]
+    assert list(agg) == names
+    for rel, e in res.manifest["files"].items():
+        assert e["metrics"] == pytest.approx({k: ev.files[rel][k] for k in names}, rel=1e-12, abs=1e-15)
+        assert 0 < e["metrics"]["dice_mean"] < 1  # 4x undersampled: real disagreement
+    for name in names:
+        assert agg[name]["mean"] == pytest.approx(ev.mean[name], rel=1e-12)
+        assert agg[name]["std"] == pytest.approx(ev.std[name], rel=1e-9, abs=1e-15)
+        assert agg[name]["n"] == 3
+    assert f"DICE_MEAN {agg['dice_mean']['mean']:.4g}" in format_summary(res.manifest)
+
+    pixel_only = run_batch(good_dir, tmp_path / "out2", backend=InlineBackend(), stream=devnull, undersampling=us)
+    assert list(pixel_only.summary["metrics"]) == ["nmse", "psnr", "ssim"]
+    again = run_batch(good_dir, tmp_path / "out2", backend=InlineBackend(), stream=devnull, undersampling=us,
+                      tiers=["task", "pixel"])
+    assert again.summary["skipped"] == 3 and list(again.summary["metrics"]) == [*TASK_METRICS, "nmse", "psnr", "ssim"]
+    for rel, e in again.manifest["files"].items():  # outputs equal to those of `out` (same seeded mask)
+        assert e["metrics"] == pytest.approx(res.manifest["files"][rel]["metrics"], rel=1e-12, abs=1e-15)
+
+
 def test_discovery_pattern_limit_and_layout(good_dir: Path, tmp_path: Path, capsys) -> None:
     src = tmp_path / "in"
     (src / "a" / "b").mkdir(parents=True)
@@ -228,8 +263,8 @@ def test_discovery_pattern_limit_and_layout(good_dir: Path, tmp_path: Path, caps
     assert code == 2 and err == f"recon: no input files match '*.dat' under {good_dir}\n"
     code, _, err = cli_inline(capsys, "batch", str(good_dir), o, "--workers", "0")
     assert code == 2 and err == "recon: --workers must be >= 1, got 0\n"
-    code, _, err = cli_inline(capsys, "batch", str(good_dir), o, "--tiers", "task")
-    assert code == 2 and "not task" in err
+    code, _, err = cli_inline(capsys, "batch", str(good_dir), o, "--tiers", "task,colour")
+    assert code == 2 and err == "recon: unknown tier 'colour' in --tiers; tiers: pixel, feature, task\n"
     with pytest.raises(SystemExit) as exc:
         cli_inline(capsys, "batch", str(good_dir), o, "--method", "nope")
     assert exc.value.code == 2 and "invalid choice: 'nope'" in capsys.readouterr().err

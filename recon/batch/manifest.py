@@ -11,7 +11,8 @@ Layout (JSON object)::
      "backend": {"name", "workers", "threads_per_worker", "scheduler"?},
      "files": {REL: {"input", "output", "status", "seconds", "slices", "metrics", "error", "worker"}},
      "summary": {"files", "ok", "skipped", "failed", "pending", "slices", "seconds", "slices_per_second",
-                 "metrics": {"nmse": {"mean", "std", "n"}, "psnr": ..., "ssim": ...}}}
+                 "metrics": {"nmse": {"mean", "std", "n"}, "psnr": ..., "ssim": ..., <metrics of the other
+                             --tiers, e.g. "haarpsi", "dice_mean">: {"mean", "std", "n"}}}}
 
 ``status`` is ``pending`` (not done yet), ``ok`` (reconstructed in this run), ``skipped`` (a finished output
 of an earlier run with the same settings) or ``failed`` (``error`` = ``{"type", "message"}``). Aggregates are
@@ -24,6 +25,7 @@ import json
 import math
 import platform
 import time
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -81,9 +83,12 @@ def load_manifest(path: str | Path) -> dict[str, Any] | None:
 class Manifest:
     """The manifest of one run, kept in memory and written with :meth:`write`."""
 
-    def __init__(self, path: str | Path, header: dict[str, Any], items: list[tuple[str, str, str]]):
-        """``header``: the run-level fields; ``items``: ``(rel, input, output)`` of every file, in order."""
+    def __init__(self, path: str | Path, header: dict[str, Any], items: list[tuple[str, str, str]],
+                 metric_names: Sequence[str] = METRIC_NAMES):
+        """``header``: the run-level fields; ``items``: ``(rel, input, output)`` of every file, in order;
+        ``metric_names``: the metrics the summary aggregates (those of the run's tiers)."""
         self.path = Path(path)
+        self.metric_names = tuple(metric_names)
         self._t0 = time.perf_counter()
         self.data: dict[str, Any] = {"manifest_version": 1, "tool": "recon batch", "started": now(),
                                      "updated": now(), "finished": None, "state": "running", **header}
@@ -106,7 +111,7 @@ class Manifest:
         slices = sum(int(e.get("slices") or 0) for e in done)
         elapsed = time.perf_counter() - self._t0
         scored = [e["metrics"] for e in entries if e["status"] in ("ok", "skipped") and e.get("metrics")]
-        metrics = {m: aggregate([s.get(m) for s in scored]) for m in METRIC_NAMES} if scored else None
+        metrics = {m: aggregate([s.get(m) for s in scored]) for m in self.metric_names} if scored else None
         return {"files": len(entries), **count, "slices": slices, "seconds": round(elapsed, 3),
                 "slices_per_second": round(slices / elapsed, 3) if elapsed > 0 and slices else None,
                 "metrics": metrics}

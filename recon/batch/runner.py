@@ -17,14 +17,15 @@ from typing import Any, TextIO
 
 from recon.batch.backends import Backend, make_backend
 from recon.batch.discovery import DEFAULT_PATTERN, find_inputs
-from recon.batch.manifest import MANIFEST_NAME, METRIC_NAMES, Manifest, load_manifest, software_versions
+from recon.batch.manifest import MANIFEST_NAME, Manifest, load_manifest, software_versions
 from recon.batch.progress import BatchProgress
 from recon.batch.resume import FINISHED, MISMATCH, MISSING, output_state
-from recon.batch.tasks import FileTask, score_files
+from recon.batch.tasks import FileTask, score_against_input, score_files
 from recon.errors import OutputError, UsageError
+from recon.metrics.tiers import TIER_NAMES, parse_tiers, tier_metric_names
 
-#: metric tiers ``recon batch --tiers`` accepts (the fidelity tier: NMSE/PSNR/SSIM)
-SUPPORTED_TIERS = ("pixel",)
+#: metric tiers ``recon batch --tiers`` accepts (pixel: NMSE/PSNR/SSIM, feature, task)
+SUPPORTED_TIERS = TIER_NAMES
 LOCK_NAME = ".recon_batch.lock"
 
 
@@ -77,13 +78,10 @@ def _remove_stale_parts(output: Path) -> None:
 
 
 def _parse_tiers(tiers: Sequence[str] | str | None) -> list[str]:
-    if tiers is None:
-        return ["pixel"]
-    names = [t.strip() for t in (tiers.split(",") if isinstance(tiers, str) else tiers) if t.strip()]
-    unknown = [t for t in names if t not in SUPPORTED_TIERS]
-    if unknown:
-        raise UsageError(f"recon batch scores the tier(s) {', '.join(SUPPORTED_TIERS)}; not {', '.join(unknown)} "
-                         "(run 'recon eval' on OUTPUT_DIR for other tiers)")
+    """The ``--tiers`` list (default ``pixel``); :class:`UsageError` for an unknown tier or one whose module
+    cannot be loaded (checked here, before any work)."""
+    names = ["pixel"] if tiers is None else parse_tiers(tiers)
+    tier_metric_names(names)
     return names
 
 
@@ -94,20 +92,24 @@ def _undersampling_dict(u: Any) -> dict[str, Any] | None:
             "center_fractions": list(u.center_fractions), "seed": u.seed}
 
 
-def _skipped_metrics(state: Any, target: str | None, output: Path, previous: dict[str, Any],
-                     rel: str) -> dict[str, float] | None:
+def _skipped_metrics(state: Any, target: str | None, source: Path, output: Path, previous: dict[str, Any],
+                     rel: str, tiers: list[str]) -> dict[str, float] | None:
     """Metrics of an output finished by an earlier run: against ``target`` (from that run's manifest when it
-    scored against the same target file, else computed now), or those stored in the output's attributes
-    (against the input's own reference)."""
-    if target is None:
+    scored the same metrics against the same target file, else computed now), or those stored in the output's
+    attributes (against the input's own reference; the feature/task tiers computed now against the input
+    ``source``'s reference when it has one)."""
+    extra = any(t != "pixel" for t in tiers)
+    if target is None and not extra:
         return state.metrics
     old = previous["files"].get(rel) or {}
-    if old.get("status") in ("ok", "skipped") and old.get("metrics") and old.get("target") == target:
-        return old["metrics"]
+    old_metrics = old.get("metrics") or {}
+    if (old.get("status") in ("ok", "skipped") and old.get("target") == target
+            and all(name in old_metrics for name in tier_metric_names(tiers))):
+        return old_metrics
     try:
-        return score_files(target, output)
-    except Exception:  # a skipped file keeps its output either way; it just has no score
-        return None
+        return score_files(target, output, tiers) if target is not None else score_against_input(source, output, tiers)
+    except Exception:  # a skipped file keeps its output either way; it just has no (full) score
+        return state.metrics if target is None else None
 
 
 def run_batch(
@@ -142,7 +144,8 @@ def run_batch(
     limit, pattern: which inputs (:func:`recon.batch.discovery.find_inputs`).
     target_dir: folder of ground-truth files at the same relative paths: score each output against its
         target's ``reconstruction_rss`` (NMSE/PSNR/SSIM, as ``recon eval``).
-    tiers: metric tiers (only ``pixel``).
+    tiers: metric tiers, ``"pixel,feature,task"`` or a sequence (default ``pixel``): scored against the target
+        (``target_dir``) or, without one, the input's own reference; the manifest aggregates every metric.
     live: progress bar (True) or log lines (False); None = bar when ``stream`` is a terminal.
     stream: where progress goes (stderr); the summary table is the caller's to print (:func:`format_summary`).
     command: the command line, recorded in the manifest.
@@ -186,7 +189,8 @@ def run_batch(
             "backend": backend.describe(),
         }
         manifest = Manifest(out_root / MANIFEST_NAME, header,
-                            [(it.rel, str(it.input), str(it.output)) for it in items])
+                            [(it.rel, str(it.input), str(it.output)) for it in items],
+                            metric_names=tier_metric_names(tier_names))
         tasks: list[FileTask] = []
         skipped = 0
         for it in items:
@@ -205,7 +209,8 @@ def run_batch(
                                      undersampling=undersampling, version=__version__)
                 if state.state == FINISHED:
                     manifest.record(it.rel, status="skipped", slices=state.slices, seconds=0.0,
-                                    metrics=_skipped_metrics(state, target, it.output, previous, it.rel))
+                                    metrics=_skipped_metrics(state, target, it.input, it.output, previous, it.rel,
+                                                             tier_names))
                     skipped += 1
                     continue
                 if state.state != MISSING:
@@ -219,7 +224,7 @@ def run_batch(
                     continue
             tasks.append(FileTask(rel=it.rel, input=str(it.input), output=str(it.output), method=method,
                                   options=options, undersampling=undersampling, overwrite=not resume,
-                                  target=target, threads=backend.threads_per_task()))
+                                  target=target, threads=backend.threads_per_task(), tiers=tuple(tier_names)))
         manifest.write()  # fails here, before any work, if OUTPUT_DIR is not writable
 
         progress = BatchProgress(len(tasks), stream=stream, live=live)
@@ -274,7 +279,7 @@ def format_summary(manifest: dict[str, Any], max_rows: int = 50) -> str:
     agg = s.get("metrics")
     if agg:
         parts = [f"{name.upper()} {agg[name]['mean']:.4g} ± {agg[name]['std']:.2g}"
-                 for name in METRIC_NAMES if agg.get(name) and agg[name]["mean"] is not None]
+                 for name in agg if agg.get(name) and agg[name]["mean"] is not None]
         lines.append(f"mean ± std over {max(a['n'] for a in agg.values())} volume(s): " + ", ".join(parts))
     failed = [(rel, e) for rel, e in files.items() if e["status"] == "failed"]
     if failed:

@@ -10,6 +10,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ class FileTask:
     overwrite: replace an existing output (``--no-resume``).
     target: a ground-truth file (``--target-dir``) to score against, or None.
     threads: torch intra-op threads for this task (None = leave the worker's setting).
+    tiers: metric tiers to score (:data:`recon.metrics.tiers.TIER_NAMES`); without a ``target``, tiers beyond
+        ``pixel`` are scored against the input's own ``reconstruction_rss``/``_esc`` when it has one.
     """
 
     rel: str
@@ -37,6 +40,7 @@ class FileTask:
     overwrite: bool = False
     target: str | None = None
     threads: int | None = None
+    tiers: tuple[str, ...] = ("pixel",)
 
 
 def _error(exc: BaseException) -> dict[str, str]:
@@ -90,12 +94,15 @@ def read_target(path: str | Path) -> "Any":
             raise CorruptFileError(f"cannot read '{key}': {exc}", path) from None
 
 
-def score_files(target_path: str | Path, output_path: str | Path) -> dict[str, float]:
-    """NMSE/PSNR/SSIM of a written reconstruction against a target file, exactly as ``recon eval`` computes
-    them (:func:`recon.metrics.evaluate_folders`: both centre-cropped to fastMRI's crop of the target)."""
+def score_files(target_path: str | Path, output_path: str | Path,
+                tiers: str | Sequence[str] = ("pixel",)) -> dict[str, float]:
+    """The metrics of ``tiers`` (default NMSE/PSNR/SSIM) of a written reconstruction against a target file,
+    exactly as ``recon eval`` computes them (:func:`recon.metrics.evaluate_folders`: both centre-cropped to
+    fastMRI's crop of the target)."""
     from recon.errors import DataError
     from recon.io.fastmri import read_reconstruction
-    from recon.metrics import fastmri_crop_size, volume_metrics
+    from recon.metrics import fastmri_crop_size
+    from recon.metrics.tiers import volume_tier_metrics
 
     target = read_target(target_path)
     prediction, _ = read_reconstruction(output_path)
@@ -104,7 +111,19 @@ def score_files(target_path: str | Path, output_path: str | Path) -> dict[str, f
             or prediction.shape[-1] < size[1]:
         raise DataError(f"reconstruction shape {prediction.shape} does not fit target shape {target.shape}",
                         output_path)
-    return {k: float(v) for k, v in volume_metrics(target, prediction, crop=size).items()}
+    return volume_tier_metrics(target, prediction, tiers, crop=size)
+
+
+def score_against_input(input_path: str | Path, output_path: str | Path, tiers: Sequence[str]) -> dict[str, float]:
+    """The metrics of ``tiers`` of an output against its *input*'s own reference (a fastMRI file's
+    ``reconstruction_rss``/``_esc``): the feature and task tiers of a batch run without ``--target-dir``."""
+    from recon.errors import FormatError
+
+    try:
+        return score_files(input_path, output_path, tiers)
+    except FormatError as exc:
+        raise FormatError("no reference for the feature/task tiers (the input has no reconstruction_rss or "
+                          "reconstruction_esc); score against ground truth with --target-dir", exc.path) from None
 
 
 def run_task(task: FileTask) -> dict[str, Any]:
@@ -114,7 +133,7 @@ def run_task(task: FileTask) -> dict[str, Any]:
     -------
     ``{"rel", "status": "ok"|"failed", "seconds", "slices", "shape", "metrics", "error", "worker",
     "peak_rss_mb"}``:
-    ``metrics`` is ``{"nmse", "psnr", "ssim"}`` or None; ``error`` is ``{"type", "message"}`` or None;
+    ``metrics`` is ``{"nmse", "psnr", "ssim"}`` (plus the metrics of ``task.tiers``) or None; ``error`` is ``{"type", "message"}`` or None;
     ``worker`` is ``host:pid`` of the process that ran it; ``peak_rss_mb`` its peak resident memory so far.
     """
     start = time.perf_counter()
@@ -136,11 +155,13 @@ def run_task(task: FileTask) -> dict[str, Any]:
         created = []  # the output is written: keep its folders
         result.update(status="ok", shape=summary["shape"], slices=int(summary["shape"][0]),
                       metrics=summary.get("metrics"))
-        if task.target is not None:
-            try:
-                result["metrics"] = score_files(task.target, output)
-            except Exception as exc:  # the reconstruction stands; say why it has no score
-                result["metrics_error"] = _error(exc)
+        try:
+            if task.target is not None:
+                result["metrics"] = score_files(task.target, output, task.tiers)
+            elif any(t != "pixel" for t in task.tiers):  # pixel metrics came with the reconstruction
+                result["metrics"] = score_against_input(task.input, output, task.tiers)
+        except Exception as exc:  # the reconstruction stands; say why it has no (full) score
+            result["metrics_error"] = _error(exc)
     except Exception as exc:  # per-file isolation: record and go on
         result["error"] = _error(exc)
         _remove_empty(created)

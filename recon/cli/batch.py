@@ -56,8 +56,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="input file names to take, at any depth (default: *.h5); with a '/', a relative path glob")
     g.add_argument("--target-dir", default=None, metavar="DIR",
                    help="ground-truth files at the same relative paths: NMSE/PSNR/SSIM per file and overall")
-    g.add_argument("--tiers", default="pixel", metavar="pixel",
-                   help="metric tiers to score (batch scores the pixel tier: NMSE, PSNR, SSIM)")
+    g.add_argument("--tiers", default="pixel", metavar="pixel,feature,task",
+                   help="metric tiers to score per file and overall: pixel (NMSE, PSNR, SSIM), feature (HaarPSI, "
+                        "VIF, GMSD, HFEN), task (tissue-class Dice, edge F1); against --target-dir, else the "
+                        "input's own reference; default: pixel")
     g.add_argument("--progress", choices=("auto", "bar", "lines"), default="auto",
                    help="a live bar (terminal default) or one log line per file")
     p.set_defaults(handler=main)

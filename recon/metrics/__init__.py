@@ -6,6 +6,8 @@ data-consistency residual.
 * :func:`evaluate_folders` -> :class:`EvalResult`: fastMRI's ``evaluate.py`` over two folders (``recon eval``).
 * :func:`dc_residual`: ``||M (F S x) - y||`` per coil and phase-encode line.
 * :func:`reference_slice`, :func:`reference_metrics`: metrics of ``recon run`` against the input's reference.
+* :func:`task_metrics`: the task tier (tissue-class Dice, edge F1); :func:`volume_tier_metrics`,
+  :func:`parse_tiers`, :func:`tier_metric_names`, :func:`higher_is_better`: the ``--tiers`` registry.
 
 Names are imported on first use (PEP 562), so ``recon eval`` checks its inputs before torch is loaded.
 """
@@ -23,6 +25,9 @@ _EXPORTS = {
     "recon.metrics.reference": ("reference_metrics", "reference_slice"),
     "recon.metrics.feature": ("FEATURE_METRICS", "HIGHER_IS_BETTER", "feature_metrics", "gmsd", "haarpsi", "hfen",
                               "vif"),
+    "recon.metrics.task": ("TASK_METRICS", "task_metrics"),
+    "recon.metrics.tiers": ("TIER_NAMES", "higher_is_better", "parse_tiers", "tier_metric_names",
+                            "volume_tier_metrics"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 

@@ -21,8 +21,8 @@ from recon.metrics import fastmri_crop_size, volume_metrics
 from recon.pipeline import METHODS, Undersampling, reconstruct_file
 from recon.sampling import mask_from_options
 
-QUICK_FILES = ["demo.png", "grappa_4x.h5", "l1-wavelet_4x.h5", "metrics.json", "metrics.md", "sense_4x.h5",
-               "tv_4x.h5", "zero-filled_4x.h5"]
+QUICK_FILES = ["demo.png", "grappa_4x.h5", "l1-wavelet_4x.h5", "metrics.json", "metrics.md", "report.html",
+               "sense_4x.h5", "tv_4x.h5", "zero-filled_4x.h5"]
 
 
 def _reference(slices: list[int]) -> np.ndarray:
@@ -47,6 +47,9 @@ def test_quick_demo_writes_its_files(quick_demo: tuple[Path, subprocess.Complete
     assert image.ndim == 3 and image.shape[0] > 300 and image.shape[1] > image.shape[0]
     assert "| l1-wavelet |" in proc.stdout and "4x PSNR" in proc.stdout
     assert (out / "metrics.md").read_text().count("\n| ") == 1 + 5  # header + one line per method
+    page = (out / "report.html").read_text()  # recon report of the folder: three tiers, one image row per method
+    assert all(f'data-tier="{t}"' in page for t in ("pixel", "feature", "task"))
+    assert page.count('<img src="data:image/png;base64,') == 5
     for name in QUICK_FILES:
         if name.endswith(".h5"):
             with h5py.File(out / name) as f:

@@ -2,8 +2,8 @@
 
 Undersamples the bundled sample 4x and 8x, reconstructs it with every method (zero-filled, SENSE, GRAPPA,
 L1-wavelet, TV, and the learned methods whose bundled weights load), writes one ``.h5`` per (method,
-acceleration), ``demo.png`` and ``metrics.md`` / ``metrics.json`` into the folder, and prints the metrics
-table on stdout (progress on stderr). A rerun replaces the demo's own outputs.
+acceleration), ``demo.png``, ``metrics.md`` / ``metrics.json`` and ``report.html`` (``recon report``) into the
+folder, and prints the metrics table on stdout (progress on stderr). A rerun replaces the demo's own outputs.
 """
 from __future__ import annotations
 
@@ -42,6 +42,6 @@ def main(args: argparse.Namespace) -> int:
     print()
     for name, reason in report["skipped"].items():
         print(f"skipped {name}: {reason}")
-    print(f"wrote {out / report['figure']}, {out / 'metrics.md'}, {out / 'metrics.json'} and "
-          f"{len(report['results'])} .h5 files into {out}")
+    print(f"wrote {out / report['figure']}, {out / 'metrics.md'}, {out / 'metrics.json'}, "
+          f"{out / report['report']} and {len(report['results'])} .h5 files into {out}")
     return 0

@@ -271,11 +271,12 @@ def file_images(run: RunData, *, log: Callable[[str], None]) -> list[Figure]:
 
 def build_report(run_dir: str | Path, *, tiers: Sequence[str] | str | None = None,
                  target_dir: str | Path | None = None, overwrite: bool = True,
-                 log: Callable[[str], None] | None = None) -> Path:
+                 log: Callable[[str], None] | None = None, threads: int | None = 1) -> Path:
     """Write ``run_dir/report.html`` (atomically; replaced when it exists, unless ``overwrite`` is False).
 
     tiers: ``pixel``/``feature``/``task`` (a list or comma-separated string); default: every tier.
     target_dir: fastMRI targets of the same relative names (overrides the run's own references).
+    threads: torch intra-op threads while metrics are computed (restored afterwards); None = unchanged.
     Returns the page's path.
 
     Raises
@@ -293,7 +294,15 @@ def build_report(run_dir: str | Path, *, tiers: Sequence[str] | str | None = Non
     tier_list = parse_tiers(tiers if tiers is not None else list(TIER_NAMES))
     run = collect_run(run_dir, target_dir)
     out = check_output_path(Path(run_dir) / REPORT_NAME, overwrite)
-    sources = compute_metrics(run, tier_list, log=say)
+    import torch
+
+    saved_threads = torch.get_num_threads()
+    try:  # the metrics run slice by slice on small images: one thread is fastest, more spin on a busy machine
+        if threads is not None:
+            torch.set_num_threads(max(1, int(threads)))
+        sources = compute_metrics(run, tier_list, log=say)
+    finally:
+        torch.set_num_threads(saved_threads)
     report = Report(run, tier_list, tier_tables(run, tier_list, sources), acceleration_plots(run, tier_list),
                     file_images(run, log=say), datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     __version__)

@@ -24,7 +24,7 @@ table{border-collapse:collapse;margin:.5em 0;font-size:.9em}
 th,td{border:1px solid #ccc;padding:.25em .6em}th{background:#f3f3f3}
 td.num{text-align:right;font-variant-numeric:tabular-nums}tr.agg td{background:#fafafa;font-style:italic}
 td.best{font-weight:bold}.muted{color:#666;font-size:.85em}.bad{color:#a00}
-figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
+figure{margin:.6em 0}.images{display:flex;flex-wrap:wrap;gap:0 1.5em}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.85em;color:#444}dl.summary{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}
 dl.summary dt{font-weight:bold}dl.summary dd{margin:0;font-family:ui-monospace,monospace;font-size:.85em;
   word-break:break-all}
@@ -76,7 +76,7 @@ def _table(table: TierTable) -> str:
     head = "".join(f"<th>{escape(c)}<br><span class=\"muted\">{arrows[c]}</span></th>" for c in table.columns)
     best = _best(table)
     lines = [f'<table class="metrics" data-tier="{escape(table.tier)}"><thead><tr><th>file</th><th>method</th>'
-             f"<th>acceleration</th><th>status</th>{head}<th>values</th></tr></thead><tbody>"]
+             f"<th>acceleration</th><th>status</th>{head}<th>where the values come from</th></tr></thead><tbody>"]
     for rec, values in table.rows:
         cells = []
         for c in table.columns:
@@ -136,7 +136,7 @@ def render(report: Report) -> str:
     parts.append('<h2 id="images">Images</h2>')
     parts.append('<p class="muted">Middle slice of each reconstruction; the reference and the reconstruction share '
                  "a grey scale; error, uncertainty and hallucination maps carry their own colour bars.</p>")
-    parts += [_figure(f) for f in report.images]
+    parts.append('<div class="images">' + "".join(_figure(f) for f in report.images) + "</div>")
     parts.append(f'<p class="muted">Generated in {report.seconds:.1f} s.</p>')
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"

@@ -1,17 +1,24 @@
-"""GRAPPA (Griswold et al. 2002) for Cartesian k-space undersampled along the phase encode (W).
+"""GRAPPA (Griswold et al. 2002) for Cartesian k-space undersampled along the phase encode (W), for any
+column mask: equispaced, fastMRI random, or otherwise irregular.
 
-Every missing phase-encode line inside the acquirable range is synthesised, per coil, as a linear
-combination of its neighbourhood in the acquired lines: ``kernel_size[0]`` readout points (H) centred on the
-target's row, times the ``kernel_size[1]`` nearest acquired lines (half on each side; fewer on a side that
-has none within reach). Any sampling pattern works (random fastMRI masks as well as equispaced ones): targets
-are grouped by their source-line offsets, and one set of weights per group and slice is calibrated on the
-fully sampled centre (ACS) by Tikhonov-regularised least squares
+Pattern-specific ("arbitrary Cartesian") GRAPPA: the kernel covers ``kernel_size[0]`` readout points (H)
+times a window of ``kernel_size[1]`` phase-encode lines centred on the target line. Around each missing line,
+the acquired lines inside that window form its *sampling pattern* (their offsets from the target). One set of
+weights per distinct pattern and slice is calibrated on the fully sampled centre (ACS), using only the
+pattern's acquired source lines, by Tikhonov-regularised least squares scaled to the calibration matrix
 
     W = (S^H S + lam I)^{-1} S^H T,     lam = reg * ||S||_F^2 / columns
 
-with ``S`` the source patches of every ACS position where the whole pattern fits and ``T`` the targets. The
-filled k-space is combined by root sum of squares. Source patterns (target included) span at most
-``acs_width - 1`` lines (so every pattern can be calibrated); an acquired ACS line is never changed.
+with ``S`` the source patches at every ACS position where the whole pattern (target included) fits and ``T``
+the targets; all targets that share a pattern are then filled in one batched product. A missing line with no
+acquired line inside the window is left at zero (counted in ``unfilled_lines``): synthesising it from far-away
+lines was measured to be worse than leaving it empty. Acquired lines are kept exactly. The filled k-space is
+combined by root sum of squares.
+
+The window defaults to the ACS width: ``2 * clamp((acs - 3) // 4, 1, 3) + 1`` lines (3 lines for an 8-line ACS,
+7 for 15 lines): wide patterns calibrated on few ACS positions, and sources three or more lines away, were
+measured to hurt (bundled sample, fastMRI random 8x with an 8-line ACS: 3-line window 19.13 dB, 7-line window
+18.20, zero filling 18.48).
 """
 from __future__ import annotations
 
@@ -57,19 +64,22 @@ def acs_lines(cols: np.ndarray) -> tuple[int, int]:
     return a, b
 
 
-def _sources(cols: np.ndarray, target: int, per_side: int, reach: int) -> tuple[int, ...]:
-    """Offsets of the source lines of ``target``: nearest acquired lines, alternately left and right, at most
-    ``per_side`` per side, the whole pattern spanning at most ``reach`` lines (so that the ACS holds it)."""
-    idx = np.flatnonzero(cols)
-    left = (idx[idx < target][::-1] - target)[:per_side]
-    right = (idx[idx > target] - target)[:per_side]
+def default_extent(acs_width: int) -> int:
+    """The kernel's phase-encode window (odd number of lines) for an ACS of ``acs_width`` lines."""
+    return 2 * min(3, max(1, (acs_width - 3) // 4)) + 1
+
+
+def _pattern(cols: np.ndarray, target: int, half: int, reach: int) -> tuple[int, ...]:
+    """Offsets from ``target`` of the acquired lines within ``half`` lines of it, nearest first, dropping the
+    farther ones that would make the pattern (target included) span more than ``reach`` lines."""
+    w = cols.shape[0]
+    near = sorted((d for d in range(-half, half + 1) if d and 0 <= target + d < w and cols[target + d]),
+                  key=lambda d: (abs(d), d))
     chosen: list[int] = []
-    for i in range(per_side):
-        for side in (left, right):
-            if i < len(side):
-                cand = chosen + [int(side[i])]
-                if max(cand) - min(min(cand), 0) <= reach and max(max(cand), 0) - min(cand) <= reach:
-                    chosen = cand
+    for d in near:
+        cand = chosen + [d]
+        if max(max(cand), 0) - min(min(cand), 0) <= reach:
+            chosen = cand
     return tuple(sorted(chosen))
 
 
@@ -85,7 +95,7 @@ def grappa(
     kspace: Any,
     mask: Any,
     *,
-    kernel_size: tuple[int, int] = (5, 4),
+    kernel_size: tuple[int, int | None] = (5, None),
     reg: float = 1e-3,
     fill_range: tuple[int, int] | None = None,
     min_acs: int | None = None,
@@ -97,10 +107,11 @@ def grappa(
     ----------
     kspace: undersampled k-space (numpy or torch); unsampled lines are ignored.
     mask: the column mask ``(W,)`` (or any array of that last axis constant elsewhere).
-    kernel_size: ``(readout points, source lines)``, default 5 x 4.
+    kernel_size: ``(readout points, phase-encode window in lines)``, both odd; window None (default) =
+        :func:`default_extent` of the ACS width (3 to 7 lines).
     reg: relative Tikhonov weight of the calibration.
     fill_range: ``[start, end)`` of the lines to synthesise (the header's ``acquired_pe``); default all.
-    min_acs: the fewest ACS lines accepted (default: ``kernel_size[1]``).
+    min_acs: the fewest ACS lines accepted (default 3).
     device: torch device.
 
     Returns
@@ -119,26 +130,31 @@ def grappa(
     if k.ndim != 4:
         raise UsageError(f"k-space must have shape (slices, coils, H, W), got {tuple(k.shape)}")
     _, _, hh, ww = k.shape
-    kh, ky = (int(v) for v in kernel_size)
-    if kh < 1 or kh % 2 == 0 or ky < 1:
-        raise UsageError(f"GRAPPA kernel_size must be (odd readout points, source lines >= 1), got {kernel_size}")
+    if len(kernel_size) != 2:
+        raise UsageError(f"GRAPPA kernel_size must be (readout points, phase-encode lines), got {kernel_size}")
+    kh = int(kernel_size[0])
+    ky = None if kernel_size[1] is None else int(kernel_size[1])
+    if kh < 1 or kh % 2 == 0 or (ky is not None and (ky < 3 or ky % 2 == 0)):
+        raise UsageError("GRAPPA kernel_size must be (odd readout points, odd phase-encode window >= 3 or None), "
+                         f"got {kernel_size}")
     if not reg >= 0:
         raise UsageError(f"GRAPPA reg must be >= 0, got {reg}")
     cols = column_mask(mask, ww)
     a, b = acs_lines(cols)
-    need = ky if min_acs is None else int(min_acs)
-    if b - a < max(need, 2):
+    need = 3 if min_acs is None else max(int(min_acs), 2)
+    if b - a < need:
         raise DataError(
-            f"GRAPPA needs a fully sampled k-space centre (ACS) of at least {max(need, 2)} phase-encode lines; "
+            f"GRAPPA needs a fully sampled k-space centre (ACS) of at least {need} phase-encode lines; "
             f"found {b - a} contiguous lines through the centre"
         )
     lo, hi = (0, ww) if fill_range is None else (int(fill_range[0]), int(fill_range[1]))
     targets = [t for t in range(lo, hi) if not cols[t]]
-    per_side = max(ky // 2, 1)
-    reach = b - a - 1
+    if ky is None:
+        ky = default_extent(b - a)
+    reach = b - a - 2  # every pattern fits at >= 2 ACS positions
     groups: dict[tuple[int, ...], list[int]] = {}
     for t in targets:
-        off = _sources(cols, t, per_side, reach)
+        off = _pattern(cols, t, ky // 2, reach)
         if off:
             groups.setdefault(off, []).append(t)
 

@@ -2,6 +2,8 @@
 
 * ``varnet_sim.pt``: E2E-VarNet, ``modl_sim.pt``: MoDL; trained by ``recon train`` on multi-coil k-space
   simulated from the Colin 27 T1 volume (``examples/train_make_data.py``, ``examples/train_bundled.py``).
+* ``diffusion_sim.pt``: the diffusion prior (``recon.solvers.diffusion.DenoiserPrior``), trained by
+  ``recon train --model diffusion`` on ESPIRiT-combined images of the same training slabs.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from pathlib import Path
 from recon.errors import InputError, UsageError
 
 #: model name -> bundled file
-BUNDLED = {"varnet": "varnet_sim.pt", "modl": "modl_sim.pt"}
+BUNDLED = {"varnet": "varnet_sim.pt", "modl": "modl_sim.pt", "diffusion": "diffusion_sim.pt"}
 
 
 def bundled_weights(name: str) -> Path:

@@ -135,6 +135,29 @@ def test_report_is_regenerated_unless_no_overwrite(batch_dir: dict, capsys: pyte
     assert not [p for p in out.iterdir() if p.name.endswith(".part")]
 
 
+def test_plain_folder_with_target_dir(batch_dir: dict, capsys: pytest.CaptureFixture) -> None:
+    """Without a manifest: every reconstruction .h5 under the folder, scored against --target-dir."""
+    out = batch_dir["out"]
+    (out / "manifest.json").unlink()
+    assert cli_main(["report", str(out), "--tiers", "pixel", "--target-dir", str(batch_dir["targets"])]) == 0
+    html = (out / "report.html").read_text()
+    assert "folder of reconstructions" in html and "c.h5" not in html
+    for name in ("a.h5", "b.h5"):
+        target, pred = batch_dir["volumes"][name]
+        psnr = volume_metrics(target, pred)["psnr"]
+        assert f">{fmt(psnr, 'psnr')}</td>" in _row(html, name, "pixel"), name
+    assert html.count(DATA_URI) == 2 + 1
+    # without references: the images only, no metrics, no error maps
+    (out / "report.html").unlink()
+    assert cli_main(["report", str(out), "--tiers", "pixel"]) == 0
+    html = (out / "report.html").read_text()
+    assert "no reference: only stored metrics" in html and "|reconstruction - reference|" not in html
+    # a manifest whose files all failed: exit 2, the counts in the message
+    (out / "manifest.json").write_text(json.dumps({"files": {"x.h5": {"status": "failed", "output": "x.h5"}}}))
+    assert cli_main(["report", str(out)]) == 2
+    assert "names no finished reconstruction (1 failed)" in capsys.readouterr().err
+
+
 def test_demo_like_folder(tmp_path: Path) -> None:
     """metrics.json of ``recon demo`` (slice 1 of the bundled sample), 2 methods x 4x/8x: stored pixel metrics,
     feature tier computed against the sample's reconstruction_rss, a metric-vs-acceleration plot."""

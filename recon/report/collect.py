@@ -331,8 +331,16 @@ def collect_run(run_dir: str | Path, target_dir: str | Path | None = None) -> Ru
     else:
         run = read_folder(root, tdir)
     if not any(f.usable for f in run.files):
-        raise InputError("nothing to report: no reconstruction .h5 files (nor a recon batch manifest.json or "
-                         "recon demo metrics.json that names existing ones)", root)
+        if run.kind == "folder":
+            why = "no reconstruction .h5 files (nor a recon batch manifest.json or recon demo metrics.json)"
+        else:
+            counts: dict[str, int] = {}
+            for f in run.files:
+                counts[f.status] = counts.get(f.status, 0) + 1
+            listed = ", ".join(f"{n} {s}" for s, n in counts.items()) or "no files"
+            why = (f"the {'manifest.json' if run.kind == 'batch' else 'metrics.json'} names no finished "
+                   f"reconstruction ({listed})")
+        raise InputError(f"nothing to report: {why}", root)
     return run
 
 

@@ -102,7 +102,8 @@ def test_rerun_replaces_its_outputs_and_restores_methods(tmp_path: Path) -> None
     assert torch.get_num_threads() == threads  # restored
     before = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
     second = run_demo(tmp_path, config, log=lambda msg: None)
-    assert sorted(before) == ["demo.png", "metrics.json", "metrics.md", "zero-filled_4x.h5", "zero-filled_8x.h5"]
+    assert sorted(before) == ["demo.png", "metrics.json", "metrics.md", "report.html", "zero-filled_4x.h5",
+                              "zero-filled_8x.h5"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(before)  # replaced, nothing added
     assert [r["psnr"] for r in first["results"]] == [r["psnr"] for r in second["results"]]
     assert first["results"][0]["psnr"] > first["results"][1]["psnr"]  # 4x beats 8x

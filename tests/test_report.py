@@ -241,3 +241,13 @@ def test_page_in_headless_chromium(batch_dir: dict, tmp_path: Path) -> None:
     assert image.shape[:2] == (2000, 1280)
     assert image[..., :3].std() > 0.05  # text, tables and images: not a blank page
     assert (image[..., :3].mean(axis=-1) < 0.5).mean() > 0.01  # dark pixels: text and the images' content
+
+
+def test_images_capped_for_large_runs(batch_dir: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    import recon.report.build as build
+
+    monkeypatch.setattr(build, "MAX_IMAGE_FILES", 1)
+    html = build_report(batch_dir["out"], tiers="pixel", log=lambda msg: None).read_text()
+    assert html.count(DATA_URI) == 1 + 1  # a.h5's panels + the metric-vs-acceleration plot
+    assert "images of the first 1 of 2 reconstructions are shown" in html
+    assert "<td>b.h5</td>" in html  # still in the tables

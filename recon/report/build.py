@@ -28,6 +28,9 @@ from recon.report.collect import EXTRA_MAPS, FileRecord, RunData, collect_run, l
 REPORT_NAME = "report.html"
 #: posterior samples shown per file (diffusion outputs with a ``samples`` dataset)
 SHOWN_SAMPLES = 2
+#: files whose images are drawn (the first ones, in the run's order): ~250 kB of PNG each keeps the page
+#: below ~15 MB for a large batch; every file is still in the tables
+MAX_IMAGE_FILES = 60
 #: what the tiers measure, for the page
 TIER_TITLES = {"pixel": "Pixel tier: fidelity (fastMRI's NMSE, PSNR in dB, SSIM)",
                "feature": "Feature tier: perceptual realism (HaarPSI, VIF, GMSD, HFEN)",
@@ -216,9 +219,10 @@ def file_images(run: RunData, *, log: Callable[[str], None]) -> list[Figure]:
 
     cache: dict[Any, np.ndarray] = {}
     prepared: list[tuple[FileRecord, dict[str, Any]]] = []
-    for rec in run.files:
-        if not rec.usable:
-            continue
+    usable = [rec for rec in run.files if rec.usable]
+    if len(usable) > MAX_IMAGE_FILES:
+        run.notes.append(f"images of the first {MAX_IMAGE_FILES} of {len(usable)} reconstructions are shown")
+    for rec in usable[:MAX_IMAGE_FILES]:
         try:
             with h5py.File(rec.path, "r") as f:
                 ds = f["reconstruction"]

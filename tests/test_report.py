@@ -251,3 +251,10 @@ def test_images_capped_for_large_runs(batch_dir: dict, monkeypatch: pytest.Monke
     assert html.count(DATA_URI) == 1 + 1  # a.h5's panels + the metric-vs-acceleration plot
     assert "images of the first 1 of 2 reconstructions are shown" in html
     assert "<td>b.h5</td>" in html  # still in the tables
+
+
+def test_corrupt_output_is_listed_not_fatal(batch_dir: dict) -> None:
+    (batch_dir["out"] / "b.h5").write_bytes(b"\x89HDF garbage")
+    html = build_report(batch_dir["out"], tiers="pixel", log=lambda msg: None).read_text()
+    assert "unreadable" in _row(html, "b.h5", "pixel") and "cannot open as HDF5" in html
+    assert html.count(DATA_URI) == 1  # a.h5 only; one acceleration left: no plot

@@ -145,9 +145,7 @@ def _record_from_h5(name: str, path: Path, **known: Any) -> FileRecord:
     """A :class:`FileRecord` for ``path`` with method/acceleration/metrics from its attributes (``known``
     values win)."""
     info = h5_info(path)
-    if info is None:
-        return FileRecord(name, path, status="unreadable", error="cannot open as HDF5", **known)
-    attrs, names = info
+    attrs, names = info if info is not None else ({}, ())
     metrics = {k.removeprefix("metric_"): _number(v) for k, v in attrs.items() if k.startswith("metric_")}
     metrics.update(known.pop("metrics", None) or {})
     rec = FileRecord(name, path, method=str(attrs["method"]) if "method" in attrs else None,
@@ -155,7 +153,9 @@ def _record_from_h5(name: str, path: Path, **known: Any) -> FileRecord:
     for key, value in known.items():
         if value is not None:
             setattr(rec, key, value)
-    if "reconstruction" not in names and rec.status == "ok":
+    if info is None:
+        rec.status, rec.error = "unreadable", "cannot open as HDF5"
+    elif "reconstruction" not in names:
         rec.status, rec.error = "unreadable", "no 'reconstruction' dataset"
     return rec
 

@@ -65,13 +65,13 @@ def slice_model(kspace: torch.Tensor, mask: np.ndarray, maps: torch.Tensor | Non
     return SenseData.build(kspace, maps.to(kspace.device), m)
 
 
-def initial_scale(data: Any, iterations: int = INIT_ITERATIONS) -> float:
-    """``normalise_scale(|x_init|)``, ``x_init`` = ``iterations`` CG-SENSE iterations on ``data``."""
+def initial_image(data: Any, iterations: int = INIT_ITERATIONS) -> tuple[torch.Tensor, float]:
+    """``x_init`` ``(H, W)`` = ``iterations`` CG-SENSE iterations on ``data``, and ``s = normalise_scale(|x_init|)``."""
     from recon.solvers.cg import conjugate_gradient
     from recon.solvers.diffusion.prior import normalise_scale
 
     x = conjugate_gradient(data.normal, data.aty[None], max_iter=int(iterations)).image[0]
-    return normalise_scale(x.abs())
+    return x, normalise_scale(x.abs())
 
 
 def posterior_sample(
@@ -82,15 +82,22 @@ def posterior_sample(
     sampler: str = "dds",
     steps: int | None = None,
     seed: int = 0,
+    start_sigma: float | None = None,
     **sampler_options: Any,
 ) -> tuple[torch.Tensor, float]:
-    """``samples`` posterior samples ``(K, H, W)`` complex64 in DATA units, and the normalisation ``s``."""
+    """``samples`` posterior samples ``(K, H, W)`` complex64 in DATA units, and the normalisation ``s``.
+
+    ``start_sigma``: start from the normalised CG-SENSE image plus noise of this level instead of pure noise
+    at the prior's ``sigma_max`` (fewer steps suffice; see :func:`~recon.solvers.diffusion.samplers.dds_sample`).
+    """
     from recon.solvers.diffusion.samplers import SAMPLERS, sample
 
     if sampler not in SAMPLERS:
         raise UsageError(f"unknown sampler {sampler!r}; available: {', '.join(SAMPLERS)}")
-    scale = initial_scale(data)
+    x_init, scale = initial_image(data)
     n_steps = DEFAULT_STEPS[sampler] if steps is None else int(steps)
+    if start_sigma is not None:
+        sampler_options = {**sampler_options, "init": x_init / scale, "sigma_max": float(start_sigma)}
     x = sample(sampler, denoiser, data.scaled(scale), samples=int(samples), steps=n_steps, seed=int(seed),
                **sampler_options)
     return x * scale, scale

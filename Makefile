@@ -21,6 +21,9 @@ $(DEVSTAMP): pyproject.toml $(STAMP)
 	$(PIP) install -q -e '.[dev]'
 	# fastMRI's reference code as a test oracle (masks, metrics); --no-deps keeps its heavy pins out
 	$(PIP) install -q --no-deps fastmri==0.3.0
+	# piq as a feature-metric oracle; --no-deps: its torchvision pin would pull another torch (the test loads
+	# piq's metric modules directly, without its torchvision-importing package __init__)
+	$(PIP) install -q --no-deps piq==0.8.0
 	touch $@
 
 install: $(STAMP)

@@ -1,6 +1,6 @@
 """The bundled weights: they load with no network, reconstruct the bundled sample (held-out Colin 27 slices)
 above the PSNR/SSIM measured when they were made (asserted a little below), and ``recon run/batch --method
-varnet|modl`` work end to end."""
+varnet|modl`` work end to end (every input format: tests/test_learned_formats.py)."""
 from __future__ import annotations
 
 import json
@@ -100,55 +100,5 @@ def test_recon_run_weights_option(tmp_path):
     assert r.returncode == 2 and "weights file does not exist" in r.stderr
 
 
-def _bart_phantom(tmp_path):
-    import shutil
-
-    if shutil.which("bart") is None:
-        pytest.skip("bart is not installed")
-    subprocess.run(["bart", "phantom", "-s", "4", "-x", "64", "-k", str(tmp_path / "ph")], check=True,
-                   capture_output=True)
-    return tmp_path / "ph.cfl"
-
-
-def _mrd_phantom(tmp_path):
-    import shutil
-
-    if shutil.which("ismrmrd_generate_cartesian_shepp_logan") is None:
-        pytest.skip("ismrmrd-tools are not installed")
-    out = tmp_path / "shepp.h5"
-    subprocess.run(["ismrmrd_generate_cartesian_shepp_logan", "-o", str(out), "-c", "4", "-m", "64"],
-                   check=True, capture_output=True)
-    return out
-
-
-def _twix(tmp_path):
-    from pathlib import Path
-
-    return Path(__file__).parent / "data" / "twix" / "gre.dat"
-
-
-@pytest.mark.parametrize("make", [_bart_phantom, _mrd_phantom, _twix], ids=["bart", "mrd", "twix"])
-@pytest.mark.parametrize("method", ["varnet", "modl"])
-def test_learned_methods_on_every_format(tmp_path, make, method):
-    src = make(tmp_path)
-    out = tmp_path / "rec.h5"
-    r = subprocess.run([sys.executable, "-m", "recon", "run", str(src), str(out), "--method", method, "--json"],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    with h5py.File(out) as f:
-        rec = f["reconstruction"][()]
-    assert rec.ndim == 3 and np.isfinite(rec).all() and rec.max() > 0
-
-
-def test_recon_batch_method_varnet(tmp_path):
-    import shutil
-
-    src = tmp_path / "in"
-    src.mkdir()
-    shutil.copy(sample_path(), src / "sample.h5")
-    (src / "sub").mkdir()
-    shutil.copy(_mrd_phantom(tmp_path), src / "sub" / "shepp.h5")
-    r = subprocess.run([sys.executable, "-m", "recon", "batch", str(src), str(tmp_path / "out"), "--method",
-                        "varnet", "--workers", "1"], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    assert (tmp_path / "out" / "sample.h5").is_file() and (tmp_path / "out" / "sub" / "shepp.h5").is_file()
+# recon run --method varnet|modl on every input format and recon batch --method varnet over one file of each:
+# tests/test_learned_formats.py

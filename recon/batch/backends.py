@@ -1,8 +1,9 @@
 """Execution backends: where :func:`recon.batch.tasks.run_task` runs. One small interface, three backends.
 
 * :class:`LocalPoolBackend` (default): ``workers`` local processes started with the ``spawn`` method (no
-  forked torch/OpenMP state), each task setting torch to ``cores // workers`` threads. A worker that dies
-  (killed, out of memory, a segfault in a library) breaks the pool; the pool is rebuilt and the tasks that
+  forked torch/OpenMP state), each task setting torch to ``recon.runtime``'s per-worker threads
+  (``OMP_NUM_THREADS`` if set, else physical cores // workers, at most 4). A worker that dies (killed, out
+  of memory, a segfault in a library) breaks the pool; the pool is rebuilt and the tasks that
   were in flight are retried (:data:`MAX_ATTEMPTS` times in all) before they are recorded as failed.
 * :class:`DaskBackend` (``--scheduler local`` or ``tcp://host:port``): the same tasks on Dask distributed.
   ``local`` starts a ``LocalCluster`` of ``workers`` single-threaded worker processes on 127.0.0.1. Dask
@@ -21,6 +22,7 @@ from typing import Any
 
 from recon.batch.tasks import FileTask, run_task
 from recon.errors import UsageError
+from recon.runtime import resolve_threads
 
 #: how many times a local task is started before a dying worker counts as that file's failure
 MAX_ATTEMPTS = 3
@@ -94,7 +96,7 @@ class LocalPoolBackend(Backend):
         self.workers = int(workers) if workers else available_cores()
         if self.workers < 1:
             raise UsageError(f"--workers must be >= 1, got {workers}")
-        self.threads = int(threads) if threads else max(1, available_cores() // self.workers)
+        self.threads = resolve_threads(threads or None, self.workers)  # recon.runtime's policy
         self._pool = None
 
     def threads_per_task(self) -> int | None:
@@ -171,7 +173,7 @@ class DaskBackend(Backend):
         if threads:
             self.threads: int | None = int(threads)
         else:  # a remote cluster's cores are unknown here: its workers keep their own torch setting
-            self.threads = max(1, available_cores() // self.workers) if self.local else None
+            self.threads = resolve_threads(None, self.workers) if self.local else None
         self._cluster = None
         self.client = None
 
@@ -235,8 +237,8 @@ class DaskBackend(Backend):
                     fut.cancel()
 
 
-def make_backend(workers: int | None = None, scheduler: str | None = None) -> Backend:
+def make_backend(workers: int | None = None, scheduler: str | None = None, threads: int | None = None) -> Backend:
     """The backend the CLI options ask for: Dask when ``scheduler`` is given, else the local pool."""
     if scheduler:
-        return DaskBackend(scheduler, workers)
-    return LocalPoolBackend(workers)
+        return DaskBackend(scheduler, workers, threads)
+    return LocalPoolBackend(workers, threads)

@@ -121,6 +121,7 @@ def run_batch(
     undersampling: Any = None,
     workers: int | None = None,
     scheduler: str | None = None,
+    threads: int | None = None,
     backend: Backend | None = None,
     resume: bool = True,
     limit: int | None = None,
@@ -138,7 +139,9 @@ def run_batch(
     method, options, undersampling: as :func:`recon.pipeline.reconstruct_file` (the ``recon run`` options).
     workers: local worker processes (default: the number of cores) or Dask LocalCluster workers.
     scheduler: None (local process pool), ``"local"`` (Dask LocalCluster) or a Dask scheduler address.
-    backend: a ready :class:`~recon.batch.backends.Backend` instead of ``workers``/``scheduler``.
+    threads: torch threads per worker (None: :func:`recon.runtime.resolve_threads` for the local pool and
+        LocalCluster; a remote cluster's workers keep their own setting).
+    backend: a ready :class:`~recon.batch.backends.Backend` instead of ``workers``/``scheduler``/``threads``.
     resume: skip inputs whose output is finished with the same settings; an output made with other
         settings is that file's failure. False: reconstruct everything, overwriting existing outputs.
     limit, pattern: which inputs (:func:`recon.batch.discovery.find_inputs`).
@@ -167,7 +170,7 @@ def run_batch(
     if target_root is not None and not target_root.is_dir():
         raise UsageError("--target-dir is not a folder", target_root)
     if backend is None:  # bad --workers/--scheduler or no Dask: fail before creating anything
-        backend = make_backend(workers, scheduler)
+        backend = make_backend(workers, scheduler, threads)
     if out_root.exists() and not out_root.is_dir():
         raise OutputError("output path exists and is not a folder", out_root)
     try:

@@ -65,6 +65,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=main)
 
 
+def _threads_per_worker(args: argparse.Namespace) -> int | None:
+    """torch threads per worker (``recon.runtime``'s policy; None for a remote Dask cluster without
+    ``--threads``: its cores are unknown here). Also configures this process, before torch is imported, so
+    that the workers it spawns inherit ``OMP_WAIT_POLICY``."""
+    from recon.batch.backends import available_cores
+    from recon.runtime import configure_threads, resolve_threads
+
+    remote = args.scheduler not in (None, "local")
+    per_worker = args.threads if remote else resolve_threads(args.threads, args.workers or available_cores())
+    configure_threads(per_worker)
+    return per_worker
+
+
 def main(args: argparse.Namespace) -> int:
     from recon.batch import format_summary, run_batch
     from recon.cli.run import options_from_args, undersampling_from_args
@@ -74,9 +87,11 @@ def main(args: argparse.Namespace) -> int:
 
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
     live = {"auto": None, "bar": True, "lines": False}[args.progress]
+    threads = _threads_per_worker(args)
     result = run_batch(
         args.input_dir, args.output_dir, method=args.method, options=options_from_args(args),
         undersampling=undersampling_from_args(args), workers=args.workers, scheduler=args.scheduler,
+        threads=threads,
         resume=args.resume, limit=args.limit, pattern=args.pattern, target_dir=args.target_dir,
         tiers=args.tiers, live=live, command=["recon", *sys.argv[1:]],
     )

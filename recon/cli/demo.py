@@ -10,8 +10,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from recon.errors import UsageError
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -22,19 +20,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="out/demo", help="output folder, created if missing (default: out/demo)")
     p.add_argument("--quick", action="store_true",
                    help="the middle slice at 4x with the classical methods only (a first look; tests)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default: 1, fastest for the sample's small slices on a shared machine)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: OMP_NUM_THREADS if set, else 1, fastest for the sample's small "
+                        "slices on a shared machine)")
     p.set_defaults(handler=main)
 
 
 def main(args: argparse.Namespace) -> int:
+    from recon.runtime import configure_threads
+
+    threads = configure_threads(args.threads, default=1)  # before torch is imported (recon.runtime)
     from recon.demo import DEFAULT, QUICK, run_demo
 
     config = QUICK if args.quick else DEFAULT
     out = Path(args.out)
-    if args.threads < 1:
-        raise UsageError(f"--threads must be >= 1, got {args.threads}")
-    report = run_demo(out, config, threads=args.threads)
+    report = run_demo(out, config, threads=threads)
     print(f"recon demo: {report['sample']}, {'quick: ' if args.quick else ''}"
           f"{len(report['results'])} reconstructions in {report['seconds']:.1f} s")
     print()

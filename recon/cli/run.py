@@ -19,6 +19,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="reconstruction method (default: zero-filled)")
     add_undersampling_arguments(p)
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch CPU threads (per worker in recon batch); default: OMP_NUM_THREADS if set, else "
+                        "min(physical cores, 4), divided among batch workers (recon.runtime)")
     add_solver_arguments(p)
     p.add_argument("--weights", default=None, metavar="PATH",
                    help="weights for varnet/modl/diffusion (a recon train checkpoint; default: the bundled ones)")
@@ -121,6 +124,9 @@ def _metrics_text(summary: dict) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
+    from recon.runtime import configure_threads
+
+    configure_threads(args.threads)  # before torch is imported (recon.runtime)
     from recon.pipeline import reconstruct_file
 
     summary = reconstruct_file(args.input, args.output, method=args.method, overwrite=args.overwrite,

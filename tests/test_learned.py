@@ -9,7 +9,8 @@ import torch
 from recon.errors import CorruptFileError, DataError, InputError, UsageError
 from recon.operators.fft import fft2c, ifft2c
 from recon.solvers.learned import ComplexUNet, MoDL, VarNet, build_model, load_model
-from recon.solvers.learned.common import as_mask, calibration_mask, conjugate_gradient, robust_scale
+from recon.solvers.cg import conjugate_gradient
+from recon.solvers.learned.common import as_mask, calibration_mask, robust_scale
 
 
 def trained_like(model: torch.nn.Module) -> torch.nn.Module:
@@ -143,15 +144,36 @@ def test_robust_scale_is_the_rss_quantile():
     assert float(robust_scale(torch.zeros_like(img))) == 1.0
 
 
-def test_conjugate_gradient_matches_a_direct_solve():
+def test_differentiable_conjugate_gradient_solves_and_differentiates():
+    """MoDL's CG (recon.solvers.cg, differentiable=True): batched solve of (N + lam I) x = b equal to a direct
+    solve, a zero right-hand side stays zero (no NaN), the same iterates as the classical mode, and
+    d x / d lam = -(N + lam I)^-1 x through the unrolled steps."""
     g = torch.Generator().manual_seed(0)
     n = 6
-    a = torch.randn(n * n, n * n, generator=g, dtype=torch.complex128)
-    hpd = a.conj().T @ a + 5 * torch.eye(n * n, dtype=torch.complex128)
-    rhs = torch.randn(1, n, n, generator=g, dtype=torch.complex128)
-    x = conjugate_gradient(lambda v: (hpd @ v.reshape(-1)).reshape(1, n, n), rhs, torch.zeros_like(rhs), 60)
-    direct = torch.linalg.solve(hpd, rhs.reshape(-1)).reshape(1, n, n)
-    assert float((x - direct).abs().max()) < 1e-8
+    mats = []
+    for _ in range(2):
+        a = torch.randn(n * n, n * n, generator=g, dtype=torch.complex128)
+        mats.append(a.conj().T @ a + 5 * torch.eye(n * n, dtype=torch.complex128))
+    hpd = torch.stack(mats)  # (2, 36, 36): two independent systems
+
+    def normal(v):
+        return (hpd @ v.reshape(2, -1, 1)).reshape(v.shape)
+
+    rhs = torch.randn(2, n, n, generator=g, dtype=torch.complex128)
+    rhs[1] = 0
+    lam = torch.tensor([0.7], dtype=torch.float64, requires_grad=True)
+    res = conjugate_gradient(normal, rhs, torch.zeros_like(rhs), lam=lam, max_iter=60, differentiable=True)
+    assert res.iterations == 60 and res.history == [] and res.converged is None
+    x = res.image
+    eye = torch.eye(n * n, dtype=torch.complex128)
+    direct = torch.linalg.solve(hpd + 0.7 * eye, rhs.reshape(2, -1, 1)).reshape(2, n, n)
+    assert float((x - direct).abs().max()) < 1e-8 and not x[1].abs().any()
+    classical = conjugate_gradient(normal, rhs, torch.zeros_like(rhs), lam=0.7, max_iter=5, tol=0.0).image
+    five = conjugate_gradient(normal, rhs, torch.zeros_like(rhs), lam=lam, max_iter=5, differentiable=True).image
+    assert float((five - classical).abs().max()) < 1e-12
+    (grad,) = torch.autograd.grad((x.conj() * x).real.sum(), lam)
+    dx = -torch.linalg.solve(hpd + 0.7 * eye, direct.reshape(2, -1, 1)).reshape(2, n, n)
+    assert float(grad) == pytest.approx(float(2 * (direct.conj() * dx).real.sum()), rel=1e-6)
 
 
 def test_weights_file_round_trip_and_errors(tmp_path):

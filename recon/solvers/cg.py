@@ -1,7 +1,16 @@
-"""Conjugate gradient for Hermitian positive (semi-)definite systems ``(N + lam I) x = b``, batched.
+"""Conjugate gradient for Hermitian positive (semi-)definite systems ``(N + lam I) x = b``, batched: the one CG
+of the package, for the classical solvers (CG-SENSE, ADMM's x-step, non-Cartesian) and inside networks (MoDL's
+data-consistency solve).
 
-Batch dims (slices) are independent systems: step lengths are per batch element, and each element stops
-updating once its relative residual is below ``tol`` (the loop ends when all have).
+Batch dims (slices, examples) are independent systems: step lengths are per batch element. Two modes:
+
+* default (classical): no autograd; each element stops updating once its relative residual is below ``tol``
+  (the loop ends when all have); ``history`` records the residual per iteration.
+* ``differentiable=True`` (unrolled networks): exactly ``max_iter`` steps, autograd through every step, ``lam``
+  may be a tensor (a learned weight), no early stop and no host synchronisation (no ``.item()``, no
+  data-dependent branch), so it runs asynchronously on a GPU; ``history`` stays empty.
+
+Inner products are summed in double precision in both modes.
 """
 from __future__ import annotations
 
@@ -14,6 +23,9 @@ from recon.errors import UsageError
 from recon.solvers.result import SolverResult
 
 ApplyFn = Callable[[torch.Tensor], torch.Tensor]
+
+#: floor of the denominators ``<p, A p>`` and ``<r, r>`` (a zero right-hand side gives zero steps, not NaN)
+_TINY = 1e-30
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -31,10 +43,11 @@ def conjugate_gradient(
     b: torch.Tensor,
     x0: torch.Tensor | None = None,
     *,
-    lam: float = 0.0,
+    lam: float | torch.Tensor = 0.0,
     max_iter: int = 30,
     tol: float = 1e-6,
     ndim: int = 2,
+    differentiable: bool = False,
 ) -> SolverResult:
     """Solve ``(N + lam I) x = b`` for each batch element.
 
@@ -44,25 +57,39 @@ def conjugate_gradient(
         operator.
     b: right-hand side ``(..., *image)``, e.g. ``A^H y`` ``(S, H, W)``.
     x0: start (default zeros).
-    lam: Tikhonov weight ``>= 0``.
-    max_iter: iteration limit.
-    tol: stop when ``||b - (N + lam) x|| <= tol ||b||`` for every batch element.
+    lam: Tikhonov weight ``>= 0``; with ``differentiable=True`` also a tensor broadcastable to ``b`` (e.g. a
+        learned ``(1,)`` weight; its sign is not checked there, to avoid a host sync).
+    max_iter: iteration limit (the exact number of steps when ``differentiable``).
+    tol: stop when ``||b - (N + lam) x|| <= tol ||b||`` for every batch element (ignored when
+        ``differentiable``).
     ndim: number of trailing image axes (the rest are batch).
+    differentiable: fixed ``max_iter`` steps with autograd (see the module docstring).
 
     Returns
     -------
     :class:`SolverResult` with ``history`` = the largest relative residual over the batch per iteration
-    (the first entry is the start's), ``converged`` whether ``tol`` was met.
+    (the first entry is the start's), ``converged`` whether ``tol`` was met; when ``differentiable``:
+    ``history`` empty, ``converged`` None, ``image`` attached to the autograd graph.
     """
-    if lam < 0:
+    if isinstance(lam, torch.Tensor) and not differentiable:
+        lam = float(lam)
+    if not isinstance(lam, torch.Tensor) and lam < 0:
         raise UsageError(f"lambda must be >= 0, got {lam}")
     if max_iter < 0:
         raise UsageError(f"iterations must be >= 0, got {max_iter}")
     start = time.perf_counter()
+    has_lam = isinstance(lam, torch.Tensor) or lam != 0
 
     def apply(v: torch.Tensor) -> torch.Tensor:
         out = normal(v)
-        return out + lam * v if lam else out
+        return out + lam * v if has_lam else out
+
+    parameters = {"solver": "cg", "lambda": None if isinstance(lam, torch.Tensor) else float(lam),
+                  "max_iter": int(max_iter), "tol": None if differentiable else float(tol)}
+    if differentiable:
+        x = _fixed_steps(apply, b, x0, int(max_iter), ndim)
+        return SolverResult(image=x, iterations=int(max_iter), seconds=time.perf_counter() - start,
+                            parameters={**parameters, "differentiable": True})
 
     with torch.no_grad():
         x = torch.zeros_like(b) if x0 is None else x0.clone()
@@ -86,8 +113,23 @@ def conjugate_gradient(
             active = active & (rr.sqrt() > tol * b_norm)
             it += 1
             history.append(float((rr.sqrt() / b_norm).max()))
-    return SolverResult(
-        image=x, iterations=it, history=history, seconds=time.perf_counter() - start,
-        parameters={"solver": "cg", "lambda": float(lam), "max_iter": int(max_iter), "tol": float(tol)},
-        converged=not bool(active.any()),
-    )
+    return SolverResult(image=x, iterations=it, history=history, seconds=time.perf_counter() - start,
+                        parameters=parameters, converged=not bool(active.any()))
+
+
+def _fixed_steps(apply: ApplyFn, b: torch.Tensor, x0: torch.Tensor | None, iterations: int,
+                 ndim: int) -> torch.Tensor:
+    """``iterations`` CG steps from ``x0`` (zeros if None), differentiable, without host synchronisation."""
+    x = torch.zeros_like(b) if x0 is None else x0
+    r = b - apply(x) if x0 is not None else b
+    p = r
+    rr = _dot(r, r, ndim)
+    for _ in range(iterations):
+        ap = apply(p)
+        alpha = rr / _dot(p, ap, ndim).clamp_min(_TINY)
+        x = x + _bcast(alpha, ndim, x) * p
+        r = r - _bcast(alpha, ndim, r) * ap
+        rr_new = _dot(r, r, ndim)
+        p = r + _bcast(rr_new / rr.clamp_min(_TINY), ndim, p) * p
+        rr = rr_new
+    return x

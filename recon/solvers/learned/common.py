@@ -1,4 +1,5 @@
-"""Shared pieces of the unrolled networks: mask shapes, input scaling, the calibration region, batched CG."""
+"""Shared pieces of the unrolled networks: mask shapes, input scaling, the calibration region (their CG is
+:func:`recon.solvers.cg.conjugate_gradient` with ``differentiable=True``)."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -79,28 +80,6 @@ def calibration_mask(mask: torch.Tensor) -> torch.Tensor:
         h0, h1 = _centre_run(mask[i, 0, :, w // 2])
         out[i, 0, h0:h1, w0:w1] = 1.0
     return out
-
-
-def conjugate_gradient(normal: Callable[[torch.Tensor], torch.Tensor], rhs: torch.Tensor, x0: torch.Tensor,
-                       iterations: int) -> torch.Tensor:
-    """Solve ``normal(x) = rhs`` per example by ``iterations`` steps of CG (differentiable, batched).
-
-    ``rhs``, ``x0``: ``(B, H, W)`` complex; ``normal`` Hermitian positive definite on each example.
-    """
-    x = x0
-    r = rhs - normal(x)
-    p = r
-    rr = (r.conj() * r).real.sum(dim=(-2, -1), keepdim=True)
-    for _ in range(int(iterations)):
-        ap = normal(p)
-        pap = (p.conj() * ap).real.sum(dim=(-2, -1), keepdim=True)
-        alpha = rr / pap.clamp_min(1e-30)
-        x = x + alpha * p
-        r = r - alpha * ap
-        rr_new = (r.conj() * r).real.sum(dim=(-2, -1), keepdim=True)
-        p = r + (rr_new / rr.clamp_min(1e-30)) * p
-        rr = rr_new
-    return x
 
 
 def scaled_inputs(kspace: torch.Tensor, mask: Any, maps: torch.Tensor | None,

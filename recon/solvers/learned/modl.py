@@ -6,10 +6,10 @@ data consistency, weights tied across iterations::
     x_{t+1} = argmin_x ||A x - y||^2 + lam ||x - z_t||^2  =  (A^H A + lam I)^{-1} (A^H y + lam z_t)
 
 ``A = M F S`` is the masked SENSE operator (:class:`~recon.operators.Sense`), the solve is ``cg_iterations``
-steps of conjugate gradient (differentiated through), ``lam > 0`` is learned. Sensitivity maps come from a
-learned ACS module as in E2E-VarNet (:class:`~recon.solvers.learned.sens_net.SensitivityNet`) or are given
-(ESPIRiT). The output is ``|x|`` on the data's scale (maps normalised to ``sum_c |S_c|^2 = 1``, so comparable
-with an RSS image).
+steps of conjugate gradient (:func:`recon.solvers.cg.conjugate_gradient` with ``differentiable=True``,
+differentiated through), ``lam > 0`` is learned. Sensitivity maps come from a learned ACS module as in
+E2E-VarNet (:class:`~recon.solvers.learned.sens_net.SensitivityNet`) or are given (ESPIRiT). The output is
+``|x|`` on the data's scale (maps normalised to ``sum_c |S_c|^2 = 1``, so comparable with an RSS image).
 """
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from recon.operators.sense import Sense
-from recon.solvers.learned.common import conjugate_gradient, scaled_inputs
+from recon.solvers.cg import conjugate_gradient
+from recon.solvers.learned.common import scaled_inputs
 from recon.solvers.learned.sens_net import SensitivityNet
 from recon.solvers.learned.unet import ComplexUNet
 
@@ -58,11 +59,11 @@ class MoDL(nn.Module):
     def forward(self, kspace: torch.Tensor, mask: Any = None, maps: torch.Tensor | None = None) -> torch.Tensor:
         y, m, scale, maps = scaled_inputs(kspace, mask, maps, self.sens_net)
         A = Sense(maps, m)
-        normal = A.N
         lam = self.lam
         aty = A.H(y)
         x = aty
         for _ in range(self.num_iterations):
             z = x - self.denoiser(x)
-            x = conjugate_gradient(lambda v: normal(v) + lam * v, aty + lam * z, x, self.cg_iterations)
+            x = conjugate_gradient(A.N, aty + lam * z, x, lam=lam, max_iter=self.cg_iterations,
+                                   differentiable=True).image
         return x.abs() * scale[:, 0]

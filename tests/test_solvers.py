@@ -161,6 +161,21 @@ def test_grappa_leaves_lines_without_neighbours_empty(data) -> None:
         grappa(k * cols, cols, kernel_size=(5, 4))
 
 
+def test_l1_default_lambda_depends_on_mask_dimensionality() -> None:
+    from recon.sampling import mask_from_options
+    from recon.solvers.cs import DEFAULTS, L1_LAMBDA_2D, default_lambda, is_2d_mask
+
+    cols = random_mask(4)
+    poisson, _ = mask_from_options("poisson", (1, C, H, W), 4, 0.08, seed=0)
+    assert poisson.shape == (H, W) and is_2d_mask(poisson)
+    assert is_2d_mask(torch.from_numpy(poisson)[None, None]) and is_2d_mask(np.stack([np.ones((H, W)), poisson]))
+    for column in (cols, np.broadcast_to(cols, (H, W)), cols.reshape(1, 1, 1, W), np.ones((H, W)), None):
+        assert not is_2d_mask(column)
+    assert default_lambda("l1-wavelet", poisson) == L1_LAMBDA_2D == 0.0025
+    assert default_lambda("l1-wavelet", cols) == DEFAULTS["l1-wavelet"]["lam"] == 0.005
+    assert default_lambda("tv", poisson) == DEFAULTS["tv"]["lam"] == 0.005
+
+
 # --- CG ------------------------------------------------------------------------------------------------
 
 def test_cg_solves_normal_equations(data) -> None:

@@ -92,7 +92,8 @@ def add_solver_arguments(p: argparse.ArgumentParser) -> None:
     """``--lambda/--iterations/--solver``: options of the classical solvers (``recon.solvers``)."""
     g = p.add_argument_group("classical solvers (sense, grappa, l1-wavelet, tv)")
     g.add_argument("--lambda", dest="lam", type=float, default=None, metavar="LAM",
-                   help="regularisation weight >= 0 (l1-wavelet/tv on auto-scaled data, default 0.005; "
+                   help="regularisation weight >= 0 (l1-wavelet/tv on auto-scaled data, default 0.005, l1-wavelet with a "
+                        "2D mask 0.0025; "
                         "sense: Tikhonov, default 0; grappa: calibration Tikhonov, default 0.1)")
     g.add_argument("--iterations", type=int, default=None, metavar="N",
                    help="solver iterations (defaults: sense 10, l1-wavelet 40, tv 30)")

@@ -126,7 +126,8 @@ def reconstruct(
     method: ``zero-filled``, ``sense``, ``grappa``, ``l1-wavelet`` (default) or ``tv``.
     mask: sampling mask (``(W,)``, ``(H, W)``, ``(S, H, W)``); None = ``data.mask``, else the nonzero samples.
     lam: regularisation (``sense``: Tikhonov, default 0; ``grappa``: calibration Tikhonov, default 0.1;
-        ``l1-wavelet``/``tv``: on scaled data, default 0.005). Must be >= 0.
+        ``l1-wavelet``/``tv``: on scaled data, default 0.005; ``l1-wavelet`` with a 2D mask 0.0025,
+        :func:`recon.solvers.cs.default_lambda`). Must be >= 0.
     iterations: solver iterations (``sense`` 10, ``l1-wavelet`` 40 FISTA, ``tv`` 30 ADMM by default).
     maps: coil maps ``(S, C, H, W)`` or ``(C, H, W)``; None = ESPIRiT per slice. They are normalised to
         ``sum_c |S_c|^2 = 1`` where nonzero, so that images are RSS-comparable.
@@ -200,8 +201,10 @@ def reconstruct(
                 max_iter=SENSE_ITERATIONS if iterations is None else int(iterations), tol=tol)
             solver_result.parameters["solver"] = "cg-sense"
         else:
-            from recon.solvers.cs import solve_scaled
+            from recon.solvers.cs import default_lambda, solve_scaled
 
+            if lam is None:
+                lam = default_lambda(method, mask_np)  # l1-wavelet: lower for 2D masks
             try:
                 solver_result = solve_scaled(problem, method, lam=lam, iterations=iterations, **opts)
             except TypeError as exc:

@@ -10,7 +10,8 @@ Batch dims (slices, examples) are independent systems: step lengths are per batc
   may be a tensor (a learned weight), no early stop and no host synchronisation (no ``.item()``, no
   data-dependent branch), so it runs asynchronously on a GPU; ``history`` stays empty.
 
-Inner products are summed in double precision in both modes.
+Inner products are summed in double precision in the classical mode and in the data's precision in the
+differentiable one (float64 there made MoDL's forward + backward 20-40% slower, for output differences of 1e-6).
 """
 from __future__ import annotations
 
@@ -28,10 +29,11 @@ ApplyFn = Callable[[torch.Tensor], torch.Tensor]
 _TINY = 1e-30
 
 
-def _dot(a: torch.Tensor, b: torch.Tensor, ndim: int) -> torch.Tensor:
-    """``Re <a, b>`` over the last ``ndim`` axes, in double precision: shape ``a.shape[:-ndim]``."""
+def _dot(a: torch.Tensor, b: torch.Tensor, ndim: int, double: bool = True) -> torch.Tensor:
+    """``Re <a, b>`` over the last ``ndim`` axes (in double precision if ``double``): shape ``a.shape[:-ndim]``."""
     dims = tuple(range(-ndim, 0))
-    return (a.conj() * b).real.to(torch.float64).sum(dim=dims)
+    prod = (a.conj() * b).real
+    return (prod.to(torch.float64) if double else prod).sum(dim=dims)
 
 
 def _bcast(v: torch.Tensor, ndim: int, like: torch.Tensor) -> torch.Tensor:
@@ -123,13 +125,13 @@ def _fixed_steps(apply: ApplyFn, b: torch.Tensor, x0: torch.Tensor | None, itera
     x = torch.zeros_like(b) if x0 is None else x0
     r = b - apply(x) if x0 is not None else b
     p = r
-    rr = _dot(r, r, ndim)
+    rr = _dot(r, r, ndim, double=False)
     for _ in range(iterations):
         ap = apply(p)
-        alpha = rr / _dot(p, ap, ndim).clamp_min(_TINY)
+        alpha = rr / _dot(p, ap, ndim, double=False).clamp_min(_TINY)
         x = x + _bcast(alpha, ndim, x) * p
         r = r - _bcast(alpha, ndim, r) * ap
-        rr_new = _dot(r, r, ndim)
+        rr_new = _dot(r, r, ndim, double=False)
         p = r + _bcast(rr_new / rr.clamp_min(_TINY), ndim, p) * p
         rr = rr_new
     return x

@@ -31,8 +31,13 @@ from recon.io.types import RawData, expand_mask
 
 #: CG-SENSE iterations of the image that sets the normalisation
 INIT_ITERATIONS = 5
-#: defaults of ``recon run --method diffusion`` (per sampler)
-DEFAULT_STEPS = {"dds": 30, "dps": 100}
+#: defaults of ``recon run --method diffusion`` (per sampler). Measured on the bundled sample at 8x (3 held-out
+#: slices, 8 samples, bundled prior): DDS 12 steps started from the CG-SENSE image at noise 1.0 gives the same
+#: PSNR as 30 steps from pure noise (20.51 vs 20.53 dB) in 40 % of the time, with a slightly narrower posterior
+#: (coverage of +-2 std 0.64 vs 0.70)
+DEFAULT_STEPS = {"dds": 12, "dps": 50}
+#: noise level (normalised units) added to the CG-SENSE image to start the chain; None = pure noise
+DEFAULT_START_SIGMA = 1.0
 
 
 @lru_cache(maxsize=4)
@@ -82,13 +87,14 @@ def posterior_sample(
     sampler: str = "dds",
     steps: int | None = None,
     seed: int = 0,
-    start_sigma: float | None = None,
+    start_sigma: float | None = DEFAULT_START_SIGMA,
     **sampler_options: Any,
 ) -> tuple[torch.Tensor, float]:
     """``samples`` posterior samples ``(K, H, W)`` complex64 in DATA units, and the normalisation ``s``.
 
-    ``start_sigma``: start from the normalised CG-SENSE image plus noise of this level instead of pure noise
-    at the prior's ``sigma_max`` (fewer steps suffice; see :func:`~recon.solvers.diffusion.samplers.dds_sample`).
+    ``start_sigma``: start from the normalised CG-SENSE image plus noise of this level (default
+    :data:`DEFAULT_START_SIGMA`) instead of pure noise at the prior's ``sigma_max`` (``None``); fewer steps
+    suffice (see :func:`~recon.solvers.diffusion.samplers.dds_sample`).
     """
     from recon.solvers.diffusion.samplers import SAMPLERS, sample
 
@@ -114,12 +120,14 @@ def diffusion_method(
     device: str | None = None,
     save_samples: bool = False,
     hard_dc: bool = False,
+    start_sigma: float | None = DEFAULT_START_SIGMA,
 ) -> dict[str, np.ndarray]:
     """Diffusion posterior sampling on one slice ``(1, C, H, W)``; see the module docstring for the outputs.
 
-    ``samples`` K >= 1 (drawn as one batch), ``steps`` (default 30 for DDS, 100 for DPS), ``sampler``
+    ``samples`` K >= 1 (drawn as one batch), ``steps`` (default 12 for DDS, 50 for DPS), ``sampler``
     ``dds``/``dps``, ``seed`` (reproducible samples), ``weights`` (default: the bundled prior), ``device``,
-    ``save_samples`` (also return the sample magnitudes), ``hard_dc`` (finish exactly data-consistent).
+    ``save_samples`` (also return the sample magnitudes), ``hard_dc`` (finish exactly data-consistent),
+    ``start_sigma`` (start from the CG-SENSE image plus noise of this level; None = from pure noise).
     """
     from recon.solvers.diffusion.uncertainty import noise_level, summarise
     from recon.solvers.learned.method import slice_mask
@@ -139,7 +147,7 @@ def diffusion_method(
     kspace = torch.from_numpy(np.ascontiguousarray(raw.kspace[0])).to(dev)
     data = slice_model(kspace, mask)
     x, _ = posterior_sample(data, prior, samples=samples, sampler=sampler, steps=steps, seed=seed,
-                            hard_dc=bool(hard_dc))
+                            start_sigma=None if start_sigma is None else float(start_sigma), hard_dc=bool(hard_dc))
     summary = summarise(x, data, noise=noise_level(raw.kspace[0], mask))
     out = {
         "reconstruction": summary.mean[None],

@@ -116,6 +116,24 @@ def test_varnet_given_maps_skip_the_sensitivity_network():
     assert all(p.grad is not None for p in model.cascades.parameters())
 
 
+@pytest.mark.parametrize("factory", [tiny_varnet, tiny_modl], ids=["varnet", "modl"])
+def test_given_maps_phase_convention_does_not_matter(factory):
+    """Given maps are phase-aligned to the low-resolution image (align_map_phase): maps times any per-pixel
+    unit phase (ESPIRiT's reference-coil convention vs another) give the same output."""
+    model = factory().eval()
+    k = kspace_of((1, 3, 32, 24))
+    g = torch.Generator().manual_seed(1)
+    maps = torch.randn(1, 3, 32, 24, generator=g, dtype=torch.complex64)
+    maps = maps / torch.sqrt((maps.abs() ** 2).sum(1, keepdim=True))
+    phase = torch.exp(2j * np.pi * torch.rand(1, 1, 32, 24, generator=g)).to(torch.complex64)
+    with torch.no_grad():
+        a = model(k, column_mask(24), maps=maps)
+        b = model(k, column_mask(24), maps=maps * phase)
+        c = model(k, column_mask(24), maps=maps * phase.conj() ** 3)
+    np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-4, atol=1e-4 * float(a.max()))
+    np.testing.assert_allclose(c.numpy(), a.numpy(), rtol=1e-4, atol=1e-4 * float(a.max()))
+
+
 def test_calibration_mask_column_and_2d():
     k = torch.zeros(1, 1, 10, 16, dtype=torch.complex64)
     m = as_mask(column_mask(16), k)

@@ -53,6 +53,24 @@ def test_bundled_weights_reconstruct_the_sample(sample, name, accel):
     assert m["psnr"] > zf["psnr"] + 3
 
 
+def test_bundled_varnet_with_espirit_maps(sample):
+    """Given ESPIRiT maps (their phase relative to a reference coil) reconstruct as well as the learned ones:
+    26.6 vs 26.9 dB on slice 1 at 4x (15.4 dB before given maps were phase-aligned)."""
+    from recon.solvers.reconstruct import estimate_maps
+
+    model = load_model(bundled_weights("varnet"), expect="varnet")
+    kspace, used = undersample(sample, 4)
+    k = torch.from_numpy(kspace[1:2])
+    maps = estimate_maps(k, used)
+    with torch.no_grad():
+        own = model(k, torch.from_numpy(used)).numpy()
+        given = model(k, torch.from_numpy(used), maps=maps).numpy()
+    maxval = float(sample.header.attrs["max"])
+    psnr_own = volume_metrics(sample.reference[1:2], own, maxval=maxval)["psnr"]
+    psnr_given = volume_metrics(sample.reference[1:2], given, maxval=maxval)["psnr"]
+    assert psnr_given > psnr_own - 1.0 and psnr_given > 25.0, (psnr_given, psnr_own)
+
+
 def test_every_bundled_model_has_a_card():
     from importlib import resources
 

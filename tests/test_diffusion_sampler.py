@@ -220,7 +220,7 @@ def test_recon_run_diffusion_writes_maps_and_panels(tmp_path: Path, small_file: 
 
     out = tmp_path / "rec.h5"
     rc = main(["run", str(small_file), str(out), "--method", "diffusion", "--samples", "2", "--steps", "3",
-               "--save-samples", "--weights", str(tiny_weights), "--accel", "4", "--seed", "1"])
+               "--save-samples", "--weights", str(tiny_weights), "--accel", "4", "--seed", "1", "--threads", "1"])
     assert rc == 0
     with h5py.File(out) as f:
         rec = f["reconstruction"][()]

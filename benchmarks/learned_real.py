@@ -8,8 +8,9 @@ crop, as ``recon run`` reports it. Rows:
 
 * zero-filled, L1-wavelet (``recon.reconstruct``, ESPIRiT maps), VarNet and MoDL with their learned maps;
 * VarNet and MoDL given the same ESPIRiT maps as L1-wavelet (are the learned maps the problem?);
-* controls for ``gre.dat``: its fully sampled RSS image re-simulated with 2 and 8 birdcage coils (SNR 30) —
-  the image content with the coils the networks were trained on (are the real coils the problem?).
+* controls: each file's fully sampled RSS image re-simulated with its own channel count and with 8 birdcage
+  coils (SNR 30): the image content with the coils the networks were trained on (are the real coils the
+  problem?).
 
 Usage: ``python benchmarks/learned_real.py [--threads 1]``
 """
@@ -69,11 +70,10 @@ def main() -> None:
     for fname in ("gre.dat", "pulseq_vb_gre.dat"):
         raw = read_raw(TWIX / fname)
         rows[f"{fname} ({raw.kspace.shape[1]} ch, real)"] = scores(raw.kspace, raw.header, fname)
-        if fname == "gre.dat":
-            image = center_crop(rss(ifft2c(raw.kspace)), raw.header.recon_size)
-            for coils in (2, 8):
-                sim = simulate_multicoil(image, num_coils=coils, snr=30.0, seed=0).raw
-                rows[f"gre.dat image, {coils} simulated coils"] = scores(sim.kspace, sim.header, fname)
+        image = center_crop(rss(ifft2c(raw.kspace)), raw.header.recon_size)
+        for coils in sorted({raw.kspace.shape[1], 8}):
+            sim = simulate_multicoil(image, num_coils=coils, snr=30.0, seed=0).raw
+            rows[f"{fname} image, {coils} simulated coils"] = scores(sim.kspace, sim.header, fname)
     methods = list(next(iter(rows.values())))
     print("| input (4x, mean of 5 masks) | " + " | ".join(methods) + " |")
     print("|---|" + "---:|" * len(methods))

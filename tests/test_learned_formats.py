@@ -36,8 +36,10 @@ ROOT = Path(__file__).resolve().parents[1]
 TWIX = ROOT / "tests" / "data" / "twix" / "gre.dat"
 MRD_GENERATOR = "ismrmrd_generate_cartesian_shepp_logan"
 
-#: (input, method) -> PSNR gain in dB over zero-filled that the run must exceed (about half of what was measured
-#: when the test was written, see the comment beside each input)
+#: (input, method) -> PSNR gain in dB over zero-filled that the run must exceed: about half of the gain measured
+#: when the test was written (VarNet / MoDL: fastMRI +5.96 / +5.16, BART +5.42 / +3.45, MRD +2.38 / +2.82, MRD
+#: repetitions at least +1.92 / +2.70, twix gre.dat +0.65 / +0.74: a phantom unlike the training brains, see
+#: benchmarks/learned_real.py)
 MARGIN = {
     ("fastmri", "varnet"): 3.0, ("fastmri", "modl"): 2.5,
     ("fastmri_us", "varnet"): 3.0, ("fastmri_us", "modl"): 2.5,

@@ -254,6 +254,14 @@ def test_discovery_pattern_limit_and_layout(good_dir: Path, tmp_path: Path, caps
     assert items[0].output == out.absolute() / "a" / "b" / "z.h5"
     assert [i.rel for i in find_inputs(src, out, pattern="a/*.h5")] == ["a/y.h5"]
     assert [i.rel for i in find_inputs(src, out, limit=2)] == ["a/b/z.h5", "a/y.h5"]
+    # the default takes every raw format (a BART pair once, by its .cfl); comma-separated globs combine
+    for name in ("scan.dat", "pair.cfl", "pair.hdr", "v.hdf5"):
+        (src / "a" / name).write_bytes(b"")
+    assert [i.rel for i in find_inputs(src, out)] == ["a/b/z.h5", "a/pair.cfl", "a/scan.dat", "a/v.hdf5",
+                                                       "a/y.h5", "x.h5"]
+    assert [i.rel for i in find_inputs(src, out, pattern="*.dat, a/*.h5")] == ["a/scan.dat", "a/y.h5"]
+    with pytest.raises(UsageError, match="holds no glob"):
+        find_inputs(src, out, pattern=" , ")
     with pytest.raises(UsageError, match="--limit must be >= 1"):
         find_inputs(src, out, limit=0)
     with pytest.raises(InputError, match="input folder not found"):

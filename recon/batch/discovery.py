@@ -13,8 +13,9 @@ from pathlib import Path
 
 from recon.errors import InputError, UsageError
 
-#: default ``--pattern``: fastMRI (and MRD) files
-DEFAULT_PATTERN = "*.h5"
+#: default ``--pattern``: every raw format ``recon run`` reads (fastMRI/MRD ``.h5``/``.hdf5``, twix ``.dat``,
+#: BART ``.cfl`` — its ``.hdr`` goes with it)
+DEFAULT_PATTERN = "*.h5,*.hdf5,*.dat,*.cfl"
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,8 @@ def find_inputs(
     input_dir: folder searched recursively.
     output_dir: where outputs go; files inside it are never inputs (it may lie inside ``input_dir``).
     pattern: glob on file names (``*.h5``, ``file_brain_*.h5``), matched at any depth; a pattern with a
-        ``/`` is matched against the relative path from ``input_dir`` (``multicoil_val/*.h5``, ``**/*.dat``).
+        ``/`` is matched against the relative path from ``input_dir`` (``multicoil_val/*.h5``, ``**/*.dat``);
+        several globs separated by commas (``*.h5,*.dat``) take the files any of them matches.
     limit: keep only the first ``limit`` inputs (after sorting); None = all.
 
     Raises :class:`InputError` when ``input_dir`` is not a folder, :class:`UsageError` for a bad
@@ -73,7 +75,10 @@ def find_inputs(
         raise InputError("input is not a folder", root)
     if limit is not None and limit < 1:
         raise UsageError(f"--limit must be >= 1, got {limit}")
-    matches = root.glob(pattern) if "/" in pattern else root.rglob(pattern)
+    globs = [g.strip() for g in pattern.split(",") if g.strip()]
+    if not globs:
+        raise UsageError(f"--pattern {pattern!r} holds no glob")
+    matches = [path for g in globs for path in (root.glob(g) if "/" in g else root.rglob(g))]
     found: dict[str, Path] = {}
     for path in matches:
         rel = path.relative_to(root)

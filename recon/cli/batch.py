@@ -52,8 +52,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="skip inputs whose output is finished with the same settings (default); "
                         "--no-resume reconstructs everything and overwrites existing outputs")
     g.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N inputs (sorted)")
-    g.add_argument("--pattern", default="*.h5", metavar="GLOB",
-                   help="input file names to take, at any depth (default: *.h5); with a '/', a relative path glob")
+    g.add_argument("--pattern", default=None, metavar="GLOB",
+                   help="input file names to take, at any depth; comma-separated globs allowed (default: every raw "
+                        "format: *.h5,*.hdf5,*.dat,*.cfl); with a '/', a relative path glob")
     g.add_argument("--target-dir", default=None, metavar="DIR",
                    help="ground-truth files at the same relative paths: NMSE/PSNR/SSIM per file and overall")
     g.add_argument("--tiers", default="pixel", metavar="pixel,feature,task",
@@ -79,7 +80,7 @@ def _threads_per_worker(args: argparse.Namespace) -> int | None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from recon.batch import format_summary, run_batch
+    from recon.batch import DEFAULT_PATTERN, format_summary, run_batch
     from recon.cli.run import options_from_args, undersampling_from_args
 
     if args.workers is not None and args.workers < 1:
@@ -92,7 +93,7 @@ def main(args: argparse.Namespace) -> int:
         args.input_dir, args.output_dir, method=args.method, options=options_from_args(args),
         undersampling=undersampling_from_args(args), workers=args.workers, scheduler=args.scheduler,
         threads=threads,
-        resume=args.resume, limit=args.limit, pattern=args.pattern, target_dir=args.target_dir,
+        resume=args.resume, limit=args.limit, pattern=args.pattern or DEFAULT_PATTERN, target_dir=args.target_dir,
         tiers=args.tiers, live=live, command=["recon", *sys.argv[1:]],
     )
     print(format_summary(result.manifest))

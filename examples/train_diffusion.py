@@ -10,6 +10,11 @@ The training command (run here with ``OMP_NUM_THREADS=1`` on a shared 2-core CPU
     recon train WORK/diffusion_ckpt.pt --model diffusion --train WORK/train --val WORK/val --epochs 12 \\
         --steps-per-epoch 400 --batch-size 8 --patch-size 64 --levels 16 32 48 64 --lr 5e-4 --seed 0 --resume
 
+then resumed at a lower learning rate for 4 more epochs (the stored run settings are kept):
+
+    recon train WORK/diffusion_ckpt.pt --model diffusion --train WORK/train --val WORK/val --epochs 16 \
+        --lr 1.5e-4 --resume
+
 Training data: ESPIRiT-combined complex images of the training slabs only (Colin 27 slices 10-71 and
 106-165, as is and mirrored); validation: the held-out slab 76-101. The evaluation prints, for sigma in
 0.05 / 0.1 / 0.2 / 0.5 (normalised images, per real component), the PSNR of the noisy and of the denoised

@@ -280,5 +280,6 @@ def test_bundled_prior_beats_zero_filled_at_8x() -> None:
     assert ours > zf + FLOOR_DB_OVER_ZERO_FILLED, (ours, zf)
 
 
-#: measured margin of the posterior mean over zero-filled in the test above, less a safety margin
-FLOOR_DB_OVER_ZERO_FILLED = 0.5
+#: the margin of the posterior mean over zero-filled in the test above: measured 2.07 dB (20.63 vs 18.57) with
+#: the bundled prior (16 epochs); the floor leaves room for other BLAS/CPUs
+FLOOR_DB_OVER_ZERO_FILLED = 1.5

@@ -10,7 +10,9 @@ Per slice ``(1, C, H, W)``:
    magnitude). The sampler runs on ``x / s`` and ``y / s``; every output is multiplied back by ``s`` (data
    units, RSS-comparable magnitudes like every other method).
 3. ``samples`` posterior samples in one batch (:mod:`recon.solvers.diffusion.samplers`, ``sampler`` ``dds``
-   or ``dps``, ``seed``), summarised by :mod:`recon.solvers.diffusion.uncertainty`.
+   or ``dps``, ``seed``), each chain started from the normalised CG-SENSE image plus noise of level
+   ``start_sigma`` (default 1.0; None = pure noise at the prior's ``sigma_max``), summarised by
+   :mod:`recon.solvers.diffusion.uncertainty`.
 
 Returns (all float32, leading slice axis of 1; the pipeline crops the image-shaped ones):
 ``reconstruction`` = |posterior mean|, ``uncertainty`` = std of the sample magnitudes, ``hallucination`` =

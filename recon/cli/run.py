@@ -30,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="number of posterior samples per slice (default 4); their mean is the reconstruction")
     g.add_argument("--save-samples", action="store_true", help="also write the samples (S, K, H, W) magnitudes")
     g.add_argument("--steps", type=int, default=None, metavar="N",
-                   help="sampler steps (default: 24 for dds, 50 for dps)")
+                   help="sampler steps (default: 12 for dds, 50 for dps)")
     g.add_argument("--sampler", choices=("dds", "dps"), default=None, help="posterior sampler (default: dds)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")

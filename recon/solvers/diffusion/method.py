@@ -35,9 +35,10 @@ from recon.io.types import RawData, expand_mask
 INIT_ITERATIONS = 5
 #: defaults of ``recon run --method diffusion`` (per sampler). Measured on the bundled sample at 8x with the
 #: bundled prior: DDS from the CG-SENSE image at noise 1.0 gives the PSNR of 30 steps from pure noise in
-#: 12 steps (provisional prior, 3 slices: 20.51 vs 20.53 dB); with the final prior, middle slice, 8 samples,
-#: 24 steps beat 12 by 0.2 dB (21.58 vs 21.36) and widen the posterior (coverage 0.72 vs 0.69)
-DEFAULT_STEPS = {"dds": 24, "dps": 50}
+#: 12 steps (provisional prior, 3 slices: 20.51 vs 20.53 dB). With the final prior, benchmarks/diffusion.py
+#: (3 files, 8 samples), 24 steps instead of 12: PSNR 20.32 vs 20.27 dB, SSIM 0.5236 vs 0.5385, coverage
+#: 0.670 vs 0.657, twice the time: 12 it is
+DEFAULT_STEPS = {"dds": 12, "dps": 50}
 #: noise level (normalised units) added to the CG-SENSE image to start the chain; None = pure noise
 DEFAULT_START_SIGMA = 1.0
 
@@ -126,7 +127,7 @@ def diffusion_method(
 ) -> dict[str, np.ndarray]:
     """Diffusion posterior sampling on one slice ``(1, C, H, W)``; see the module docstring for the outputs.
 
-    ``samples`` K >= 1 (drawn as one batch), ``steps`` (default 24 for DDS, 50 for DPS), ``sampler``
+    ``samples`` K >= 1 (drawn as one batch), ``steps`` (default 12 for DDS, 50 for DPS), ``sampler``
     ``dds``/``dps``, ``seed`` (reproducible samples), ``weights`` (default: the bundled prior), ``device``,
     ``save_samples`` (also return the sample magnitudes), ``hard_dc`` (finish exactly data-consistent),
     ``start_sigma`` (start from the CG-SENSE image plus noise of this level; None = from pure noise).

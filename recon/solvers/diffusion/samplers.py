@@ -168,7 +168,7 @@ def dds_sample(
     data: SenseData,
     *,
     samples: int = 4,
-    steps: int = 24,
+    steps: int = 12,
     eta: float = 0.85,
     gamma: float = 0.05,
     cg_iterations: int = 5,

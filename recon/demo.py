@@ -15,7 +15,8 @@ undersampled retrospectively with fastMRI ``random`` column masks (4x with centr
 * ``report.html``: ``recon report`` of the folder (:mod:`recon.report`): the pixel, feature and task tiers per
   reconstruction, metric vs acceleration plots, images with |error| maps; one self-contained page.
 
-Learned methods (``varnet``, ``modl``) are included when their bundled weights load, else skipped with a
+Learned methods (``varnet``, ``modl``, ``diffusion`` with its default 4 posterior samples, so the report shows
+its uncertainty and hallucination maps) are included when their bundled weights load, else skipped with a
 note. The demo replaces its own earlier outputs (it is idempotent: a rerun gives the same files).
 
 ESPIRiT maps of one undersampled slice are computed once and shared by ``sense``, ``l1-wavelet`` and ``tv``
@@ -42,7 +43,7 @@ from recon.errors import OutputError, ReconError
 #: classical methods, in the order of the figure's columns
 CLASSICAL_METHODS: tuple[str, ...] = ("zero-filled", "sense", "grappa", "l1-wavelet", "tv")
 #: learned methods, included when their bundled weights load
-LEARNED_METHODS: tuple[str, ...] = ("varnet", "modl")
+LEARNED_METHODS: tuple[str, ...] = ("varnet", "modl", "diffusion")
 #: (acceleration, centre fraction) pairs, fastMRI's 4x / 8x settings
 ACCELERATIONS: tuple[tuple[int, float], ...] = ((4, 0.08), (8, 0.04))
 #: methods whose ESPIRiT maps the demo computes once per slice and shares

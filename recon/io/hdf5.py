@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import h5py
+import numpy as np
 
 from recon.errors import CorruptFileError, FormatError
 
@@ -19,6 +21,21 @@ def open_h5(path: str | Path) -> h5py.File:
         raise InputError("file not found", path) from None
     except OSError as exc:
         raise CorruptFileError(f"not a readable HDF5 file (truncated or corrupt): {exc}", path) from None
+
+
+def attr_value(value: Any) -> Any:
+    """An HDF5 attribute as a plain Python value: bytes decoded (UTF-8), numpy scalars as Python scalars,
+    anything else (arrays, str) unchanged."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def read_attrs(obj: h5py.File | h5py.Group | h5py.Dataset) -> dict[str, Any]:
+    """The attributes of an open HDF5 object as plain Python values (:func:`attr_value`)."""
+    return {k: attr_value(v) for k, v in obj.attrs.items()}
 
 
 def hdf5_kind(path: str | Path) -> str:

@@ -96,11 +96,9 @@ def _statistics(values: list[float]) -> tuple[float, float]:
 
 
 def _text(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
+    from recon.io.hdf5 import attr_value
+
+    return attr_value(value)
 
 
 def _same_number(value: Any, wanted: float) -> bool:
@@ -135,11 +133,11 @@ def _target_key(f: Any, path: Path, recon_key: str | None) -> str:
 
 
 def _read_target(path: Path, recon_key: str | None) -> tuple[np.ndarray, dict[str, Any]]:
-    from recon.io.hdf5 import open_h5
+    from recon.io.hdf5 import open_h5, read_attrs
 
     with open_h5(path) as f:
         key = _target_key(f, path, recon_key)
-        attrs = {k: _text(v) for k, v in f.attrs.items()}
+        attrs = read_attrs(f)
         try:
             data = np.asarray(f[key][()])
         except Exception as exc:  # h5py raises OSError/KeyError/RuntimeError for damaged files
@@ -172,10 +170,10 @@ def _check_shapes(tpath: Path, ppath: Path, recon_key: str | None) -> None:
 
 def _h5_attrs(path: Path) -> dict[str, Any]:
     """The file attributes of an HDF5 file (bytes decoded, numpy scalars as Python values)."""
-    from recon.io.hdf5 import open_h5
+    from recon.io.hdf5 import open_h5, read_attrs
 
     with open_h5(path) as f:
-        return {k: _text(v) for k, v in f.attrs.items()}
+        return read_attrs(f)
 
 
 def evaluate_folders(

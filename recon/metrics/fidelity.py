@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from recon.errors import UsageError
-from recon.metrics._common import K1, K2, METRIC_NAMES, WIN_SIZE, fastmri_crop_size
+from recon.metrics._common import K1, K2, METRIC_NAMES, WIN_SIZE, center_crop, fastmri_crop_size
 
 __all__ = [
     "K1", "K2", "METRIC_NAMES", "WIN_SIZE", "SSIMLoss", "as_magnitude", "center_crop", "fastmri_crop_size",
@@ -60,19 +60,6 @@ def as_magnitude(x: Array, dtype: torch.dtype | None = None) -> torch.Tensor:
     elif not t.is_floating_point():
         t = t.to(torch.float64)
     return t
-
-
-def center_crop(x: torch.Tensor, size: tuple[int, int], name: str = "image") -> torch.Tensor:
-    """Centre crop the last two axes to ``size = (h, w)`` as fastMRI's ``center_crop`` (start ``(H - h) // 2``).
-
-    A size larger than the image is a :class:`UsageError` (metrics never pad).
-    """
-    h, w = int(size[0]), int(size[1])
-    H, W = x.shape[-2:]
-    if not (0 < h <= H and 0 < w <= W):
-        raise UsageError(f"cannot crop {name} of size {H} x {W} to {h} x {w}")
-    top, left = (H - h) // 2, (W - w) // 2
-    return x[..., top:top + h, left:left + w]
 
 
 def _pair(gt: Array, pred: Array, crop: Crop, dtype: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor]:

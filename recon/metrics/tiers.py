@@ -17,7 +17,7 @@ from typing import Union
 import numpy as np
 
 from recon.errors import UsageError
-from recon.metrics._common import METRIC_NAMES, fastmri_crop_size
+from recon.metrics._common import METRIC_NAMES, center_crop, fastmri_crop_size
 
 __all__ = ["TIER_NAMES", "Crop", "higher_is_better", "parse_tiers", "tier_metric_names", "volume_tier_metrics"]
 
@@ -84,15 +84,6 @@ def higher_is_better(name: str) -> bool:
     raise UsageError(f"unknown metric {name!r}")
 
 
-def _crop(x: np.ndarray, size: tuple[int, int], name: str) -> np.ndarray:
-    h, w = int(size[0]), int(size[1])
-    H, W = x.shape[-2:]
-    if not (0 < h <= H and 0 < w <= W):
-        raise UsageError(f"cannot crop {name} of size {H} x {W} to {h} x {w}")
-    top, left = (H - h) // 2, (W - w) // 2
-    return x[..., top:top + h, left:left + w]
-
-
 def _magnitude(x: np.ndarray, name: str) -> np.ndarray:
     arr = np.asarray(x)
     if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
@@ -123,7 +114,7 @@ def volume_tier_metrics(target: np.ndarray, prediction: np.ndarray, tiers: str |
             size = fastmri_crop_size(t.shape)
         else:
             size = (int(crop[0]), int(crop[1]))
-        t, p = _crop(t, size, "target"), _crop(p, size, "prediction")
+        t, p = center_crop(t, size, "target"), center_crop(p, size, "prediction")
     if t.shape != p.shape:
         raise UsageError(f"target and prediction shapes differ: {t.shape} vs {p.shape}")
     out: dict[str, float] = {}

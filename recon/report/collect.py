@@ -112,12 +112,6 @@ def _number(value: Any) -> float | None:
     return out if math.isfinite(out) else None
 
 
-def _text(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -132,9 +126,11 @@ def h5_info(path: Path) -> tuple[dict[str, Any], tuple[str, ...]] | None:
     """``(attributes, dataset names)`` of an HDF5 file, None when it cannot be opened."""
     import h5py
 
+    from recon.io.hdf5 import read_attrs
+
     try:
         with h5py.File(path, "r") as f:
-            attrs = {k: _text(v) for k, v in f.attrs.items()}
+            attrs = read_attrs(f)
             names = tuple(k for k in f.keys() if isinstance(f[k], h5py.Dataset))
     except Exception:  # noqa: BLE001 - any unreadable file is reported as such, never a traceback
         return None

@@ -37,6 +37,7 @@ def fista(
     step: float | None = None,
     restart: bool = True,
     monotone: bool | None = None,
+    track_objective: bool | None = None,
 ) -> SolverResult:
     """Minimise ``0.5 ||A x - y||^2 + lam R(x)`` per batch element.
 
@@ -50,10 +51,15 @@ def fista(
     step: gradient step (default ``1 / L``).
     restart: adaptive restart of the momentum.
     monotone: reject objective increases (default: True unless ``reg.random_shift``).
+    track_objective: evaluate the objective after every iteration (one extra wavelet transform each, about
+        13 % of an iteration at 256 x 256 x 8 coils). Default: only where the iteration needs it (monotone
+        restart); otherwise (random shifts, gradient restart) the iterates do not depend on it and it is
+        evaluated at the start and the end only. The image is the same either way.
 
     Returns
     -------
-    :class:`SolverResult`; ``history[k]`` is the objective (summed over the batch) after ``k`` iterations.
+    :class:`SolverResult`; ``history[k]`` is the objective (summed over the batch) after ``k`` iterations
+    (with ``track_objective`` False: ``[start, end]``).
     """
     if lam < 0:
         raise UsageError(f"lambda must be >= 0, got {lam}")
@@ -62,6 +68,9 @@ def fista(
     start = time.perf_counter()
     shifting = bool(getattr(reg, "random_shift", False))
     monotone = (not shifting) if monotone is None else bool(monotone)
+    track = (restart and monotone) if track_objective is None else bool(track_objective)
+    if restart and monotone and not track:
+        raise UsageError("monotone restart needs the objective: track_objective must not be False")
     t_step = (1.0 / problem.lipschitz) if step is None else float(step)
     with torch.no_grad():
         x = problem.aty.clone() if x0 is None else x0.clone()
@@ -79,7 +88,7 @@ def fista(
             nz = nx + beta * (nx - nx_prev)
             x_new = reg.prox(z - t_step * (nz - problem.aty), t_step * lam)
             nx_new = problem.normal(x_new)
-            f_new = problem.value(x_new, nx_new) + lam * reg.value(x_new)
+            f_new = problem.value(x_new, nx_new) + lam * reg.value(x_new) if track else f
             if restart:
                 if monotone:  # function-value restart, and the worse step rejected, unless it is the plain
                     # proximal-gradient step right after a rejection (a descent step in exact arithmetic;
@@ -99,6 +108,10 @@ def fista(
                         f_new = torch.where(worse, f, f_new)
             x_prev, nx_prev = x, nx
             x, nx, f, t = x_new, nx_new, f_new, t_new
+            if track:
+                history.append(float(f.sum()))
+        if not track and iterations > 0:
+            f = problem.value(x, nx) + lam * reg.value(x)
             history.append(float(f.sum()))
     return SolverResult(
         image=x, iterations=int(iterations), history=history, seconds=time.perf_counter() - start,

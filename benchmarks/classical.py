@@ -462,6 +462,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("out/benchmarks/classical.json"))
     args = ap.parse_args(argv)
 
+    from recon.runtime import configure_threads
+
+    # recon run's thread policy (passive OpenMP waits, min(cores, 4) threads), set before torch loads: with
+    # torch's spinning default, in-process timings on a busy machine were several times too slow
+    configure_threads()
     import sigpy
     import torch
 
@@ -513,6 +518,9 @@ def main(argv: list[str] | None = None) -> int:
 
                 ku, _ = apply_mask(p.kspace, mask)
                 calib = calib_width(ku, mask)
+                if mi == 0:  # first-call costs at this image size (FFT plans, allocations), not timed; they
+                    # made the first 256 x 256 problem (Shepp-Logan 1D 4x) look 2x slower than the rest
+                    recon.reconstruct(ku[:1], "l1-wavelet", mask=mask, iterations=2)
                 log(f"{name}, {label}: achieved {info['achieved_acceleration']:.2f}x, centre {calib} lines")
                 here = run_recon(p, ku, mask, label)
                 if use_bart:

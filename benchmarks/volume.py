@@ -15,7 +15,10 @@ Per repeat (``--repeat``, interleaved: recon, BART, SigPy, recon, BART, SigPy, .
   defaults otherwise; the calibration centre is 20 lines, so BART's default 6 x 6 kernel). Time = the 32
   subprocesses' wall time / 16 (writing the ``.cfl`` inputs and reading the outputs is not counted). BART's
   ``ecalib`` treats dims 0-2 as one 3D volume, so one call on the stacked slices is not the same calibration;
-  the per-slice loop is how BART is used for 2D multi-slice data.
+  the per-slice loop is how BART is used for 2D multi-slice data. The loop runs twice per repeat: with BART's
+  OpenMP defaults (``OMP_WAIT_POLICY`` unset: threads spin while waiting) and with ``OMP_WAIT_POLICY=PASSIVE``,
+  the policy ``recon run`` applies to itself (on a busy machine spinning costs BART several times its time);
+  the target is checked against the faster of the two.
 * SigPy (slow): ``--sigpy-slices`` slices per repeat (a different slice each repeat): ``EspiritCalib`` +
   ``L1WaveletRecon`` (lamda 0.005 on BART-scaled data), as ``benchmarks/classical.py`` runs it.
 
@@ -72,16 +75,25 @@ def recon_run(vol: Path, out: Path) -> tuple[float, dict[str, Any]]:
     return res.seconds, json.loads(res.stdout)
 
 
-def bart_loop(ku: np.ndarray, tmp: Path) -> tuple[float, np.ndarray]:
-    """Per slice ``ecalib -m1`` + ``pics -S -R W:7:0:0.005``: (summed subprocess seconds, |images| (S, H, W))."""
+def _bart(env: dict[str, str] | None, *args: str | Path) -> float:
+    if env is None:
+        return run_bart(*args).seconds
+    cmd = ["bart", *[str(a) for a in args]]
+    return run_measured(cmd, env=env).check(cmd).seconds
+
+
+def bart_loop(ku: np.ndarray, tmp: Path, env: dict[str, str] | None = None) -> tuple[float, np.ndarray]:
+    """Per slice ``ecalib -m1`` + ``pics -S -R W:7:0:0.005``: (summed subprocess seconds, |images| (S, H, W)).
+
+    ``env``: the subprocesses' environment (None = this process's)."""
     n, c, h, w = ku.shape
     seconds = 0.0
     images = []
     for s in range(n):
         kb, sens, out = tmp / f"k{s}", tmp / f"s{s}", tmp / f"x{s}"
         write_cfl(kb, ku[s].transpose(1, 2, 0)[:, :, None, :])  # READ, PHS1, PHS2, COIL
-        seconds += run_bart("ecalib", "-m1", kb, sens).seconds
-        seconds += run_bart("pics", "-S", "-R", f"W:7:0:{BART_LAMBDA}", kb, sens, out).seconds
+        seconds += _bart(env, "ecalib", "-m1", kb, sens)
+        seconds += _bart(env, "pics", "-S", "-R", f"W:7:0:{BART_LAMBDA}", kb, sens, out)
         images.append(np.abs(read_cfl(out).reshape(h, w)))
     return seconds, np.stack(images)
 
@@ -107,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3, help="interleaved repeats (median reported; default 3)")
     ap.add_argument("--slices", type=int, default=SLICES, help=f"slices in the volume (default {SLICES})")
     ap.add_argument("--sigpy-slices", type=int, default=1, help="SigPy slices per repeat (default 1; 0 = none)")
+    ap.add_argument("--no-bart-passive", dest="bart_passive", action="store_false",
+                    help="skip the second BART loop with OMP_WAIT_POLICY=PASSIVE (the policy recon runs under)")
     ap.add_argument("--out", type=Path, default=Path("out/benchmarks/volume.json"))
     args = ap.parse_args(argv)
     if not bart_available():
@@ -121,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = {"command": "python benchmarks/volume.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                 "machine": f"{platform.machine()}, {os.cpu_count()} cores, load average "
                            f"{os.getloadavg()[0]:.1f} at start", "bart": bart_version()}
-    times: dict[str, list[float]] = {"recon": [], "bart": [], "sigpy": []}
+    times: dict[str, list[float]] = {"recon": [], "bart": [], "bart_passive": [], "sigpy": []}
+    passive = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | {"OMP_WAIT_POLICY": "PASSIVE"}
+    base = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     sig_images: dict[int, np.ndarray] = {}
     with tempfile.TemporaryDirectory(prefix="recon-bench-vol-") as tmpdir:
         tmp = Path(tmpdir)
@@ -145,9 +161,13 @@ def main(argv: list[str] | None = None) -> int:
                 cols = mask.reshape(-1)
                 ku = (raw.kspace * cols[None, None, None, :]).astype(np.complex64)
                 calib = _centre_lines(cols)
-            bsec, bart_img = bart_loop(ku, tmp)
+            bsec, bart_img = bart_loop(ku, tmp, base)
             times["bart"].append(bsec / n)
             log(f"repeat {rep + 1}: bart ecalib + pics loop {bsec:.2f} s ({bsec / n:.3f} s/slice)")
+            if args.bart_passive:
+                bsec, _ = bart_loop(ku, tmp, passive)
+                times["bart_passive"].append(bsec / n)
+                log(f"repeat {rep + 1}: bart loop, OMP_WAIT_POLICY=PASSIVE {bsec:.2f} s ({bsec / n:.3f} s/slice)")
             for j in range(args.sigpy_slices):
                 s = (rep * args.sigpy_slices + j) * 5 % n
                 ssec, img = sigpy_slice(ku[s], calib)
@@ -158,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     psnr = {"recon": volume_metrics(ref, recon_img)["psnr"], "bart": volume_metrics(ref, bart_img.astype(np.float32))["psnr"]}
     rows = [f"recon run ({n} slices, end to end) | {med['recon']:.3f} | {psnr['recon']:.2f} | 1.00",
             f"BART ecalib + pics per slice | {med['bart']:.3f} | {psnr['bart']:.2f} | {med['bart'] / med['recon']:.2f}"]
+    if "bart_passive" in med:
+        rows.append(f"BART ecalib + pics per slice, OMP_WAIT_POLICY=PASSIVE | {med['bart_passive']:.3f} | "
+                    f"{psnr['bart']:.2f} | {med['bart_passive'] / med['recon']:.2f}")
     if sig_images:
         idx = sorted(sig_images)
         sig_psnr = volume_metrics(ref[idx], np.stack([sig_images[i] for i in idx]).astype(np.float32))["psnr"]
@@ -173,8 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---:|---:|---:|")
     for r in rows:
         print("| " + r + " |")
-    print(f"recon per-slice time / BART per-slice time: {med['recon'] / med['bart']:.2f} "
-          f"({'PASS' if med['recon'] <= med['bart'] else 'FAIL'}: target <= 1)")
+    bart_best = min(v for k, v in med.items() if k.startswith("bart"))
+    print(f"recon per-slice time / BART's per-slice time (its faster variant): {med['recon'] / bart_best:.2f} "
+          f"({'PASS' if med['recon'] <= bart_best else 'FAIL'}: target <= 1)")
     if "sigpy" in med:
         print(f"SigPy / recon: {med['sigpy'] / med['recon']:.1f}x ({'PASS' if med['sigpy'] >= 10 * med['recon'] else 'FAIL'}: target >= 10x)")
     payload = {"settings": settings, "times_s_per_slice": times, "median": med, "psnr": psnr,

@@ -1,7 +1,8 @@
 """How the bundled diffusion prior (``recon/weights/diffusion_sim.pt``) was made and measured (MODEL_CARD.md).
 
     python examples/train_make_data.py WORK                    # the same simulated folders as VarNet/MoDL
-    python examples/train_diffusion.py WORK                    # train (resumable; 1 CPU thread)
+    python examples/train_diffusion.py WORK                    # train on 64 x 64 patches (resumable; 1 CPU thread)
+    python examples/train_diffusion.py WORK --finetune         # then fine-tune on 128 x 128 patches and whole slices
     python examples/train_diffusion.py WORK --export           # copy the weights into recon/weights/
     python examples/train_diffusion.py WORK --evaluate [WEIGHTS]  # validation + bundled-sample denoising PSNR
 
@@ -14,6 +15,12 @@ then resumed at a lower learning rate for 4 more epochs (the stored run settings
 
     recon train WORK/diffusion_ckpt.pt --model diffusion --train WORK/train --val WORK/val --epochs 16 \
         --lr 1.5e-4 --resume
+
+Fine-tuning (``--finetune``, the shipped weights): a copy of that checkpoint (``WORK/diffusion_ft.pt``) is
+resumed with its stored run settings changed, learning rate 1.5e-4, EMA decay 0.998: 3 epochs x 150 steps of
+batch 4 on 128 x 128 patches, then 15 epochs x 100 steps of batch 2 on 224 x 224 "patches", i.e. whole slices
+(224 x 192 zero-padded, 232 x 200 cropped by 4 background rows), so that the U-Net (receptive field ~150 px,
+GroupNorm statistics over the whole input) sees whole-slice anatomy and statistics as the samplers use it.
 
 Training data: ESPIRiT-combined complex images of the training slabs only (Colin 27 slices 10-71 and
 106-165, as is and mirrored); validation: the held-out slab 76-101. The evaluation prints, for sigma in
@@ -32,6 +39,33 @@ import torch
 TRAIN = ["--model", "diffusion", "--epochs", "12", "--steps-per-epoch", "400", "--batch-size", "8",
          "--patch-size", "64", "--levels", "16", "32", "48", "64", "--lr", "5e-4", "--seed", "0", "--resume"]
 SIGMAS = (0.05, 0.1, 0.2, 0.5)
+#: fine-tuning phases: (patch, batch size, steps per epoch, epochs)
+FINETUNE = ((128, 4, 150, 3), (224, 2, 100, 15))
+
+
+def finetune(work: Path) -> Path:
+    """Fine-tune a copy of ``WORK/diffusion_ckpt.pt`` into ``WORK/diffusion_ft.pt`` (see the module doc);
+    resumable: phases already done by the copy are skipped."""
+    import shutil
+
+    from recon.io.atomic import atomic_path
+    from recon.training.diffusion import DiffusionTrainConfig, train_diffusion
+
+    src, out = work / "diffusion_ckpt.pt", work / "diffusion_ft.pt"
+    if not out.exists():
+        shutil.copyfile(src, out)
+    base = int(torch.load(src, map_location="cpu", weights_only=True)["epoch"])
+    end = base
+    for patch, batch, steps, epochs in FINETUNE:
+        end += epochs
+        blob = torch.load(out, map_location="cpu", weights_only=True)
+        if int(blob["epoch"]) >= end:
+            continue
+        blob["train_config"].update(patch=patch, batch_size=batch, steps_per_epoch=steps, ema_decay=0.998)
+        with atomic_path(out, overwrite=True) as tmp:
+            torch.save(blob, tmp)
+        train_diffusion(out, work / "train", work / "val", DiffusionTrainConfig(epochs=end), resume=True, lr=1.5e-4)
+    return out
 
 
 def evaluate(work: Path, weights: Path | None) -> dict:
@@ -59,10 +93,14 @@ def main(work: Path, argv: list[str]) -> None:
     if "--export" in argv:
         from recon.training import export_weights
 
-        export_weights(work / "diffusion_ckpt.pt", weights_dir / "diffusion_sim.pt", overwrite=True,
+        ckpt = work / "diffusion_ft.pt" if (work / "diffusion_ft.pt").exists() else work / "diffusion_ckpt.pt"
+        export_weights(ckpt, weights_dir / "diffusion_sim.pt", overwrite=True,
                        metadata={"data": "Colin 27 T1 simulated multi-coil, ESPIRiT-combined complex images "
                                          "(examples/train_make_data.py, training slabs only)",
                                  "licence_of_data": "BSD-3-Clause (recon/data/LICENSE-colin27)"})
+        return
+    if "--finetune" in argv:
+        finetune(work)
         return
     if "--evaluate" in argv:
         rest = argv[argv.index("--evaluate") + 1:]

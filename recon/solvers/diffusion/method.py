@@ -41,7 +41,7 @@ INIT_ITERATIONS = 5
 DEFAULT_STEPS = {"dds": 12, "dps": 50}
 #: noise level (normalised units) added to the CG-SENSE image to start the chain; None = pure noise. With the
 #: whole-slice fine-tuned prior (benchmarks/diffusion.py's 3 files, 8 samples, 12 DDS steps; PSNR dB /
-#: Spearman(std, |err|) / coverage +-2 std): 1.0 -> 20.59 / 0.124 / 0.643 (2 epochs before the final weights),
+#: Spearman(std, |err|) / coverage +-2 std): 1.0 -> 20.59 / 0.124 / 0.643 (epoch 31 of the final 34),
 #: 2.0 -> 20.66 / 0.150 / 0.685, 3.0 -> 20.63 / 0.158 / 0.698 (patch prior at 1.0: 20.27 / 0.060 / 0.657)
 DEFAULT_START_SIGMA = 2.0
 

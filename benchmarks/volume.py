@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--slices", type=int, default=SLICES, help=f"slices in the volume (default {SLICES})")
     ap.add_argument("--sigpy-slices", type=int, default=1, help="SigPy slices per repeat (default 1; 0 = none)")
     ap.add_argument("--no-bart-passive", dest="bart_passive", action="store_false",
-                    help="skip the second BART loop with OMP_WAIT_POLICY=PASSIVE (the policy recon runs under)")
+                    help="skip the second BART loop with OMP_WAIT_POLICY=PASSIVE (BART is timed both ways; the faster counts)")
     ap.add_argument("--out", type=Path, default=Path("out/benchmarks/volume.json"))
     args = ap.parse_args(argv)
     if not bart_available():

@@ -1,21 +1,26 @@
 """Process-wide runtime settings: how many CPU threads torch uses.
 
 torch's default (one OpenMP thread per logical CPU, threads that spin while waiting) is badly behaved on a
-shared machine: measured on this project's 2-core development machine with other jobs running,
+shared machine: measured on this project's 2-core development machine with other torch jobs running,
 ``recon run --method l1-wavelet`` on the bundled sample took 60.8-62.7 s with the default against
-10.8-13.0 s with one thread or with ``OMP_WAIT_POLICY=PASSIVE`` (waiting threads sleep instead of spin).
-The policy applied by ``recon run``, ``recon batch`` (per worker) and ``recon demo``:
+10.5-13.0 s with one thread. On an idle machine, though, the spinning threads are what make two threads fast:
+``OMP_WAIT_POLICY=PASSIVE`` (sleeping waits) cost 1.3-2x there (L1-wavelet per slice, sample 0.31-0.33 s ->
+0.40-0.58 s, Shepp-Logan 0.35-0.59 s -> 0.77-0.79 s; ``benchmarks/classical.py --problems sample shepp-logan
+--masks 1d4 --no-bart --sigpy none``), and with 4 busy processes on the 2 cores one thread (1.69 s) beat
+two passive (2.57 s) and two spinning (3.46 s) threads. So the policy sizes the thread count to the cores
+that are free when the command starts and leaves OpenMP's wait policy alone. Applied by ``recon run``,
+``recon batch`` (per worker) and ``recon demo``:
 
 * threads: an explicit ``--threads N``, else ``OMP_NUM_THREADS`` when the user set it, else the command's
-  default: ``min(physical cores, 4)`` for one process, ``max(1, min(physical cores // workers, 4))`` for each
-  of ``workers`` batch workers;
-* ``OMP_WAIT_POLICY=PASSIVE`` unless the user set it. OpenMP reads it when torch is first imported, so it
-  takes effect only when :func:`configure_threads` runs before ``import torch`` (the CLI's case).
+  default: ``min(physical cores, free cores, 4)`` for one process, ``max(1, min(physical cores // workers,
+  free cores // workers, 4))`` for each of ``workers`` batch workers, where free cores = physical cores minus
+  the runnable threads of other processes at start (Linux ``/proc/loadavg``; elsewhere the 1-minute load
+  average; at least 1);
+* ``OMP_WAIT_POLICY`` is the user's (OpenMP's default when unset).
 """
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 from recon.errors import UsageError
@@ -55,9 +60,49 @@ def env_threads(environ: dict[str, str] | None = None) -> int | None:
     return n if n >= 1 else None
 
 
-def default_threads(workers: int = 1) -> int:
-    """``min(physical cores, 4)`` for one process; ``max(1, min(physical cores // workers, 4))`` per worker."""
-    return max(1, min(physical_cores() // max(1, int(workers)), MAX_DEFAULT_THREADS))
+def runnable_others(path: Path = Path("/proc/loadavg"), reads: int = 5, interval: float = 0.002) -> int | None:
+    """Runnable tasks (threads) of other processes right now: the 4th field of Linux's ``/proc/loadavg``
+    (``running/total``) minus this reading process, median of ``reads`` reads ``interval`` s apart; None
+    where the file does not exist."""
+    import statistics
+    import time
+
+    counts = []
+    for i in range(max(1, int(reads))):
+        try:
+            counts.append(int(path.read_text().split()[3].split("/")[0]) - 1)
+        except (OSError, IndexError, ValueError):
+            return None
+        if i + 1 < reads:
+            time.sleep(interval)
+    return max(0, int(statistics.median(counts)))
+
+
+def load_average() -> float:
+    """Other CPU work now: :func:`runnable_others` where Linux tells, else the 1-minute load average (which
+    lags: it still counts a command that has just finished), else 0."""
+    now = runnable_others()
+    if now is not None:
+        return float(now)
+    try:
+        return float(os.getloadavg()[0])
+    except (AttributeError, OSError):  # pragma: no cover - Windows
+        return 0.0
+
+
+def free_cores(cores: int, load: float | None = None) -> int:
+    """Cores not busy with other work: ``cores - round(load)`` (``load``: default :func:`load_average`),
+    at least 1."""
+    load = load_average() if load is None else float(load)
+    return max(1, int(cores) - int(round(load)))
+
+
+def default_threads(workers: int = 1, load: float | None = None) -> int:
+    """``min(physical cores, free cores, 4)`` for one process; ``max(1, min(physical cores // workers,
+    free cores // workers, 4))`` per worker (see the module docstring)."""
+    w = max(1, int(workers))
+    cores = physical_cores()
+    return max(1, min(cores // w, free_cores(cores, load) // w, MAX_DEFAULT_THREADS))
 
 
 def resolve_threads(threads: int | None = None, workers: int = 1, default: int | None = None) -> int:
@@ -77,15 +122,13 @@ def resolve_threads(threads: int | None = None, workers: int = 1, default: int |
 
 
 def configure_threads(threads: int | None = None, workers: int = 1, default: int | None = None) -> int:
-    """Apply the policy to this process: ``OMP_WAIT_POLICY=PASSIVE`` (unless set; effective only before torch
-    is first imported), then ``torch.set_num_threads``. Returns the number of threads.
+    """Apply the policy to this process: ``torch.set_num_threads`` with :func:`resolve_threads`'s count.
+    Returns the number of threads.
 
     ``threads``: an explicit count (``--threads``); ``workers``: processes sharing this machine (batch);
     ``default``: the command's own default instead of :func:`default_threads`.
     """
     n = resolve_threads(threads, workers, default)
-    if "torch" not in sys.modules:  # OpenMP reads it when torch loads it; child processes inherit it
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
     if torch.get_num_threads() != n:

@@ -45,15 +45,30 @@ def test_env_threads_parsing() -> None:
     assert runtime.env_threads({}) is None
 
 
-@pytest.mark.parametrize("cores, workers, expected", [(2, 1, 2), (8, 1, 4), (64, 1, 4), (8, 4, 2), (2, 4, 1),
-                                                      (1, 1, 1)])
-def test_default_threads(monkeypatch, cores: int, workers: int, expected: int) -> None:
+@pytest.mark.parametrize("cores, workers, load, expected", [
+    (2, 1, 0.0, 2), (8, 1, 0.3, 4), (64, 1, 0.0, 4), (8, 4, 0.0, 2), (2, 4, 0.0, 1), (1, 1, 0.0, 1),
+    (2, 1, 0.6, 1), (2, 1, 4.0, 1), (8, 1, 5.2, 3), (8, 2, 4.0, 2), (8, 1, 100.0, 1)])
+def test_default_threads(monkeypatch, cores: int, workers: int, load: float, expected: int) -> None:
     monkeypatch.setattr(runtime, "physical_cores", lambda *a, **k: cores)
+    assert runtime.default_threads(workers, load=load) == expected
+    monkeypatch.setattr(runtime, "load_average", lambda: load)  # the default reads the machine's load
     assert runtime.default_threads(workers) == expected
+
+
+def test_runnable_others_reads_proc_loadavg(tmp_path) -> None:
+    f = tmp_path / "loadavg"
+    f.write_text("1.63 2.43 2.86 4/84 31303\n")  # 4 runnable, one of them the reader
+    assert runtime.runnable_others(f, reads=3, interval=0.0) == 3
+    f.write_text("0.00 0.01 0.05 1/80 1\n")
+    assert runtime.runnable_others(f, reads=1) == 0
+    assert runtime.runnable_others(tmp_path / "missing") is None
+    f.write_text("garbage")
+    assert runtime.runnable_others(f) is None
 
 
 def test_resolve_order_explicit_env_default(monkeypatch) -> None:
     monkeypatch.setattr(runtime, "physical_cores", lambda *a, **k: 8)
+    monkeypatch.setattr(runtime, "load_average", lambda: 0.0)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert runtime.resolve_threads() == 4
     assert runtime.resolve_threads(workers=2) == 4 and runtime.resolve_threads(workers=8) == 1
@@ -73,11 +88,11 @@ def _fresh_python(code: str, env: dict[str, str]) -> str:
     return proc.stdout.split()
 
 
-def test_configure_threads_before_torch_sets_passive_wait_and_threads() -> None:
+def test_configure_threads_sets_threads_and_keeps_the_wait_policy() -> None:
     code = ("import os, sys; from recon.runtime import configure_threads; assert 'torch' not in sys.modules; "
             "n = configure_threads(None); import torch; "
-            "print(n, torch.get_num_threads(), os.environ['OMP_WAIT_POLICY'])")
-    assert _fresh_python(code, {"OMP_NUM_THREADS": "1"}) == ["1", "1", "PASSIVE"]
+            "print(n, torch.get_num_threads(), os.environ.get('OMP_WAIT_POLICY', 'unset'))")
+    assert _fresh_python(code, {"OMP_NUM_THREADS": "1"}) == ["1", "1", "unset"]
     # the user's own wait policy is kept; an explicit count wins over OMP_NUM_THREADS
     code = code.replace("configure_threads(None)", "configure_threads(2)")
     assert _fresh_python(code, {"OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "ACTIVE"}) == ["2", "2", "ACTIVE"]
@@ -87,6 +102,7 @@ def test_local_pool_threads_follow_the_policy(monkeypatch) -> None:
     from recon.batch.backends import LocalPoolBackend, make_backend
 
     monkeypatch.setattr(runtime, "physical_cores", lambda *a, **k: 8)
+    monkeypatch.setattr(runtime, "load_average", lambda: 0.0)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert LocalPoolBackend(workers=2).threads_per_task() == 4
     assert LocalPoolBackend(workers=3).threads_per_task() == 2
@@ -101,6 +117,7 @@ def test_batch_cli_threads_per_worker(monkeypatch, keep_torch_threads) -> None:
     from recon.cli.batch import _threads_per_worker
 
     monkeypatch.setattr(runtime, "physical_cores", lambda *a, **k: 4)
+    monkeypatch.setattr(runtime, "load_average", lambda: 0.0)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     args = argparse.Namespace(scheduler=None, threads=None, workers=2)
     assert _threads_per_worker(args) == 2 and torch.get_num_threads() == 2

@@ -69,7 +69,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _threads_per_worker(args: argparse.Namespace) -> int | None:
     """torch threads per worker (``recon.runtime``'s policy; None for a remote Dask cluster without
     ``--threads``: its cores are unknown here). Also configures this process, before torch is imported, so
-    that the workers it spawns inherit ``OMP_WAIT_POLICY``."""
+    that its own torch work follows the policy too."""
     from recon.batch.backends import available_cores
     from recon.runtime import configure_threads, resolve_threads
 

@@ -9,16 +9,16 @@ Per repeat (``--repeat``, interleaved: recon, BART, SigPy, recon, BART, SigPy, .
 * recon: ``python -m recon run VOL.h5 OUT.h5 --method l1-wavelet --accel 4 --center-fraction 0.08 --seed 0
   --overwrite --json`` as a subprocess: wall time of the whole command (interpreter start, imports, reading,
   the fastMRI mask, ESPIRiT and FISTA per slice, metrics, writing the output) / 16. recon's own thread policy
-  (``recon.runtime``: min(physical cores, 4) threads, passive OpenMP waits).
+  (``recon.runtime``: the free physical cores at start, at most 4; OpenMP's default waits).
 * BART: the same undersampled k-space (the mask ``recon run`` stored in its output), per slice as a user
   scripts it: ``bart ecalib -m1 k_s sens_s`` then ``bart pics -S -R W:7:0:0.005 k_s sens_s x_s`` (BART's
   defaults otherwise; the calibration centre is 20 lines, so BART's default 6 x 6 kernel). Time = the 32
   subprocesses' wall time / 16 (writing the ``.cfl`` inputs and reading the outputs is not counted). BART's
   ``ecalib`` treats dims 0-2 as one 3D volume, so one call on the stacked slices is not the same calibration;
   the per-slice loop is how BART is used for 2D multi-slice data. The loop runs twice per repeat: with BART's
-  OpenMP defaults (``OMP_WAIT_POLICY`` unset: threads spin while waiting) and with ``OMP_WAIT_POLICY=PASSIVE``,
-  the policy ``recon run`` applies to itself (on a busy machine spinning costs BART several times its time);
-  the target is checked against the faster of the two.
+  OpenMP defaults (``OMP_WAIT_POLICY`` unset: threads spin while waiting) and with ``OMP_WAIT_POLICY=PASSIVE``
+  (on a busy machine spinning costs BART several times its time); the target is checked against the faster
+  of the two.
 * SigPy (slow): ``--sigpy-slices`` slices per repeat (a different slice each repeat): ``EspiritCalib`` +
   ``L1WaveletRecon`` (lamda 0.005 on BART-scaled data), as ``benchmarks/classical.py`` runs it.
 

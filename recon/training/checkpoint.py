@@ -6,9 +6,11 @@ reads (it has ``config`` and ``state_dict``), so a checkpoint is directly usable
 """
 from __future__ import annotations
 
+import dataclasses
 import random
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -16,6 +18,39 @@ import torch
 from recon.io.atomic import atomic_path
 
 FORMAT = "recon-checkpoint-1"
+
+C = TypeVar("C")
+
+
+def run_config(out: Path, config: C, *, resume: bool, overwrite: bool, lr: float | None,
+               models: Iterable[str], tuple_keys: Iterable[str] = ()) -> tuple[C, dict[str, Any] | None]:
+    """The training configuration of a run writing checkpoints to ``out``.
+
+    Resuming an existing ``out``: its stored ``train_config`` (a dataclass of ``config``'s type) with
+    ``epochs`` from ``config`` (train further), ``lr`` when given, and ``tuple_keys`` back to tuples (JSON
+    stored them as lists); a checkpoint of another model is a :class:`UsageError`. Otherwise ``config``, after
+    checking that ``out`` may be written (:func:`recon.io.atomic.check_output_path`).
+    """
+    from recon.errors import UsageError
+    from recon.io.atomic import check_output_path
+    from recon.solvers.learned.registry import read_weights_file
+
+    if not (resume and out.exists()):
+        check_output_path(out, overwrite or resume)
+        return config, None
+    blob = read_weights_file(out)
+    stored = dict(blob.get("train_config") or {})
+    allowed = tuple(models)
+    if stored.get("model") not in allowed:
+        raise UsageError(f"{out} is a {stored.get('model')!r} checkpoint, not a {' or '.join(allowed)} one")
+    stored["epochs"] = config.epochs  # type: ignore[attr-defined]
+    for key in tuple_keys:
+        if key in stored:
+            stored[key] = tuple(stored[key])
+    resumed = type(config)(**stored)
+    if lr is not None:
+        resumed = dataclasses.replace(resumed, lr=float(lr))  # type: ignore[type-var]
+    return resumed, blob
 
 
 def rng_states() -> dict[str, Any]:

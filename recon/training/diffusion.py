@@ -240,25 +240,13 @@ def train_diffusion(out: str | Path, train_dir: str | Path | list, val_dir: str 
     """
     from tqdm import tqdm
 
-    from recon.io.atomic import check_output_path
-    from recon.solvers.learned.registry import build_model, read_weights_file
-    from recon.training.checkpoint import save_checkpoint
+    from recon.solvers.learned.registry import build_model
+    from recon.training.checkpoint import run_config, save_checkpoint
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     out = Path(out)
-    blob = None
-    if resume and out.exists():
-        blob = read_weights_file(out)
-        stored = dict(blob.get("train_config") or {})
-        if stored.get("model") != "diffusion":
-            raise UsageError(f"{out} is a {stored.get('model')!r} checkpoint, not a diffusion one")
-        stored["epochs"] = config.epochs
-        stored["val_sigmas"] = tuple(stored.get("val_sigmas", VAL_SIGMAS))
-        config = DiffusionTrainConfig(**stored)
-        if lr is not None:
-            config.lr = float(lr)
-    else:
-        check_output_path(out, overwrite or resume)
+    config, blob = run_config(out, config, resume=resume, overwrite=overwrite, lr=lr, models=("diffusion",),
+                              tuple_keys=("val_sigmas",))
     config.check()
     dev = torch.device(device)
     train_images = load_images(train_dir, config.max_train_slices,

@@ -123,23 +123,13 @@ def train(out: str | Path, train_dir: str | Path, val_dir: str | Path, config: T
     """
     from tqdm import tqdm
 
-    from recon.io.atomic import check_output_path
-    from recon.solvers.learned.registry import build_model, read_weights_file
+    from recon.solvers.learned.registry import build_model
+    from recon.training.checkpoint import run_config
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     out = Path(out)
-    blob = None
-    if resume and out.exists():
-        blob = read_weights_file(out)
-        stored = dict(blob.get("train_config") or {})
-        stored["epochs"] = config.epochs
-        for key in ("accelerations", "center_fractions"):
-            stored[key] = tuple(stored.get(key, ()))
-        config = TrainConfig(**stored)
-        if lr is not None:
-            config.lr = float(lr)
-    else:
-        check_output_path(out, overwrite or resume)
+    config, blob = run_config(out, config, resume=resume, overwrite=overwrite, lr=lr, models=("varnet", "modl"),
+                              tuple_keys=("accelerations", "center_fractions"))
     config.check()
     dev = torch.device(device)
 

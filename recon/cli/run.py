@@ -21,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch CPU threads (per worker in recon batch); default: OMP_NUM_THREADS if set, else "
-                        "min(physical cores, 4), divided among batch workers (recon.runtime)")
+                        "the physical cores free at start, at most 4, divided among batch workers (recon.runtime)")
     add_solver_arguments(p)
     p.add_argument("--weights", default=None, metavar="PATH",
                    help="weights for varnet/modl/diffusion (a recon train checkpoint; default: the bundled ones)")

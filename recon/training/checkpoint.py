@@ -53,6 +53,17 @@ def run_config(out: Path, config: C, *, resume: bool, overwrite: bool, lr: float
     return resumed, blob
 
 
+def resume_optimizer(blob: dict[str, Any], optimizer: torch.optim.Optimizer, lr: float
+                     ) -> tuple[list[dict[str, Any]], int]:
+    """Restore ``optimizer`` from a checkpoint ``blob`` with its learning rate set to ``lr`` (the run's
+    configuration decides it); returns ``(history, epochs done)``. The model weights (and RNG states, where a
+    loop draws from the global generators) are the caller's to restore."""
+    optimizer.load_state_dict(blob["optimizer"])
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return list(blob.get("history") or []), int(blob["epoch"])
+
+
 def rng_states() -> dict[str, Any]:
     """Python, numpy and torch (CPU, and CUDA when present) random states."""
     np_state = np.random.get_state()

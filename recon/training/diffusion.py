@@ -241,7 +241,7 @@ def train_diffusion(out: str | Path, train_dir: str | Path | list, val_dir: str 
     from tqdm import tqdm
 
     from recon.solvers.learned.registry import build_model
-    from recon.training.checkpoint import run_config, save_checkpoint
+    from recon.training.checkpoint import resume_optimizer, run_config, save_checkpoint
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     out = Path(out)
@@ -263,11 +263,7 @@ def train_diffusion(out: str | Path, train_dir: str | Path | list, val_dir: str 
     if blob is not None:
         model.load_state_dict(blob.get("train_state_dict", blob["state_dict"]))
         ema.load_state_dict(blob["state_dict"])
-        optimizer.load_state_dict(blob["optimizer"])
-        history = list(blob.get("history") or [])
-        start_epoch = int(blob["epoch"])
-        for group in optimizer.param_groups:
-            group["lr"] = config.lr
+        history, start_epoch = resume_optimizer(blob, optimizer, config.lr)
         log(f"resuming {out} after epoch {start_epoch}")
     n_params = sum(p.numel() for p in model.parameters())
     log(f"diffusion prior: {n_params} parameters; {len(train_images)} training / {len(val_images)} validation "

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from recon.errors import DataError, UsageError
-from recon.training.checkpoint import save_checkpoint, set_rng_states
+from recon.training.checkpoint import resume_optimizer, save_checkpoint, set_rng_states
 from recon.training.dataset import SliceDataset
 from recon.training.losses import LOSSES, get_loss
 from recon.training.transforms import UndersampleTransform
@@ -147,12 +147,8 @@ def train(out: str | Path, train_dir: str | Path, val_dir: str | Path, config: T
     start_epoch = 0
     if blob is not None:
         model.load_state_dict(blob["state_dict"])
-        optimizer.load_state_dict(blob["optimizer"])
         set_rng_states(blob["rng"])
-        history = list(blob.get("history") or [])
-        start_epoch = int(blob["epoch"])
-        for group in optimizer.param_groups:
-            group["lr"] = config.lr
+        history, start_epoch = resume_optimizer(blob, optimizer, config.lr)
         log(f"resuming {out} after epoch {start_epoch}")
     loss_fn = get_loss(config.loss)
     n_params = sum(p.numel() for p in model.parameters())

@@ -21,7 +21,6 @@ the null-space ratio map, ``hallucination_fraction`` ``(1,)`` = flagged fraction
 """
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -47,21 +46,13 @@ DEFAULT_STEPS = {"dds": 12, "dps": 50}
 DEFAULT_START_SIGMA = 2.0
 
 
-@lru_cache(maxsize=4)
-def _cached_prior(path: str | None, mtime: float, device: str) -> torch.nn.Module:
-    from recon.solvers.diffusion.prior import load_prior
-
-    return load_prior(path, device)
-
-
-def get_prior(weights: str | Path | None = None, device: str = "cpu") -> torch.nn.Module:
-    """The denoiser prior (``weights``, default the bundled one) on ``device``, cached per (file, device)."""
+def get_prior(weights: str | Path | None = None, device: str | None = "cpu") -> torch.nn.Module:
+    """The denoiser prior (``weights``, default the bundled one) on ``device``, in eval mode: the learned
+    methods' model cache (:func:`recon.solvers.learned.method.get_model`, per file and device)."""
+    from recon.solvers.learned.method import get_model
     from recon.solvers.reconstruct import resolve_device
 
-    dev = resolve_device(device)
-    path = None if weights is None else str(Path(weights))
-    mtime = Path(path).stat().st_mtime if path is not None and Path(path).is_file() else 0.0
-    return _cached_prior(path, mtime, str(dev))
+    return get_model("diffusion", weights, str(resolve_device(device)))
 
 
 def slice_model(kspace: torch.Tensor, mask: np.ndarray, maps: torch.Tensor | None = None):

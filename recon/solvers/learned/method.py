@@ -24,7 +24,8 @@ def _cached_model(path: str, mtime: float, device: str, expect: str) -> torch.nn
 
 
 def get_model(name: str, weights: str | Path | None = None, device: str = "cpu") -> torch.nn.Module:
-    """The model ``name`` (``varnet``/``modl``) with ``weights`` (default: the bundled ones), in eval mode."""
+    """The model ``name`` (``varnet``/``modl``/``diffusion``) with ``weights`` (default: the bundled ones), in eval
+    mode, cached per (file, modification time, device)."""
     from recon.weights import bundled_weights
 
     path = Path(weights) if weights is not None else bundled_weights(name)

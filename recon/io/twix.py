@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from recon.errors import CorruptFileError, DataError, MissingDependencyError, UsageError, require
+from recon.io.calibration import calibration_summary, pat_attrs, read_twix_refscan
 from recon.io.paths import check_input_file
 from recon.io.types import Header, InMemoryRawFile, RawData, RawFile
 
@@ -195,9 +196,15 @@ def open_twix(path: str | Path, *, remove_oversampling: bool = True, measurement
     pe_lines = int(_get(yaps, "sKSpace", "lPhaseEncodingLines", default=0) or 0)
     os_factor = float(_get(hdr, "Meas", "flReadoutOSFactor", default=0) or 0)
     n_col = int(scan.base_size["Col"])
+    centre_col = int(scan.mdb_list[0].mdh.CenterCol) if scan.mdb_list else n_col // 2
+    full_col = 2 * base_res if (os_factor == 2.0 and base_res > 0) else n_col
+    asymmetric = 0 < centre_col and centre_col != n_col // 2 and n_col < full_col  # asymmetric echo (readout partial Fourier)
     oversampled = os_factor == 2.0 or (os_factor == 0 and base_res > 0 and n_col == 2 * base_res)
-    remove = bool(remove_oversampling and oversampled and n_col % 2 == 0)
-    if remove_oversampling and not remove:
+    remove = bool(remove_oversampling and oversampled and n_col % 2 == 0 and not asymmetric)
+    if asymmetric:
+        notes.append(f"asymmetric echo: {n_col} of {full_col} readout samples (centre sample {centre_col}); "
+                     "zero-filled to the full readout, oversampling kept")
+    elif remove_oversampling and not remove:
         notes.append(f"readout oversampling not removed: the protocol gives factor {os_factor or 'none'} "
                      f"for {n_col}-sample readouts")
 
@@ -217,6 +224,9 @@ def open_twix(path: str | Path, *, remove_oversampling: bool = True, measurement
     except Exception as exc:
         raise CorruptFileError(f"twix image data could not be read ({type(exc).__name__}: {exc})", path) from None
     arr = np.asarray(arr, dtype=np.complex64).reshape(scan.shape)
+    if asymmetric:  # the echo centre (MDH CenterCol) lands at H // 2 of the full readout
+        ro_front = min(max(full_col // 2 - centre_col, 0), full_col - n_col)
+        arr = np.pad(arr, [(0, 0)] * (arr.ndim - 1) + [(ro_front, full_col - n_col - ro_front)])
     sizes = dict(zip(DIM_ORDER, arr.shape))
 
     # --- which lines hold data (before padding) --------------------------------------------------
@@ -311,7 +321,15 @@ def open_twix(path: str | Path, *, remove_oversampling: bool = True, measurement
     if int(scan.base_size["Ave"]) > 1:
         notes.append(f"{int(scan.base_size['Ave'])} averages averaged")
 
-    data = RawData(kspace, header, mask=mask, path=path)
+    calibration = cal_lines = None
+    if "refscan" in categories and not asymmetric:
+        got = read_twix_refscan(categories["refscan"], DIM_ORDER, remove, front, w, kspace.shape[0])
+        if got is None:
+            notes.append(f"{len(categories['refscan'].mdb_list)} 'refscan' lines do not fit the image grid; ignored")
+        else:
+            calibration, cal_lines = got
+            notes = [n for n in notes if "'refscan' lines ignored" not in n]
+    data = RawData(kspace, header, mask=mask, path=path, calibration=calibration, calibration_mask=cal_lines)
     extra: dict[str, Any] = {
         "twix_version": version,
         "measurement": f"{measurement % len(measurements) + 1} of {len(measurements)}",
@@ -319,6 +337,9 @@ def open_twix(path: str | Path, *, remove_oversampling: bool = True, measurement
         "slice_axis": slice_dims or {"Sli": 1},
         "notes": notes,
     }
+    extra.update(pat_attrs(yaps))
+    extra.update(calibration_summary(data))
+    header.attrs.update(pat_attrs(yaps))
     if messages:
         extra["twixtools_messages"] = messages
     return InMemoryRawFile(data, "twix", extra)

@@ -127,6 +127,10 @@ class RawData:
         or ``reconstruction_esc``), or None.
     reference_name: which dataset ``reference`` came from.
     path: the file it was read from, if any.
+    calibration: ``(slices, coils, H, W)`` complex64 parallel-imaging reference (calibration) lines on the
+        same grid as ``kspace`` (twix ``refscan``, MRD ``ACQ_IS_PARALLEL_CALIBRATION[_AND_IMAGING]``), zero
+        elsewhere; None when the file has none. See ``recon/io/calibration.py``.
+    calibration_mask: ``(W,)`` boolean: the phase-encode lines ``calibration`` holds.
     """
 
     kspace: np.ndarray
@@ -135,6 +139,8 @@ class RawData:
     reference: np.ndarray | None = None
     reference_name: str | None = None
     path: Path | None = None
+    calibration: np.ndarray | None = None
+    calibration_mask: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.kspace = validate_kspace(self.kspace, self.path)
@@ -189,7 +195,9 @@ class RawData:
         if mask is not None and mask.ndim >= 3:
             mask = mask[sel]
         ref = self.reference[sel] if self.reference is not None else None
-        return RawData(self.kspace[sel], self.header, mask, ref, self.reference_name, self.path)
+        cal = self.calibration[sel] if self.calibration is not None else None
+        return RawData(self.kspace[sel], self.header, mask, ref, self.reference_name, self.path,
+                       cal, self.calibration_mask)
 
 
 def expand_mask(mask: Any) -> Any:

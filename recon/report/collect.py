@@ -353,7 +353,7 @@ def load_reference(source: ReferenceSource, cache: dict[ReferenceSource, np.ndar
         except Exception as exc:  # noqa: BLE001
             raise InputError(f"cannot read '{source.key}': {exc}", source.path) from None
     else:
-        from recon.demo import reference_volume
+        from recon.metrics.reference import reference_volume
 
         data = reference_volume(source.path)
     if source.slices is not None:

@@ -255,7 +255,7 @@ def reconstruct_file(
         write_image(out, reconstruction, header=header, overwrite=overwrite)
     panels = None
     if "uncertainty" in datasets:  # posterior sampling: PNG panels next to the output (OUT_panels.png)
-        from recon.solvers.diffusion.panels import write_panels
+        from recon.report.panels import write_panels
 
         panels = write_panels(out, reconstruction, datasets, title=f"{Path(input_path).name}: {method}")
 

@@ -20,6 +20,7 @@ import torch
 
 from recon.errors import DataError, UsageError
 from recon.io.types import RawData, expand_mask
+from recon.solvers.readout import crop_readout_oversampling
 from recon.solvers.result import ReconResult
 
 METHODS = ("zero-filled", "sense", "grappa", "l1-wavelet", "tv")
@@ -226,10 +227,41 @@ def reconstruct(
 
 # --- pipeline methods: one slice (1, C, H, W) in, (1, H, W) float32 magnitude out ----------------------
 
+def _without_readout_oversampling(raw: RawData, device: Any) -> tuple[RawData, dict[str, Any]]:
+    """``raw`` with the readout oversampling removed (:func:`recon.solvers.readout.crop_readout_oversampling`),
+    and the options that keep the solution that of the full field of view: the ESPIRiT ``maps`` of the full
+    readout cropped to it, and (compressed sensing) the data ``scale`` of the full field of view. ``(raw, {})``
+    when nothing is cropped.
+
+    The iterative solvers then run on half the pixels of 2x-oversampled data. With a column mask the problem
+    decouples over image rows (CG's step sizes aside, which are global), so with the same maps CG-SENSE gives
+    the same PSNR. ESPIRiT on the cropped
+    calibration data gives other maps, and BART's scaling rule (percentiles of ``|A^H y|``) sees a fuller field
+    of view: on a simulated 640 x 368 15-coil file at 4x, maps and scale of the cropped data cost 0.18 dB
+    (CG-SENSE) and 0.1 dB / 0.03 SSIM (L1-wavelet); with these two the result is that of the full grid.
+    """
+    cropped = crop_readout_oversampling(raw)
+    if cropped is raw:
+        return raw, {}
+    from recon.solvers.scaling import bart_scale, safe_scale
+    from recon.solvers.sense import as_mask, cartesian_problem
+
+    dev = resolve_device(device)
+    kspace = torch.from_numpy(np.ascontiguousarray(raw.kspace)).to(dev)
+    mask = raw.sample_mask()
+    maps = estimate_maps(kspace, mask)
+    problem, _ = cartesian_problem(kspace, maps, as_mask(mask, dev))
+    top = (raw.kspace.shape[-2] - cropped.kspace.shape[-2]) // 2  # recon.io.fourier.center_crop's convention
+    maps = maps[..., top:top + cropped.kspace.shape[-2], :]
+    return cropped, {"maps": maps, "scale": safe_scale(bart_scale(problem.aty))}
+
+
 def sense_method(raw: RawData, *, lam: float | None = None, iterations: int | None = None,
                  device: str | None = None) -> np.ndarray:
-    """``recon run --method sense``: CG-SENSE with ESPIRiT maps."""
-    return reconstruct(raw, "sense", lam=lam, iterations=iterations, device=device).image
+    """``recon run --method sense``: CG-SENSE with ESPIRiT maps (readout oversampling removed first)."""
+    raw, full_fov = _without_readout_oversampling(raw, device)
+    return reconstruct(raw, "sense", lam=lam, iterations=iterations, maps=full_fov.get("maps"),
+                       device=device).image
 
 
 def grappa_method(raw: RawData, *, lam: float | None = None, device: str | None = None) -> np.ndarray:
@@ -239,13 +271,17 @@ def grappa_method(raw: RawData, *, lam: float | None = None, device: str | None 
 
 def l1_wavelet_method(raw: RawData, *, lam: float | None = None, iterations: int | None = None,
                       solver: str | None = None, device: str | None = None) -> np.ndarray:
-    """``recon run --method l1-wavelet``: L1-wavelet CS with ESPIRiT maps (FISTA by default)."""
+    """``recon run --method l1-wavelet``: L1-wavelet CS with ESPIRiT maps (FISTA by default; readout
+    oversampling removed first)."""
+    raw, full_fov = _without_readout_oversampling(raw, device)
     opts = {} if solver is None else {"solver": solver}
-    return reconstruct(raw, "l1-wavelet", lam=lam, iterations=iterations, device=device, **opts).image
+    return reconstruct(raw, "l1-wavelet", lam=lam, iterations=iterations, device=device, **full_fov, **opts).image
 
 
 def tv_method(raw: RawData, *, lam: float | None = None, iterations: int | None = None,
               solver: str | None = None, device: str | None = None) -> np.ndarray:
-    """``recon run --method tv``: TV CS with ESPIRiT maps (ADMM by default)."""
+    """``recon run --method tv``: TV CS with ESPIRiT maps (ADMM by default; readout oversampling removed
+    first)."""
+    raw, full_fov = _without_readout_oversampling(raw, device)
     opts = {} if solver is None else {"solver": solver}
-    return reconstruct(raw, "tv", lam=lam, iterations=iterations, device=device, **opts).image
+    return reconstruct(raw, "tv", lam=lam, iterations=iterations, device=device, **full_fov, **opts).image

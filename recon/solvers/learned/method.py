@@ -14,6 +14,7 @@ import torch
 
 from recon.errors import UsageError
 from recon.io.types import RawData
+from recon.solvers.readout import remove_readout_oversampling
 
 
 @lru_cache(maxsize=8)
@@ -67,31 +68,6 @@ def slice_masks(raw: RawData) -> np.ndarray:
     if m.ndim == 2:
         return m[None]
     return m.reshape(m.shape[0], m.shape[-2], w)  # (S, 1, W) or (S, H, W)
-
-
-def remove_readout_oversampling(kspace: np.ndarray, mask: np.ndarray, height: int
-                                ) -> tuple[np.ndarray, np.ndarray]:
-    """Crop the readout (H) of ``(S, C, H, W)`` k-space to ``height`` in image space (centred orthonormal FFTs
-    along H, so the data's scale is kept), as a scanner's readout-oversampling removal does.
-
-    Only for masks constant along H (``(S|1, H|1, W)`` column masks: each acquired line is a whole readout, so
-    cropping commutes with the mask); otherwise, or when ``height >= H``, returns the inputs unchanged. The
-    bundled networks were trained on k-space without readout oversampling; on a 2x oversampled grid the object
-    fills half the field of view and they lose 2-3 dB (measured on Colin 27 simulations).
-    Returns ``(kspace (S, C, height, W), mask (S|1, 1, W))``.
-    """
-    h = kspace.shape[-2]
-    if not 0 < height < h:
-        return kspace, mask
-    if mask.shape[-2] != 1:
-        if not (mask == mask[..., :1, :]).all():
-            return kspace, mask  # a 2D mask: the readout is not fully sampled
-        mask = mask[..., :1, :]
-    image = np.fft.fftshift(np.fft.ifft(np.fft.ifftshift(kspace, axes=-2), axis=-2, norm="ortho"), axes=-2)
-    top = (h - height) // 2  # the centre-crop convention of recon.io.fourier.center_crop
-    image = image[..., top:top + height, :]
-    cropped = np.fft.fftshift(np.fft.fft(np.fft.ifftshift(image, axes=-2), axis=-2, norm="ortho"), axes=-2)
-    return cropped.astype(np.complex64), mask
 
 
 def learned_reconstruction(raw: RawData, name: str, weights: str | Path | None, device: str) -> np.ndarray:

@@ -14,48 +14,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from recon.operators import fft2c
 from recon.solvers.diffusion.samplers import SenseData
-from recon.solvers.diffusion.uncertainty import null_component
-
-#: CG iterations of the projection for truth-based maps (more than the sampler's summary uses: exactness)
-EXACT_ITERATIONS = 100
-
-
-def _column_mask(mask: torch.Tensor | None, h: int, w: int) -> torch.Tensor | None:
-    """The ``(W,)`` bool column mask if ``mask`` samples whole phase-encode columns, else None."""
-    if mask is None:
-        return torch.ones(w, dtype=torch.bool)
-    m = torch.as_tensor(mask).detach().cpu()
-    m = torch.broadcast_to(m.reshape((1,) * max(0, 2 - m.ndim) + tuple(m.shape[-2:])), (h, w)) != 0
-    return m[0] if bool((m == m[:1]).all()) else None
-
-
-def exact_null_component(data: SenseData, x: torch.Tensor, rcond: float = 1e-6) -> torch.Tensor:
-    """``P_null x`` ``(..., H, W)`` without iterations, for a column (phase-encode) mask.
-
-    With ``A = M_W F_W F_H S`` and ``F_H`` unitary along the fully sampled readout, ``A^H A`` acts on each
-    readout row separately: row ``h`` sees ``A_h = [M_W F_W diag(S_c[h, :])]_c`` (``C |M| x W``). Its SVD
-    gives the row space ``V_r`` (singular values above ``rcond`` x the largest) and ``P_null x_h = x_h -
-    V_r V_r^H x_h``, exact to float64 rounding. Other masks: CG (:func:`null_component`, ``EXACT_ITERATIONS``).
-    """
-    maps = data.op.maps
-    c, h, w = maps.shape[-3:]
-    col = _column_mask(data.op.mask, h, w)
-    if col is None or maps.ndim != 3:
-        return null_component(data, x, EXACT_ITERATIONS)
-    eye = torch.eye(w, dtype=torch.complex128)
-    fw = fft2c(eye.T[:, None, :])[:, 0, :].T  # (W, W): column j = centred FFT of e_j along W
-    rows = fw[col.to(torch.bool)]  # (m, W)
-    s = maps.detach().cpu().to(torch.complex128)  # (C, H, W)
-    a = (rows[None, None] * s.permute(1, 0, 2)[:, :, None, :]).reshape(h, -1, w)  # (H, C m, W)
-    _, sv, vh = torch.linalg.svd(a, full_matrices=False)
-    keep = (sv > rcond * sv.amax(dim=-1, keepdim=True)).to(torch.complex128)  # (H, k)
-    xr = x.detach().cpu().to(torch.complex128)
-    coeff = torch.einsum("hkw,...hw->...hk", vh, xr) * keep
-    ranged = torch.einsum("hkw,...hk->...hw", vh.conj(), coeff)
-    return (xr - ranged).to(torch.complex64).to(x.device)
-
+from recon.solvers.diffusion.uncertainty import exact_null_component, null_component  # noqa: F401 (re-export)
 
 def null_space_error(data: SenseData, reconstruction: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     """``h = P_null (x_hat - x)`` ``(..., H, W)`` complex: the truth-based hallucination (Bhadra et al.),

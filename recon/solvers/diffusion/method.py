@@ -16,7 +16,9 @@ Per slice ``(1, C, H, W)``:
 
 Returns (all float32, leading slice axis of 1; the pipeline crops the image-shaped ones):
 ``reconstruction`` = |posterior mean|, ``uncertainty`` = std of the sample magnitudes, ``hallucination`` =
-the null-space ratio map, ``hallucination_fraction`` ``(1,)`` = flagged fraction of object pixels, and with
+the null-space ratio map, ``hallucination_fraction`` ``(1,)`` = flagged fraction of object pixels,
+``null_spread`` = the samples' RMS null-space deviation (the predicted hallucination magnitude),
+``noise_level`` ``(1,)`` = the image-domain noise std used, and with
 ``save_samples`` ``samples`` ``(1, K, H, W)`` = the sample magnitudes.
 """
 from __future__ import annotations
@@ -166,6 +168,7 @@ def diffusion_method(
         "hallucination": summary.hallucination[None],
         "hallucination_fraction": np.asarray([summary.hallucination_fraction], dtype=np.float32),
     }
+    out["null_spread"] = summary.null_spread[None]
     out["noise_level"] = np.asarray([noise], dtype=np.float32)
     if cal is not None:
         out["sample_std"] = out["uncertainty"]

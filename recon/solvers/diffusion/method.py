@@ -174,6 +174,7 @@ def diffusion_method(
         out["sample_std"] = out["uncertainty"]
         out.update({k: v.astype(np.float32) for k, v in calib.calibrated_outputs(
             out["reconstruction"], out["sample_std"], noise, float(cal["scale"])).items()})
+        out["interval_alpha"] = np.asarray([cal["alpha"]], dtype=np.float32)
     if save_samples:
         out["samples"] = x.abs().cpu().numpy().astype(np.float32)[None]
     return out

@@ -246,3 +246,29 @@ def test_measured_acceleration_is_checked_per_slice(calibration: Path, tiny_weig
     for accel in (2 * hi, 0.5 * lo):
         with pytest.raises(UsageError, match="sampled at"):
             check_calibration(cal, calibration, method="diffusion", weights=tiny_weights, acceleration=accel)
+
+
+def test_report_shows_intervals_and_miss_rate(calibration: Path, cal_folder: Path, tiny_weights: Path,
+                                              tmp_path: Path) -> None:
+    from recon.cli import main
+    from recon.report.collect import collect_run
+    from recon.report.intervals import interval_rows
+    from recon.solvers.diffusion.uncertainty import object_mask
+
+    src = sorted(cal_folder.glob("*.h5"))[0]
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    out = run_dir / src.name
+    assert main(["run", str(src), str(out), *RUN, "--weights", str(tiny_weights), "--calibration",
+                 str(calibration)]) == 0
+    assert main(["report", str(run_dir), "--tiers", "pixel", "--target-dir", str(cal_folder)]) == 0
+    page = (run_dir / "report.html").read_text()
+    assert "Calibrated intervals" in page and "lower map" in page and "upper map" in page
+    rows = interval_rows(collect_run(run_dir, cal_folder), log=print)
+    assert len(rows) == 1 and rows[0].alpha == pytest.approx(0.2)
+    with h5py.File(out) as f, h5py.File(src) as g:
+        lower, upper, ref = f["lower"][()], f["upper"][()], g["reconstruction_rss"][()]
+    objs = np.stack([object_mask(r) for r in ref])
+    miss = ((ref < lower) | (ref > upper))[objs].mean()
+    assert rows[0].miss == pytest.approx(miss, abs=1e-9)
+    assert f"{rows[0].miss:.4f}" in page

@@ -81,30 +81,60 @@ def _column_mask(mask: torch.Tensor | None, h: int, w: int) -> torch.Tensor | No
     return m[0] if bool((m == m[:1]).all()) else None
 
 
+def _row_bases(data: SenseData, col: torch.Tensor, rcond: float) -> list[tuple[torch.Tensor, torch.Tensor] | None]:
+    """Per readout row ``h``: ``(support, V_r)``, the phase-encode columns where some map is non-zero and an
+    orthonormal basis ``(k, |support|)`` (conjugated rows) of the row space of ``A_h`` on them (None: the
+    row is entirely null). Cached on ``data`` (the same model is projected several times per slice)."""
+    cached = getattr(data, "_row_bases", None)
+    if cached is not None and cached[0] == rcond:
+        return cached[1]
+    maps = data.op.maps.detach().cpu().to(torch.complex128)  # (C, H, W)
+    c, h, w = maps.shape
+    eye = torch.eye(w, dtype=torch.complex128)
+    fw = fft2c(eye.T[:, None, :])[:, 0, :].T  # (W, W): column j = centred FFT of e_j along W
+    rows = fw[col.to(torch.bool)]  # (m, W)
+    gram_f = rows.conj().T @ rows  # (W, W): F_W^H M F_W
+    bases: list[tuple[torch.Tensor, torch.Tensor] | None] = []
+    for i in range(h):
+        support = torch.nonzero((maps[:, i, :].abs() > 0).any(0)).reshape(-1)
+        if support.numel() == 0:
+            bases.append(None)
+            continue
+        si = maps[:, i, support]  # (C, s)
+        gram = gram_f[support][:, support] * (si.conj().T @ si)  # A_h^H A_h on the support
+        evals, evecs = torch.linalg.eigh(gram)
+        keep = evals > (rcond ** 2) * evals.max().clamp_min(1e-300)
+        bases.append((support, evecs[:, keep].conj().T) if bool(keep.any()) else None)
+    try:
+        data._row_bases = (rcond, bases)  # type: ignore[attr-defined]
+    except AttributeError:  # pragma: no cover - a frozen stand-in
+        pass
+    return bases
+
+
 def exact_null_component(data: SenseData, x: torch.Tensor, rcond: float = 1e-6) -> torch.Tensor:
     """``P_null x`` ``(..., H, W)`` without iterations, for a column (phase-encode) mask.
 
     With ``A = M_W F_W F_H S`` and ``F_H`` unitary along the fully sampled readout, ``A^H A`` acts on each
-    readout row separately: row ``h`` sees ``A_h = [M_W F_W diag(S_c[h, :])]_c`` (``C |M| x W``). Its SVD
-    gives the row space ``V_r`` (singular values above ``rcond`` x the largest) and ``P_null x_h = x_h -
-    V_r V_r^H x_h``, exact to float64 rounding. Other masks: CG (:func:`null_component`, ``EXACT_ITERATIONS``).
+    readout row separately: row ``h`` sees ``A_h = [M_W F_W diag(S_c[h, :])]_c`` (``C |M| x W``), restricted
+    to the columns where some map is non-zero (the others are null outright). The eigenvectors of ``A_h^H A_h`` give the
+    row space ``V_r`` (eigenvalues above ``rcond^2`` x the largest) and ``P_null x_h = x_h - V_r V_r^H x_h``, exact to
+    float64 rounding. Other masks: CG (:func:`null_component`, ``EXACT_ITERATIONS``).
     """
     maps = data.op.maps
     c, h, w = maps.shape[-3:]
     col = _column_mask(data.op.mask, h, w)
     if col is None or maps.ndim != 3:
         return null_component(data, x, EXACT_ITERATIONS)
-    eye = torch.eye(w, dtype=torch.complex128)
-    fw = fft2c(eye.T[:, None, :])[:, 0, :].T  # (W, W): column j = centred FFT of e_j along W
-    rows = fw[col.to(torch.bool)]  # (m, W)
-    s = maps.detach().cpu().to(torch.complex128)  # (C, H, W)
-    a = (rows[None, None] * s.permute(1, 0, 2)[:, :, None, :]).reshape(h, -1, w)  # (H, C m, W)
-    _, sv, vh = torch.linalg.svd(a, full_matrices=False)
-    keep = (sv > rcond * sv.amax(dim=-1, keepdim=True)).to(torch.complex128)  # (H, k)
     xr = x.detach().cpu().to(torch.complex128)
-    coeff = torch.einsum("hkw,...hw->...hk", vh, xr) * keep
-    ranged = torch.einsum("hkw,...hk->...hw", vh.conj(), coeff)
-    return (xr - ranged).to(torch.complex64).to(x.device)
+    out = xr.clone()
+    for i, basis in enumerate(_row_bases(data, col, rcond)):
+        if basis is None:
+            continue
+        support, vr = basis
+        seg = xr[..., i, support]  # (..., s)
+        out[..., i, support] = seg - (seg @ vr.T) @ vr.conj()
+    return out.to(torch.complex64).to(x.device)
 
 
 def noise_level(kspace: np.ndarray | torch.Tensor, mask: Any = None, edge: float = 1 / 16) -> float:
@@ -155,7 +185,7 @@ def summarise(samples: torch.Tensor, data: SenseData | None = None, *, noise: fl
 
     ``data``: the measurement model in the samples' units (without it the null-space maps are zero);
     ``noise``: the image-domain noise std in the same units; ``exact``: the null-space projections by the
-    exact row-wise SVD of :func:`exact_null_component` for column masks (issue 14: 30 CG iterations leave a
+    exact row-wise eigen-decomposition of :func:`exact_null_component` for column masks (issue 14: 30 CG iterations leave a
     large part of the range in multi-coil "null" maps), else ``projection_iterations`` CG iterations.
     """
     with torch.no_grad():

@@ -10,7 +10,8 @@ For each test slice with a fully sampled reference (fastMRI layout; e.g. ``examp
    truth-based hallucination ``h = P_null (xbar - x)`` (Bhadra et al., IEEE TMI 2021; the exact row-wise
    projection of :func:`recon.metrics.hallucination.exact_null_component`).
 3. Positives: object pixels (of the truth) where ``|h|`` exceeds ``--level`` (default 0.1) x the object's
-   mean true intensity. Scores: ROC AUC over the object pixels of recon's ``hallucination`` map, of its
+   mean true intensity (columns ``auc_*``; a slice with no positives gives NaN and is left out of the means);
+   and, second, the top ``--top`` (default 0.1) fraction of the object's pixels by ``|h|`` (``auc_*_top``). Scores: ROC AUC over the object pixels of recon's ``hallucination`` map, of its
    ``null_spread`` map (the samples' null-space spread), and for comparison of the std map and ``|P_null xbar|``; the fraction of object pixels flagged at the default
    threshold (3), and the fraction of those that are positives (precision) and of positives flagged (recall).
 4. Lesion test (``--lesions`` slices): a disk of radius 3 px and contrast ``+0.5`` x the object's mean
@@ -32,18 +33,23 @@ import torch
 
 
 def slices_of(folder: Path, limit: int) -> list[tuple[Path, int]]:
-    """``(file, slice index)`` pairs, round-robin over the files (so that every source is represented)."""
+    """``(file, slice index)`` pairs, the middle slice of each file, interleaved over the sources (file name
+    prefixes before the last ``_``) so that every source is represented, then further slices likewise."""
     from recon.io import open_raw
 
-    per = []
+    groups: dict[str, list[list[tuple[Path, int]]]] = {}
     for p in sorted(folder.glob("*.h5")):
         with open_raw(p) as rf:
-            per.append([(p, i) for i in range(rf.num_slices)])
-    out = []
-    while len(out) < limit and any(per):
-        for lst in per:
-            if lst and len(out) < limit:
-                out.append(lst.pop(0))
+            n = rf.num_slices
+        order = sorted(range(n), key=lambda i: abs(i - (n - 1) / 2))
+        groups.setdefault(p.stem.rsplit("_", 1)[0], []).append([(p, i) for i in order])
+    queues = [[item for rnd in zip(*[f + [None] * (max(map(len, g)) - len(f)) for f in g]) for item in rnd
+               if item is not None] for g in groups.values()]
+    out: list[tuple[Path, int]] = []
+    while len(out) < limit and any(queues):
+        for q in queues:
+            if q and len(out) < limit:
+                out.append(q.pop(0))
     return out
 
 
@@ -79,6 +85,7 @@ def main() -> None:
     ap.add_argument("--lesions", type=int, default=2, help="slices per acceleration for the lesion test")
     ap.add_argument("--samples", type=int, default=4)
     ap.add_argument("--level", type=float, default=0.1)
+    ap.add_argument("--top", type=float, default=0.1, help="second positive set: this top fraction of |h|")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
@@ -105,8 +112,12 @@ def main() -> None:
             auc, pos = detection_auc(summ.hallucination, h, obj, level, a.level)
             labels = (h > a.level * level)[obj]
             flagged = (summ.hallucination > HALLUCINATION_THRESHOLD)[obj]
+            top = obj & (h >= np.quantile(h[obj], 1 - a.top))  # the top decile of |h| in the object
             rows.append({
                 "file": path.name, "slice": s, "auc_hallucination": auc,
+                "auc_hallucination_top": roc_auc(summ.hallucination[obj], top[obj]),
+                "auc_null_spread_top": roc_auc(summ.null_spread[obj], top[obj]),
+                "auc_std_top": roc_auc(summ.std[obj], top[obj]),
                 "auc_null_spread": roc_auc(summ.null_spread[obj], labels),
                 "auc_std": roc_auc(summ.std[obj], labels), "auc_null_mean": roc_auc(summ.null[obj], labels),
                 "positive_fraction": pos, "flagged_fraction": float(flagged.mean()),
@@ -135,7 +146,8 @@ def main() -> None:
             r = rows[-1]
             print(f"{accel}x {path.name}[{s}]: AUC hallucination {r['auc_hallucination']:.3f} std "
                   f"{r['auc_std']:.3f} null_spread {r['auc_null_spread']:.3f} |P_null mean| {r['auc_null_mean']:.3f}; positives {r['positive_fraction']:.3f}, "
-                  f"flagged {r['flagged_fraction']:.3f}", flush=True)
+                  f"flagged {r['flagged_fraction']:.3f}; top-{a.top:g} AUC hallucination {r['auc_hallucination_top']:.3f} "
+                  f"null_spread {r['auc_null_spread_top']:.3f} std {r['auc_std_top']:.3f}", flush=True)
         summary = {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0] if k not in ("file", "slice")}
         summary["auc_hallucination_min"] = float(np.nanmin([r["auc_hallucination"] for r in rows]))
         summary["seconds"] = round(time.perf_counter() - t0, 1)

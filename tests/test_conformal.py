@@ -195,7 +195,7 @@ def test_calibrate_writes_the_fit_and_run_writes_intervals(calibration: Path, ca
     assert cal["undersampling"]["accelerations"] == [4.0] and cal["scale"] > 0
     assert cal["calibration_risk"] <= (0.2 * 13 - 1) / 12
     out = tmp_path / "rec.h5"
-    src = sorted(cal_folder.glob("*.h5"))[0]
+    src = min(cal_folder.glob("*.h5"))
     assert main(["run", str(src), str(out), *RUN, "--weights", str(tiny_weights), "--calibration",
                  str(calibration)]) == 0
     with h5py.File(out) as f:
@@ -212,7 +212,7 @@ def test_calibration_for_something_else_is_refused(change: str, calibration: Pat
                                                    tiny_weights: Path, tmp_path: Path, capsys) -> None:
     from recon.cli import main
 
-    src = sorted(cal_folder.glob("*.h5"))[0]
+    src = min(cal_folder.glob("*.h5"))
     args = ["run", str(src), str(tmp_path / "rec.h5"), *RUN, "--weights", str(tiny_weights),
             "--calibration", str(calibration)]
     if change == "weights":
@@ -255,7 +255,7 @@ def test_report_shows_intervals_and_miss_rate(calibration: Path, cal_folder: Pat
     from recon.report.intervals import interval_rows
     from recon.solvers.diffusion.uncertainty import object_mask
 
-    src = sorted(cal_folder.glob("*.h5"))[0]
+    src = min(cal_folder.glob("*.h5"))
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     out = run_dir / src.name

@@ -69,7 +69,10 @@ def collect_slices(files: list[Path], method: str, undersampling, options: dict,
     from recon.metrics.conformal import slice_scores
     from recon.metrics.reference import reference_slice
     from recon.pipeline import reconstruct_file
-    from recon.solvers.diffusion.calibration import heuristic_spread, measured_acceleration
+    from recon.solvers.diffusion.calibration import (
+        heuristic_spread,
+        measured_acceleration,
+    )
     from recon.solvers.diffusion.uncertainty import object_mask
 
     scores, accels, per_file = [], [], []

@@ -126,7 +126,7 @@ def hb_pvalue(risk: float, n: int, alpha: float) -> float:
     else:
         h = (r * math.log(r / alpha) if r > 0 else 0.0) + (1 - r) * math.log((1 - r) / (1 - alpha))
         hoeffding = math.exp(-n * h)
-    bentkus = math.e * _binom_cdf(int(math.ceil(n * r - 1e-12)), n, alpha)
+    bentkus = math.e * _binom_cdf(math.ceil(n * r - 1e-12), n, alpha)
     return min(hoeffding, bentkus)
 
 
@@ -151,7 +151,7 @@ def rcps_scale(scores: list[np.ndarray], alpha: float, delta: float) -> float | 
 
 def rcps_min_slices(alpha: float, delta: float) -> int:
     """Fewest slices for which RCPS can succeed at all (zero empirical risk): ``(1 - alpha)^n < delta``."""
-    return int(math.floor(math.log(delta) / math.log(1 - alpha))) + 1
+    return math.floor(math.log(delta) / math.log(1 - alpha)) + 1
 
 
 @dataclass

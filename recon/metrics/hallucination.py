@@ -17,6 +17,7 @@ import torch
 from recon.solvers.diffusion.samplers import SenseData
 from recon.solvers.diffusion.uncertainty import exact_null_component, null_component  # noqa: F401 (re-export)
 
+
 def null_space_error(data: SenseData, reconstruction: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     """``h = P_null (x_hat - x)`` ``(..., H, W)`` complex: the truth-based hallucination (Bhadra et al.),
     with the exact projection :func:`exact_null_component`."""

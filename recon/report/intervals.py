@@ -7,8 +7,9 @@ Object: the reference's pixels above 10 % of its 99th percentile, per slice
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

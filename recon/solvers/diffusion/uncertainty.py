@@ -89,7 +89,7 @@ def _row_bases(data: SenseData, col: torch.Tensor, rcond: float) -> list[tuple[t
     if cached is not None and cached[0] == rcond:
         return cached[1]
     maps = data.op.maps.detach().cpu().to(torch.complex128)  # (C, H, W)
-    c, h, w = maps.shape
+    _, h, w = maps.shape
     eye = torch.eye(w, dtype=torch.complex128)
     fw = fft2c(eye.T[:, None, :])[:, 0, :].T  # (W, W): column j = centred FFT of e_j along W
     rows = fw[col.to(torch.bool)]  # (m, W)
@@ -122,7 +122,7 @@ def exact_null_component(data: SenseData, x: torch.Tensor, rcond: float = 1e-6) 
     float64 rounding. Other masks: CG (:func:`null_component`, ``EXACT_ITERATIONS``).
     """
     maps = data.op.maps
-    c, h, w = maps.shape[-3:]
+    _, h, w = maps.shape[-3:]
     col = _column_mask(data.op.mask, h, w)
     if col is None or maps.ndim != 3:
         return null_component(data, x, EXACT_ITERATIONS)

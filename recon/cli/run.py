@@ -32,6 +32,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--steps", type=int, default=None, metavar="N",
                    help="sampler steps (default: 12 for dds, 50 for dps)")
     g.add_argument("--sampler", choices=("dds", "dps"), default=None, help="posterior sampler (default: dds)")
+    g.add_argument("--calibration", default=None, metavar="FILE",
+                   help="a 'recon calibrate' file: also write calibrated intervals lower/upper, and uncertainty = "
+                        "their half-width (refused if made for other weights, options or acceleration)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(handler=main)
@@ -108,7 +111,7 @@ def options_from_args(args: argparse.Namespace) -> dict:
         options["device"] = args.device
     if getattr(args, "weights", None):
         options["weights"] = args.weights
-    for name in ("lam", "iterations", "solver", "samples", "steps", "sampler"):
+    for name in ("lam", "iterations", "solver", "samples", "steps", "sampler", "calibration"):
         if getattr(args, name, None) is not None:
             options[name] = getattr(args, name)
     if getattr(args, "save_samples", False):
@@ -128,7 +131,10 @@ def main(args: argparse.Namespace) -> int:
     from recon.runtime import configure_threads
 
     configure_threads(args.threads)  # before torch is imported (recon.runtime)
+    from recon.cli.calibrate import check_run_args
     from recon.pipeline import reconstruct_file
+
+    check_run_args(args)  # a calibration for another method/weights/acceleration: exit 2 before any work
 
     summary = reconstruct_file(args.input, args.output, method=args.method, overwrite=args.overwrite,
                                progress=_progress, undersampling=undersampling_from_args(args),

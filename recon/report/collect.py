@@ -31,7 +31,7 @@ import numpy as np
 from recon.errors import InputError
 
 #: optional image datasets of a reconstruction file shown in the report (diffusion methods write them)
-EXTRA_MAPS = ("uncertainty", "hallucination")
+EXTRA_MAPS = ("uncertainty", "hallucination", "lower", "upper")
 #: file names of the folder kinds
 MANIFEST_NAME = "manifest.json"
 DEMO_METRICS = "metrics.json"

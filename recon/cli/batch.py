@@ -87,7 +87,7 @@ def main(args: argparse.Namespace) -> int:
         from recon.errors import UsageError
 
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
-    from recon.cli.calibrate import check_run_args
+    from recon.cli.run import check_run_args
 
     check_run_args(args)  # a calibration for another method/weights/acceleration: exit 2 before any work
     live = {"auto": None, "bar": True, "lines": False}[args.progress]

@@ -20,8 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-#: methods that produce samples (and so spreads to calibrate)
-CALIBRATABLE = ("diffusion",)
+from recon.cli.run import CALIBRATABLE  # methods that produce samples (and so spreads to calibrate)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -157,24 +156,3 @@ def main(args: argparse.Namespace) -> int:
     print(f"{out}: {fit.guarantee} scale {fit.scale:.4g} on {fit.n} slices of {len(per_file)} file(s), "
           f"calibration miss rate {fit.calibration_risk:.4f} (alpha {fit.alpha}), {record['seconds']:.1f} s")
     return 0
-
-
-def check_run_args(args: argparse.Namespace) -> None:
-    """For ``recon run|batch --calibration FILE``: refuse, before any work, a calibration made for another
-    method, other weights or options, or another nominal undersampling (slices are checked again)."""
-    path = getattr(args, "calibration", None)
-    if path is None:
-        return
-    from recon.cli.run import options_from_args, undersampling_from_args
-    from recon.errors import UsageError
-    from recon.solvers.diffusion import calibration as calib
-
-    cal = calib.load_calibration(path)
-    if args.method not in CALIBRATABLE:
-        raise UsageError(f"--calibration is for method(s) {', '.join(CALIBRATABLE)}, not {args.method!r}"
-                         f" (the calibration was made for {cal.get('method')!r})", path)
-    o = options_from_args(args)
-    calib.check_calibration(cal, path, method=args.method, weights=o.get("weights"),
-                            options=calib.resolved_options(o.get("samples", 4), o.get("steps"),
-                                                           o.get("sampler", "dds"), None),
-                            undersampling=undersampling_from_args(args))

@@ -131,7 +131,6 @@ def main(args: argparse.Namespace) -> int:
     from recon.runtime import configure_threads
 
     configure_threads(args.threads)  # before torch is imported (recon.runtime)
-    from recon.cli.calibrate import check_run_args
     from recon.pipeline import reconstruct_file
 
     check_run_args(args)  # a calibration for another method/weights/acceleration: exit 2 before any work
@@ -146,3 +145,27 @@ def main(args: argparse.Namespace) -> int:
         print(f"{summary['output']}: {summary['method']} reconstruction of {summary['input']} "
               f"({summary['format']}), {shape}, {summary['seconds']:.2f} s" + _metrics_text(summary))
     return 0
+
+
+#: methods whose intervals ``recon calibrate`` fits and ``--calibration`` applies
+CALIBRATABLE = ("diffusion",)
+
+
+def check_run_args(args: argparse.Namespace) -> None:
+    """For ``recon run|batch --calibration FILE``: refuse, before any work, a calibration made for another
+    method, other weights or options, or another nominal undersampling (slices are checked again)."""
+    path = getattr(args, "calibration", None)
+    if path is None:
+        return
+    from recon.errors import UsageError
+    from recon.solvers.diffusion import calibration as calib
+
+    cal = calib.load_calibration(path)
+    if args.method not in CALIBRATABLE:
+        raise UsageError(f"--calibration is for method(s) {', '.join(CALIBRATABLE)}, not {args.method!r}"
+                         f" (the calibration was made for {cal.get('method')!r})", path)
+    o = options_from_args(args)
+    calib.check_calibration(cal, path, method=args.method, weights=o.get("weights"),
+                            options=calib.resolved_options(o.get("samples", 4), o.get("steps"),
+                                                           o.get("sampler", "dds"), None),
+                            undersampling=undersampling_from_args(args))

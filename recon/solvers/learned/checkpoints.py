@@ -141,6 +141,13 @@ def load_fastmri(path: str | Path, device: str = "cpu", expect: str | None = Non
 
 
 def is_fastmri_file(path: str | Path) -> bool:
+    """See :func:`_is_fastmri_file` (cached per file and modification time: the pipeline asks per slice)."""
+    p = Path(path)
+    return _is_fastmri_file(str(p), p.stat().st_mtime if p.is_file() else 0.0)
+
+
+@lru_cache(maxsize=8)
+def _is_fastmri_file(path: str, mtime: float) -> bool:
     """True when ``path`` holds a fastMRI checkpoint (any form) rather than one of recon's own models.
 
     A file that is neither (a dict without recon's ``config`` whose keys fit no fastMRI model) also gives True,

@@ -70,11 +70,11 @@ class Unet(nn.Module):
         self.down_sample_layers = nn.ModuleList(
             [ConvBlock(c_in, c_out, drop_prob) for c_in, c_out in zip([in_chans] + widths[:-1], widths)])
         self.conv = ConvBlock(widths[-1], widths[-1] * 2, drop_prob)
-        self.up_transpose_conv = nn.ModuleList([TransposeConvBlock(c * 2, c) for c in reversed(widths)])
         ups: list[nn.Module] = [ConvBlock(c * 2, c, drop_prob) for c in reversed(widths[1:])]
         ups.append(nn.Sequential(ConvBlock(widths[0] * 2, widths[0], drop_prob),
                                  nn.Conv2d(widths[0], out_chans, kernel_size=1, stride=1)))
-        self.up_conv = nn.ModuleList(ups)
+        self.up_conv = nn.ModuleList(ups)  # registered before up_transpose_conv: fastMRI's state-dict key order
+        self.up_transpose_conv = nn.ModuleList([TransposeConvBlock(c * 2, c) for c in reversed(widths)])
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         skips = []

@@ -187,7 +187,8 @@ def fastmri_raw(seed: int, coils: int = 4, h: int = 48, w: int = 37, recon=(24, 
     mask[w // 2 - 3:w // 2 + 3] = True
     mask[:acquired[0]] = mask[acquired[1]:] = False
     k = (k * mask)[None].astype(np.complex64) * 1e-4
-    header = Header(encoded_size=(h, w), recon_size=recon, acquired_pe=acquired)
+    header = Header(encoded_matrix=(h, w, 1), recon_matrix=(recon[0], recon[1], 1), num_coils=coils,
+                    acquired_pe=acquired)
     return RawData(k, header, mask)
 
 
@@ -200,7 +201,7 @@ def test_varnet_and_unet_transforms_equal_fastmri(T):
     sample = T.VarNetDataTransform()(kspace, raw.mask.astype(np.float32), None, attrs, "f.h5", 0)
     k, m, nlf = varnet_inputs(raw)
     assert torch.equal(torch.view_as_complex(sample.masked_kspace), k[0])
-    assert torch.equal(sample.mask[..., 0], m[0][None] if m.ndim == 4 else m)
+    assert torch.equal(sample.mask[..., 0], m[0])  # (1, 1, W): one mask row for all readout points
     assert nlf == sample.num_low_frequencies == 0
     un = T.UnetDataTransform("multicoil")(kspace, raw.mask, None, attrs, "f.h5", 0)
     image, mean, std = unet_inputs(raw)

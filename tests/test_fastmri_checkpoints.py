@@ -249,3 +249,15 @@ def test_recon_run_with_a_foreign_checkpoint_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "fastMRI VarNet/U-Net checkpoint" in err and "Traceback" not in err
     assert not (tmp_path / "o.h5").exists()
+
+
+def test_cli_export_weights_fastmri_format(fm, tmp_path, capsys):
+    from recon.cli import main
+
+    ref = randomise(fm.VarNet(**VARNET_CONFIGS[0]), seed=14)
+    torch.save({"state_dict": {f"varnet.{k}": v for k, v in ref.state_dict().items()}}, tmp_path / "run.ckpt")
+    code = main(["export-weights", str(tmp_path / "run.ckpt"), str(tmp_path / "out.pt"), "--format", "fastmri"])
+    assert code == 0, capsys.readouterr().err
+    back = fm.VarNet(**VARNET_CONFIGS[0])
+    back.load_state_dict(torch.load(tmp_path / "out.pt", weights_only=True), strict=True)
+    assert all(torch.equal(a, b) for a, b in zip(ref.state_dict().values(), back.state_dict().values()))

@@ -21,6 +21,7 @@ SUBCOMMANDS = {
     "simulate": "recon.cli.simulate",
     "train": "recon.cli.train",
     "report": "recon.cli.report",
+    "export-weights": "recon.cli.export_weights",
 }
 
 

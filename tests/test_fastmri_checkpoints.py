@@ -154,7 +154,7 @@ def test_lightning_checkpoint_loads(fm, tmp_path):
         assert rel(ours(torch.view_as_complex(k.contiguous()), m[..., 0]), ref(k, m)) < RTOL
     unet = randomise(fm.Unet(1, 1, 8, 2), seed=8)
     torch.save({"state_dict": {f"unet.{k}": v for k, v in unet.state_dict().items()}}, tmp_path / "u.ckpt")
-    assert load_ours(tmp_path / "u.ckpt", expect="unet").config()["chans"] == 8
+    assert load_ours(tmp_path / "u.ckpt", expect="unet").config["chans"] == 8
 
 
 def test_other_architectures_are_clear_errors(fm, tmp_path):
@@ -261,3 +261,37 @@ def test_cli_export_weights_fastmri_format(fm, tmp_path, capsys):
     back = fm.VarNet(**VARNET_CONFIGS[0])
     back.load_state_dict(torch.load(tmp_path / "out.pt", weights_only=True), strict=True)
     assert all(torch.equal(a, b) for a, b in zip(ref.state_dict().values(), back.state_dict().values()))
+
+
+def test_recon_train_fastmri_varnet_runs_and_exports(fm, tmp_path, capsys):
+    """``recon train --model fastmri-varnet`` on tiny Colin 27 folders; the checkpoint (recon's own format) runs
+    with ``--method varnet`` and exports to a state dict that fastMRI's VarNet loads and reproduces."""
+    from recon.cli import main
+    from recon.io.fastmri import write_fastmri_kspace
+    from recon.simulate import load_colin27
+    from recon.simulate.dataset import write_dataset
+
+    vol = load_colin27([60, 64, 90], shape=(40, 32))
+    write_dataset(tmp_path / "train", vol[:2], slices_per_file=2, num_coils=3, snr=30, seed=0)
+    write_dataset(tmp_path / "val", vol[2:], slices_per_file=1, num_coils=3, snr=30, seed=1)
+    ckpt = tmp_path / "fm.pt"
+    code = main(["train", str(ckpt), "--model", "fastmri-varnet", "--train", str(tmp_path / "train"), "--val",
+                 str(tmp_path / "val"), "--epochs", "1", "--cascades", "2", "--chans", "4", "--pools", "2",
+                 "--sens-chans", "2", "--accelerations", "4", "--center-fractions", "0.08"])
+    assert code == 0, capsys.readouterr().err
+    blob = torch.load(ckpt, weights_only=True)
+    assert blob["config"] == {"model": "fastmri-varnet", "num_cascades": 2, "sens_chans": 2, "sens_pools": 4,
+                              "chans": 4, "pools": 2, "mask_center": True}
+    assert main(["export-weights", str(ckpt), str(tmp_path / "sd.pt"), "--format", "fastmri"]) == 0
+    ref = fm.VarNet(num_cascades=2, sens_chans=2, sens_pools=4, chans=4, pools=2)
+    ref.load_state_dict(torch.load(tmp_path / "sd.pt", weights_only=True), strict=True)
+    ref.eval()
+    raw = fastmri_raw(15, coils=3)
+    src = write_fastmri_kspace(tmp_path / "in.h5", raw)
+    assert main(["run", str(src), str(tmp_path / "o.h5"), "--method", "varnet", "--weights", str(ckpt)]) == 0
+    rec = torch.from_numpy(h5py.File(tmp_path / "o.h5")["reconstruction"][()])
+    k = torch.view_as_real(torch.from_numpy(raw.kspace))
+    m = torch.from_numpy(raw.mask).reshape(1, 1, 1, -1, 1)
+    with torch.no_grad():
+        expected = load_fastmri()[1].center_crop(ref(k, m), (24, 30))
+    assert rel(rec.reshape(expected.shape), expected) < RTOL

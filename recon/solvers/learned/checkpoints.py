@@ -182,4 +182,4 @@ def export_fastmri(src: str | Path, out: str | Path, *, overwrite: bool = False)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return model.config()
+    return model.config

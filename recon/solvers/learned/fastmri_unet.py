@@ -94,6 +94,7 @@ class Unet(nn.Module):
             x = block(torch.cat([x, skip], dim=1))
         return x
 
+    @property
     def config(self) -> dict:
         """The constructor arguments (a recon weights file's ``config``, with ``model="fastmri-unet"``)."""
         return {"model": "fastmri-unet", "in_chans": self.in_chans, "out_chans": self.out_chans,

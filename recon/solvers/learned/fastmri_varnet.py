@@ -136,6 +136,7 @@ class FastMRIVarNet(nn.Module):
             k = cascade(k, masked_kspace, m, maps)
         return ifft2c(k).abs().square().sum(dim=1).sqrt()
 
+    @property
     def config(self) -> dict:
         """The constructor arguments (a recon weights file's ``config``, with ``model="fastmri-varnet"``)."""
         return {"model": "fastmri-varnet", "num_cascades": self.num_cascades, "sens_chans": self.sens_chans,

@@ -60,6 +60,7 @@ METHODS: dict[str, MethodFn | str] = {
     "tv": "recon.solvers.reconstruct:tv_method",
     "varnet": "recon.solvers.learned.method:varnet_method",
     "modl": "recon.solvers.learned.method:modl_method",
+    "unet": "recon.solvers.learned.fastmri_method:unet_method",
     "diffusion": "recon.solvers.diffusion.method:diffusion_method",
 }
 

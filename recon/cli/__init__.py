@@ -22,6 +22,7 @@ SUBCOMMANDS = {
     "train": "recon.cli.train",
     "report": "recon.cli.report",
     "calibrate": "recon.cli.calibrate",
+    "export-weights": "recon.cli.export_weights",
 }
 
 

@@ -89,7 +89,17 @@ def learned_reconstruction(raw: RawData, name: str, weights: str | Path | None, 
 
 
 def varnet_method(raw: RawData, *, weights: str | None = None, device: str = "cpu") -> np.ndarray:
-    """E2E-VarNet on one slice ``(1, C, H, W)`` -> ``(1, H, W)`` float32 (``weights``: default bundled)."""
+    """E2E-VarNet on one slice ``(1, C, H, W)`` -> ``(1, H, W)`` float32 (``weights``: default bundled).
+
+    A fastMRI checkpoint (plain state dict, Lightning .ckpt, or a recon ``fastmri-varnet`` file) runs fastMRI's
+    architecture instead (:mod:`recon.solvers.learned.fastmri_method`), cropped to the header's recon size."""
+    if weights is not None:
+        from recon.solvers.learned.checkpoints import is_fastmri_file
+
+        if is_fastmri_file(weights):
+            from recon.solvers.learned.fastmri_method import fastmri_varnet_reconstruction
+
+            return fastmri_varnet_reconstruction(raw, weights, device)
     return learned_reconstruction(raw, "varnet", weights, device)
 
 

@@ -158,6 +158,7 @@ def reconstruct_file(
     overwrite: bool = False,
     progress: ProgressFn | None = None,
     undersampling: Undersampling | None = None,
+    epi_correction: bool = True,
     **options: Any,
 ) -> dict[str, Any]:
     """Reconstruct one raw file and write the result; return a JSON-serialisable summary.
@@ -174,6 +175,7 @@ def reconstruct_file(
     undersampling: undersample a fully sampled input retrospectively; the mask is written to the ``.h5``
         output as the ``mask`` dataset and its parameters as ``mask_*`` attributes (an already undersampled
         input is a :class:`UsageError`).
+    epi_correction: EPI ramp regridding + Nyquist-ghost correction of twix inputs (``--no-epi-correction``).
     options: passed to the method (e.g. ``device="cuda"``).
 
     Returns
@@ -195,7 +197,7 @@ def reconstruct_file(
     out = check_output_path(output_path, overwrite)
     func = get_method(method, options)
 
-    with open_raw(input_path) as raw_file:
+    with open_raw(input_path, epi_correction=epi_correction) as raw_file:
         header = raw_file.header
         fmt = raw_file.format
         crop = header.recon_size
@@ -227,6 +229,8 @@ def reconstruct_file(
     datasets = {k: np.concatenate(vs, axis=0) for k, vs in extras.items()}
     metrics = reference_metrics(reconstruction, references)  # None without a reference
     parameters = {"method": method, **{k: v for k, v in options.items()}}
+    if not epi_correction:
+        parameters["epi_correction"] = False
     if mask is not None:
         from recon.sampling import acquired_mask
 

@@ -268,6 +268,16 @@ def open_twix(path: str | Path, *, remove_oversampling: bool = True, measurement
     n_cha, n_col_out = arr.shape[-2], arr.shape[-1]
     kspace = arr.reshape(-1, w, n_cha, n_col_out).transpose(0, 2, 3, 1)
     slice_dims = {d: int(sizes[d]) for d in DIM_ORDER[:lin_axis] if sizes[d] > 1}
+    from recon.io.geometry import sort_by_position, twix_geometry
+
+    geometry = twix_geometry(scan.mdb_list, sizes, DIM_ORDER, AVERAGED)
+    if geometry is not None and len(geometry) == kspace.shape[0]:  # slices in spatial order (interleaving)
+        order = sort_by_position(geometry)
+        if np.any(order != np.arange(order.size)):
+            kspace, geometry = kspace[order], geometry.take(order)
+            notes.append("slices sorted by position along the slice normal")
+    else:
+        geometry = None
 
     # --- noise scans ----------------------------------------------------------------------------
     noise = None
@@ -300,7 +310,7 @@ def open_twix(path: str | Path, *, remove_oversampling: bool = True, measurement
     header = Header(
         encoded_matrix=(n_col_out, w, n_z), recon_matrix=(recon_x, recon_y, n_z), num_coils=n_cha,
         encoded_fov_mm=encoded_fov, recon_fov_mm=recon_fov, pe_center=w // 2, acquired_pe=acquired_pe,
-        acquisition=_protocol_name(hdr), noise_samples=noise, format="twix",
+        acquisition=_protocol_name(hdr), noise_samples=noise, format="twix", geometry=geometry,
         attrs={**_protocol_attrs(hdr, version), "slice_axis": slice_dims or {"Sli": 1},
                "readout_oversampling_removed": remove},
     )

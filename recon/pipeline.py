@@ -93,7 +93,7 @@ def get_method(name: str, options: dict[str, Any]) -> MethodFn:
 
 def output_kind(path: str | Path) -> str:
     """``reconstruction`` for ``.h5``/``.hdf5``, else the image format (:func:`recon.io.images.image_format`)."""
-    if Path(path).suffix.lower() in RECONSTRUCTION_EXTENSIONS:
+    if Path(path).suffix.lower() in RECONSTRUCTION_EXTENSIONS and not Path(path).name.lower().endswith(".mrd.h5"):
         return "reconstruction"
     from recon.io.images import image_format
 

@@ -207,3 +207,41 @@ def frame_position_lps(geom: Geometry, entry: int, shape_hw: tuple[int, int],
     h, w = shape_hw
     return (geom.position[entry] - (h // 2) * voxel_mm[0] * geom.read_dir[entry]
             - (w // 2) * voxel_mm[1] * geom.phase_dir[entry])
+
+
+@dataclass
+class OutputLayout:
+    """How an ``(S, H, W)`` volume is written: stacks (one per contrast) and their geometry (LPS).
+
+    stacks: ``[(contrast labels, entry indices in spatial order)]``; affines: one LPS affine per stack of
+    the ``(H, W, len(stack))`` volume; positions: ``(S, 3)`` ImagePositionPatient of each entry;
+    row_dir / col_dir: LPS unit vectors along W / H; spacing_mm: distance between slices.
+    """
+
+    stacks: list[tuple[dict[str, int], list[int]]]
+    affines: list[np.ndarray]
+    positions: np.ndarray
+    row_dir: np.ndarray
+    col_dir: np.ndarray
+    spacing_mm: float
+    scanner: bool  # True: from the file's geometry; False: the display affine (no geometry in the file)
+
+
+def output_layout(header: Any, shape: tuple[int, int, int], voxel_mm: tuple[float, float, float],
+                  display_affine_ras: np.ndarray) -> OutputLayout:
+    """The layout of a volume of ``shape`` ``(S, H, W)``: from ``header.geometry`` when it describes the
+    ``S`` entries, else one stack on ``display_affine_ras`` (the field-of-view display affine)."""
+    s, h, w = shape
+    geom = getattr(header, "geometry", None) if header is not None else None
+    if isinstance(geom, Geometry) and len(geom) == s:
+        stacks = geom.contrast_groups()
+        affines = [affine_lps(geom, idx, (h, w), voxel_mm) for _, idx in stacks]
+        positions = np.stack([frame_position_lps(geom, e, (h, w), voxel_mm) for e in range(s)])
+        return OutputLayout(stacks, affines, positions, geom.phase_dir[0], geom.read_dir[0],
+                            float(np.linalg.norm(affines[0][:3, 2])), True)
+    aff = np.array(display_affine_ras, dtype=np.float64)
+    aff[:3] = LPS_TO_RAS @ aff[:3]
+    positions = np.stack([aff[:3, 3] + k * aff[:3, 2] for k in range(s)])
+    unit = lambda v: v / np.linalg.norm(v)  # noqa: E731
+    return OutputLayout([({}, list(range(s)))], [aff], positions, unit(aff[:3, 1]), unit(aff[:3, 0]),
+                        float(np.linalg.norm(aff[:3, 2])), False)

@@ -107,7 +107,8 @@ def write_enhanced_mr(tmp: Path, vol: np.ndarray, stacks: list[tuple[dict[str, i
     # dimensions: stack, then position within the stack
     dim_uid = generate_uid()
     dims = []
-    for pointer, group in ((0x00209056, 0x00209111), (0x00209057, 0x00209111)):  # StackID, InStackPositionNumber
+    # TemporalPositionIndex (the contrast), InStackPositionNumber
+    for pointer, group in ((0x00209128, 0x00209111), (0x00209057, 0x00209111)):
         d = Dataset()
         d.DimensionOrganizationUID = dim_uid
         d.DimensionIndexPointer = pointer
@@ -148,7 +149,7 @@ def write_enhanced_mr(tmp: Path, vol: np.ndarray, stacks: list[tuple[dict[str, i
         for pos_no, f in enumerate(frames, start=1):
             item = Dataset()
             content = Dataset()
-            content.StackID = str(stack_no)
+            content.StackID = "1"  # one spatial stack; contrasts are temporal positions
             content.InStackPositionNumber = pos_no
             content.DimensionIndexValues = [stack_no, pos_no]
             content.FrameAcquisitionNumber = stack_no

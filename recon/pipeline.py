@@ -94,7 +94,7 @@ def get_method(name: str, options: dict[str, Any]) -> MethodFn:
 
 def output_kind(path: str | Path) -> str:
     """``reconstruction`` for ``.h5``/``.hdf5``, else the image format (:func:`recon.io.images.image_format`)."""
-    if Path(path).suffix.lower() in RECONSTRUCTION_EXTENSIONS:
+    if Path(path).suffix.lower() in RECONSTRUCTION_EXTENSIONS and not Path(path).name.lower().endswith(".mrd.h5"):
         return "reconstruction"
     from recon.io.images import image_format
 
@@ -159,6 +159,7 @@ def reconstruct_file(
     overwrite: bool = False,
     progress: ProgressFn | None = None,
     undersampling: Undersampling | None = None,
+    epi_correction: bool = True,
     **options: Any,
 ) -> dict[str, Any]:
     """Reconstruct one raw file and write the result; return a JSON-serialisable summary.
@@ -175,6 +176,7 @@ def reconstruct_file(
     undersampling: undersample a fully sampled input retrospectively; the mask is written to the ``.h5``
         output as the ``mask`` dataset and its parameters as ``mask_*`` attributes (an already undersampled
         input is a :class:`UsageError`).
+    epi_correction: EPI ramp regridding + Nyquist-ghost correction of twix inputs (``--no-epi-correction``).
     options: passed to the method (e.g. ``device="cuda"``).
 
     Returns
@@ -196,7 +198,7 @@ def reconstruct_file(
     out = check_output_path(output_path, overwrite)
     func = get_method(method, options)
 
-    with open_raw(input_path) as raw_file:
+    with open_raw(input_path, epi_correction=epi_correction) as raw_file:
         header = raw_file.header
         fmt = raw_file.format
         crop = header.recon_size
@@ -228,6 +230,8 @@ def reconstruct_file(
     datasets = {k: np.concatenate(vs, axis=0) for k, vs in extras.items()}
     metrics = reference_metrics(reconstruction, references)  # None without a reference
     parameters = {"method": method, **{k: v for k, v in options.items()}}
+    if not epi_correction:
+        parameters["epi_correction"] = False
     if mask is not None:
         from recon.sampling import acquired_mask
 

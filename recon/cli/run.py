@@ -35,6 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--calibration", default=None, metavar="FILE",
                    help="a 'recon calibrate' file: also write calibrated intervals lower/upper, and uncertainty = "
                         "their half-width (refused if made for other weights, options or acceleration)")
+    p.add_argument("--no-epi-correction", dest="epi_correction", action="store_false",
+                   help="EPI: no ramp-sampling regridding and no Nyquist-ghost correction (data_specs/epi.md)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(handler=main)
@@ -137,7 +139,7 @@ def main(args: argparse.Namespace) -> int:
 
     summary = reconstruct_file(args.input, args.output, method=args.method, overwrite=args.overwrite,
                                progress=_progress, undersampling=undersampling_from_args(args),
-                               **options_from_args(args))
+                               epi_correction=args.epi_correction, **options_from_args(args))
     if args.json:
         print(json.dumps(summary, indent=2))
     else:

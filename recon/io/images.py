@@ -36,7 +36,7 @@ from recon.io.atomic import atomic_path, check_output_path
 from recon.io.types import Header
 
 #: extension -> format name
-IMAGE_FORMATS = {".png": "png", ".nii": "nifti", ".nii.gz": "nifti", ".dcm": "dicom"}
+IMAGE_FORMATS = {".png": "png", ".nii": "nifti", ".nii.gz": "nifti", ".dcm": "dicom", ".mrd.h5": "mrd"}
 #: the PNG grey scale saturates at this percentile of the volume
 PNG_PERCENTILE = 99.5
 
@@ -116,10 +116,27 @@ def _write_png(tmp: Path, vol: np.ndarray) -> None:
     mpimg.imsave(tmp, np.repeat(grey[..., None], 3, axis=-1), format="png")  # linear 8-bit, no colormap LUT
 
 
+def _layout(vol: np.ndarray, header: Header | None) -> Any:
+    from recon.io.geometry import output_layout
+
+    s, h, w = vol.shape
+    return output_layout(header, vol.shape, voxel_size_mm(header), nifti_affine(voxel_size_mm(header), (h, w, s)))
+
+
 def _write_nifti(tmp: Path, vol: np.ndarray, header: Header | None, gz: bool) -> None:
     nib = require("nibabel", "export", "writing NIfTI images")
-    data = np.ascontiguousarray(np.transpose(vol, (1, 2, 0)))  # (H, W, S)
-    img = nib.Nifti1Image(data, nifti_affine(voxel_size_mm(header), data.shape))
+    from recon.io.geometry import LPS_TO_RAS
+
+    layout = _layout(vol, header)  # scanner geometry (recon.io.geometry) or the display affine
+    sizes = {len(idx) for _, idx in layout.stacks}
+    if len(layout.stacks) > 1 and len(sizes) == 1:  # one volume per contrast: (H, W, slices, contrasts)
+        data = np.stack([np.transpose(vol[idx], (1, 2, 0)) for _, idx in layout.stacks], axis=-1)
+    else:
+        data = np.transpose(vol[[e for _, idx in layout.stacks for e in idx]], (1, 2, 0))
+    data = np.ascontiguousarray(data)  # (H, W, S[, contrasts])
+    affine = layout.affines[0].copy()
+    affine[:3] = LPS_TO_RAS @ affine[:3]
+    img = nib.Nifti1Image(data, affine)
     img.header.set_xyzt_units("mm")
     img.header.set_qform(img.affine, code=1)
     img.header.set_sform(img.affine, code=1)
@@ -132,6 +149,16 @@ def _write_nifti(tmp: Path, vol: np.ndarray, header: Header | None, gz: bool) ->
             fh.write(raw)
     else:
         tmp.write_bytes(raw)
+
+
+def _write_enhanced_dicom(tmp: Path, vol: np.ndarray, header: Header | None) -> None:
+    from recon.io.dicom_enhanced import write_enhanced_mr
+
+    layout = _layout(vol, header)
+    write_enhanced_mr(tmp, vol, layout.stacks, layout.positions, layout.row_dir, layout.col_dir,
+                      voxel_size_mm(header), layout.spacing_mm,
+                      description=f"recon {header.acquisition}" if header is not None and header.acquisition
+                      else "recon reconstruction")
 
 
 def _write_dicom(tmp: Path, vol: np.ndarray, header: Header | None) -> None:
@@ -212,6 +239,10 @@ def write_image(
             _write_png(tmp, vol)
         elif fmt == "nifti":
             _write_nifti(tmp, vol, header, gz=path.name.lower().endswith(".gz"))
+        elif fmt == "mrd":
+            from recon.io.mrd_images import write_mrd_images
+
+            write_mrd_images(tmp, vol, header)
         else:
-            _write_dicom(tmp, vol, header)
+            _write_enhanced_dicom(tmp, vol, header)
     return path

@@ -107,6 +107,13 @@ def output_kind(path: str | Path) -> str:
         ) from None
 
 
+def _torch_threads() -> int:
+    """torch's intra-op thread count, recorded with every output (results depend on it: recon.runtime)."""
+    import torch
+
+    return int(torch.get_num_threads())
+
+
 def _split_result(result: Any, name: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     if isinstance(result, dict):
         extras = {k: np.asarray(v) for k, v in result.items() if k != "reconstruction"}
@@ -196,9 +203,13 @@ def reconstruct_file(
     start = time.perf_counter()
     kind = output_kind(output_path)
     out = check_output_path(output_path, overwrite)
+    from recon.io import validate
+
+    validate.check_not_input(out, input_path)  # never replace the raw data (issue 18)
     func = get_method(method, options)
 
     with open_raw(input_path, epi_correction=epi_correction) as raw_file:
+        validate.check_opened(raw_file, input_path)  # absurd declared shapes / recon sizes before any work
         header = raw_file.header
         fmt = raw_file.format
         crop = header.recon_size
@@ -212,6 +223,7 @@ def reconstruct_file(
         for i in range(total):
             raw = raw_file.read_slices(i)
             references.append(reference_slice(raw, crop, fully_sampled_rss=mask is not None))
+            validate.check_reference(raw.reference, input_path, raw.reference_name)
             if mask is not None:
                 if i == 0 and raw.is_undersampled:
                     raise UsageError(
@@ -227,6 +239,7 @@ def reconstruct_file(
             if progress is not None:
                 progress(i + 1, total)
     reconstruction = np.concatenate(slices, axis=0)
+    validate.check_reconstruction(reconstruction, input_path, method)  # never an all-zero/NaN "success"
     datasets = {k: np.concatenate(vs, axis=0) for k, vs in extras.items()}
     metrics = reference_metrics(reconstruction, references)  # None without a reference
     parameters = {"method": method, **{k: v for k, v in options.items()}}
@@ -248,6 +261,7 @@ def reconstruct_file(
             "input_file": Path(input_path).name,
             "format": fmt,
             "acquisition": header.acquisition,
+            "threads": _torch_threads(),
         }
         if metrics is not None:
             attrs.update({f"metric_{k}": v for k, v in metrics.items()})
@@ -273,6 +287,7 @@ def reconstruct_file(
         "shape": list(reconstruction.shape),
         "seconds": round(time.perf_counter() - start, 4),
         "recon_version": __version__,
+        "threads": _torch_threads(),
         **({"metrics": metrics} if metrics is not None else {}),
         **({"panels": str(panels)} if panels is not None else {}),
     }

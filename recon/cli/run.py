@@ -70,6 +70,9 @@ def undersampling_from_args(args: argparse.Namespace):
         if args.mask_type or args.center_fraction or args.seed is not None:
             raise UsageError("--mask-type/--center-fraction/--seed need --accel R")
         return None
+    from recon.io.validate import check_accelerations
+
+    check_accelerations(args.accel, args.center_fraction)  # 0, negative, nan, inf: one clear line (issue 18)
     accels = tuple(int(a) if float(a).is_integer() else float(a) for a in args.accel)
     if args.center_fraction is None:
         fractions = tuple(_DEFAULT_CENTER_FRACTION.get(float(a), 0.32 / float(a)) for a in accels)

@@ -25,6 +25,9 @@ def check_output_path(path: str | Path, overwrite: bool = False) -> Path:
         raise OutputError("output exists; pass --overwrite (overwrite=True) to replace it", path)
     if path.is_dir():
         raise OutputError("output path is a folder", path)
+    from recon.io.validate import check_folder_writable
+
+    check_folder_writable(path.parent, path)  # a read-only folder fails now, not after the work
     return path
 
 
@@ -32,6 +35,19 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def _one_line(exc: OSError) -> str:
+    """An OS error as one line: its strerror (e.g. 'No space left on device'), not HDF5's error stack."""
+    import errno
+
+    if exc.errno is not None and exc.strerror:
+        return exc.strerror
+    text = str(exc)
+    if "No space left" in text or "errno = 28" in text or getattr(exc, "errno", None) == errno.ENOSPC:
+        return "No space left on device"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 
 @contextlib.contextmanager
@@ -53,7 +69,7 @@ def atomic_path(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except OSError as exc:
-        raise OutputError(f"could not write: {exc.strerror or exc}", path) from exc
+        raise OutputError(f"could not write: {_one_line(exc)}", path) from None
     finally:
         if tmp.exists():
             tmp.unlink()

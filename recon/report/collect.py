@@ -319,6 +319,11 @@ def collect_run(run_dir: str | Path, target_dir: str | Path | None = None) -> Ru
     if tdir is not None and not tdir.is_dir():
         raise InputError("--target-dir is not a folder", tdir)
     manifest = _read_json(root / MANIFEST_NAME)
+    if manifest is None and (root / MANIFEST_NAME).is_file():  # there, but truncated or not JSON (issue 18)
+        from recon.errors import DataError
+
+        raise DataError("is not a valid manifest (truncated or corrupt JSON); rerun recon batch to rewrite it",
+                        root / MANIFEST_NAME)
     demo = _read_json(root / DEMO_METRICS)
     if manifest is not None and isinstance(manifest.get("files"), dict):
         run = read_batch(root, manifest, tdir)

@@ -242,7 +242,7 @@ def write_image(
         elif fmt == "mrd":
             from recon.io.mrd_images import write_mrd_images
 
-            write_mrd_images(tmp, vol, header)
+            write_mrd_images(tmp, vol, header, voxel_size_mm(header), _layout(vol, header))
         else:
             _write_enhanced_dicom(tmp, vol, header)
     return path

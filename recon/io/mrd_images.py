@@ -21,15 +21,14 @@ from recon.io.geometry import Geometry
 __all__ = ["write_mrd_images", "read_mrd_images"]
 
 
-def write_mrd_images(tmp: Path, vol: np.ndarray, header: Any) -> None:
-    """Write ``vol`` ``(S, H, W)`` (magnitude) at ``tmp`` as ISMRMRD images (see module doc)."""
+def write_mrd_images(tmp: Path, vol: np.ndarray, header: Any, voxel_mm: tuple[float, float, float],
+                     layout: Any) -> None:
+    """Write ``vol`` ``(S, H, W)`` (magnitude) at ``tmp`` as ISMRMRD images (see module doc); ``voxel_mm`` and
+    ``layout`` (:func:`recon.io.geometry.output_layout`) come from the image writer (:mod:`recon.io.images`)."""
     import ismrmrd
 
-    from recon.io.images import _layout, voxel_size_mm
-
     s, h, w = vol.shape
-    dh, dw, dz = voxel_size_mm(header)
-    layout = _layout(vol, header)
+    dh, dw, dz = voxel_mm
     geom = getattr(header, "geometry", None) if header is not None else None
     if not (isinstance(geom, Geometry) and len(geom) == s):
         centre = layout.positions + (h // 2) * dh * layout.col_dir + (w // 2) * dw * layout.row_dir

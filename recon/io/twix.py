@@ -206,7 +206,7 @@ def open_twix(path: str | Path, *, remove_oversampling: bool = True, measurement
 
     for dim in DIM_ORDER:
         scan.flags["average"][dim] = dim in AVERAGED
-    from recon.io import epi
+    import recon.io.epi as epi
 
     epi_mode = epi_correction and ("phasecorr" in categories or
                                    epi.RampSpec.from_twix(hdr.get("Meas", {}), n_col) is not None)

@@ -47,7 +47,7 @@ def centre_crop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def varnet_inputs(raw: RawData) -> tuple[torch.Tensor, torch.Tensor, int]:
     """``(masked k-space (S, C, H, W) complex64, mask (S|1, 1, H|1, W) bool, num_low_frequencies=0)``."""
     from recon.sampling import acquired_mask
-    from recon.solvers.learned.method import slice_masks
+    from recon.solvers.learned.masks import slice_masks
 
     masks = acquired_mask(slice_masks(raw), raw.header, raw.kspace.shape[-1])
     k = torch.from_numpy(np.ascontiguousarray(raw.kspace, dtype=np.complex64))

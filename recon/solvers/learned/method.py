@@ -14,6 +14,7 @@ import torch
 
 from recon.errors import UsageError
 from recon.io.types import RawData
+from recon.solvers.learned.masks import slice_mask, slice_masks  # noqa: F401 (public names of this module)
 from recon.solvers.readout import remove_readout_oversampling
 
 
@@ -37,37 +38,6 @@ def get_model(name: str, weights: str | Path | None = None, device: str = "cpu")
         raise UsageError(f"device {device!r} is not available: {exc}") from None
     mtime = path.stat().st_mtime if path.is_file() else 0.0
     return _cached_model(str(path), mtime, str(dev), name)
-
-
-def slice_mask(raw: RawData) -> np.ndarray:
-    """The sampling mask of one slice, ``(W,)`` or ``(H, W)`` bool; for fully sampled data every acquired line
-    (the header's ``acquired_pe``; zero-padded phase encodes are not sampled). A per-slice mask gives the
-    first slice's: :func:`slice_masks` gives every slice's."""
-    from recon.sampling import acquired_mask
-
-    w = raw.kspace.shape[-1]
-    if raw.mask is None:
-        return acquired_mask(np.ones(w, dtype=bool), raw.header, w)
-    m = np.asarray(raw.mask, dtype=bool)
-    if m.ndim == 3:
-        m = m[0]
-    return m
-
-
-def slice_masks(raw: RawData) -> np.ndarray:
-    """The sampling masks of every slice, ``(S|1, H|1, W)`` bool (one mask per slice, or one for all); for
-    fully sampled data every acquired line (the header's ``acquired_pe``)."""
-    from recon.sampling import acquired_mask
-
-    w = raw.kspace.shape[-1]
-    if raw.mask is None:
-        return acquired_mask(np.ones((1, 1, w), dtype=bool), raw.header, w)
-    m = np.asarray(raw.mask, dtype=bool)
-    if m.ndim == 1:
-        return m[None, None]
-    if m.ndim == 2:
-        return m[None]
-    return m.reshape(m.shape[0], m.shape[-2], w)  # (S, 1, W) or (S, H, W)
 
 
 def learned_reconstruction(raw: RawData, name: str, weights: str | Path | None, device: str) -> np.ndarray:

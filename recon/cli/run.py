@@ -96,13 +96,24 @@ def _progress(done: int, total: int) -> None:
     sys.stderr.flush()
 
 
+def lambda_value(text: str) -> float | str:
+    """``--lambda``: a number, or ``auto`` (cross-validated, l1-wavelet and tv)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
+
+
 def add_solver_arguments(p: argparse.ArgumentParser) -> None:
     """``--lambda/--iterations/--solver``: options of the classical solvers (``recon.solvers``)."""
     g = p.add_argument_group("classical solvers (sense, grappa, l1-wavelet, tv)")
-    g.add_argument("--lambda", dest="lam", type=float, default=None, metavar="LAM",
+    g.add_argument("--lambda", dest="lam", type=lambda_value, default=None, metavar="LAM",
                    help="regularisation weight >= 0 (l1-wavelet/tv on auto-scaled data, default 0.005, l1-wavelet with a "
                         "2D mask 0.0025; "
-                        "sense: Tikhonov, default 0; grappa: calibration Tikhonov, default 0.1)")
+                        "sense: Tikhonov, default 0; grappa: calibration Tikhonov, default 0.1); 'auto' (l1-wavelet, tv): "
+                        "chosen per slice by k-space cross-validation on held-out samples (recon.solvers.autolambda)")
     g.add_argument("--iterations", type=int, default=None, metavar="N",
                    help="solver iterations (defaults: sense 10, l1-wavelet 40, tv 30)")
     g.add_argument("--solver", choices=("fista", "admm", "pdhg"), default=None,

@@ -20,6 +20,7 @@ import torch
 
 from recon.errors import DataError, UsageError
 from recon.io.types import RawData, expand_mask
+from recon.solvers.autolambda import is_auto
 from recon.solvers.readout import crop_readout_oversampling
 from recon.solvers.result import ReconResult
 
@@ -101,7 +102,13 @@ def estimate_maps(kspace: torch.Tensor, mask: np.ndarray | None, **espirit_optio
         raise DataError(f"ESPIRiT sensitivity maps need a fully sampled k-space centre: {exc.reason}") from None
 
 
-def _check_common(lam: float | None, iterations: int | None) -> None:
+def _check_common(lam: float | str | None, iterations: int | None, method: str = "l1-wavelet") -> None:
+    if is_auto(lam):
+        if method not in ("l1-wavelet", "tv"):
+            raise UsageError(f"lambda 'auto' (cross-validated) is for l1-wavelet and tv, not {method}")
+        return
+    if isinstance(lam, str):
+        raise UsageError(f"lambda must be a number >= 0 or 'auto', got {lam!r}")
     if lam is not None and not float(lam) >= 0:
         raise UsageError(f"lambda must be >= 0, got {lam}")
     if iterations is not None and int(iterations) < 0:
@@ -144,7 +151,7 @@ def reconstruct(
     start = time.perf_counter()
     if method not in METHODS:
         raise UsageError(f"unknown method {method!r}; available: {', '.join(METHODS)}")
-    _check_common(lam, iterations)
+    _check_common(lam, iterations, method)
     kspace_np, mask_np, raw = _as_raw(data, mask)
     dev = resolve_device(device)
     kspace = torch.from_numpy(np.ascontiguousarray(kspace_np)).to(dev)
@@ -206,6 +213,12 @@ def reconstruct(
 
             if lam is None:
                 lam = default_lambda(method, mask_np)  # l1-wavelet: lower for 2D masks
+            elif is_auto(lam):  # k-space cross-validation on the scan's own samples
+                from recon.solvers.autolambda import select_lambda
+
+                cv_opts = {k: opts[k] for k in ("solver", "scale", "wavelet", "levels") if k in opts}
+                lam, params["lambda_auto"] = select_lambda(kspace, used_maps, mask_np, method,
+                                                           iterations=iterations, **cv_opts)
             try:
                 solver_result = solve_scaled(problem, method, lam=lam, iterations=iterations, **opts)
             except TypeError as exc:
@@ -256,6 +269,18 @@ def _without_readout_oversampling(raw: RawData, device: Any) -> tuple[RawData, d
     return cropped, {"maps": maps, "scale": safe_scale(bart_scale(problem.aty))}
 
 
+def _with_lambda_record(result: ReconResult) -> np.ndarray | dict[str, np.ndarray]:
+    """The pipeline output of a CS reconstruction: the image, plus with ``lam="auto"`` the per-slice record of
+    the choice (datasets ``lambda_auto`` ``(1,)``, ``lambda_grid`` and ``lambda_validation_error`` ``(1, G)``)."""
+    record = result.parameters.get("lambda_auto")
+    if record is None:
+        return result.image
+    return {"reconstruction": result.image,
+            "lambda_auto": np.array([record["lambda"]], dtype=np.float32),
+            "lambda_grid": np.array([record["grid"]], dtype=np.float32),
+            "lambda_validation_error": np.array([record["validation_error"]], dtype=np.float32)}
+
+
 def sense_method(raw: RawData, *, lam: float | None = None, iterations: int | None = None,
                  device: str | None = None) -> np.ndarray:
     """``recon run --method sense``: CG-SENSE with ESPIRiT maps (readout oversampling removed first)."""
@@ -269,19 +294,21 @@ def grappa_method(raw: RawData, *, lam: float | None = None, device: str | None 
     return reconstruct(raw, "grappa", lam=lam, device=device).image
 
 
-def l1_wavelet_method(raw: RawData, *, lam: float | None = None, iterations: int | None = None,
+def l1_wavelet_method(raw: RawData, *, lam: float | str | None = None, iterations: int | None = None,
                       solver: str | None = None, device: str | None = None) -> np.ndarray:
     """``recon run --method l1-wavelet``: L1-wavelet CS with ESPIRiT maps (FISTA by default; readout
     oversampling removed first)."""
     raw, full_fov = _without_readout_oversampling(raw, device)
     opts = {} if solver is None else {"solver": solver}
-    return reconstruct(raw, "l1-wavelet", lam=lam, iterations=iterations, device=device, **full_fov, **opts).image
+    return _with_lambda_record(reconstruct(raw, "l1-wavelet", lam=lam, iterations=iterations, device=device,
+                                           **full_fov, **opts))
 
 
-def tv_method(raw: RawData, *, lam: float | None = None, iterations: int | None = None,
+def tv_method(raw: RawData, *, lam: float | str | None = None, iterations: int | None = None,
               solver: str | None = None, device: str | None = None) -> np.ndarray:
     """``recon run --method tv``: TV CS with ESPIRiT maps (ADMM by default; readout oversampling removed
     first)."""
     raw, full_fov = _without_readout_oversampling(raw, device)
     opts = {} if solver is None else {"solver": solver}
-    return reconstruct(raw, "tv", lam=lam, iterations=iterations, device=device, **full_fov, **opts).image
+    return _with_lambda_record(reconstruct(raw, "tv", lam=lam, iterations=iterations, device=device,
+                                           **full_fov, **opts))

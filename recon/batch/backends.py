@@ -22,6 +22,7 @@ from typing import Any
 
 from recon.batch.tasks import FileTask, run_task
 from recon.errors import UsageError
+from recon.batch.lifetime import run_guarded
 from recon.runtime import resolve_threads
 
 #: how many times a local task is started before a dying worker counts as that file's failure
@@ -152,7 +153,7 @@ class LocalPoolBackend(Backend):
             while pending and len(inflight) < self.workers:
                 task = pending.popleft()
                 attempts[task.rel] = attempts.get(task.rel, 0) + 1
-                inflight[self._pool.submit(run_task, task)] = task
+                inflight[self._pool.submit(run_guarded, task)] = task
             done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
             broken = False
             for fut in done:

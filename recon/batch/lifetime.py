@@ -91,3 +91,15 @@ def terminate_processes(processes) -> None:
             with contextlib.suppress(Exception):
                 p.kill()
                 p.join(1)
+
+
+def run_guarded(task):
+    """:func:`recon.batch.tasks.run_task` in a pool worker; a SIGTERM (the parent died or stops the pool)
+    unwinds the task, deleting its ``.part`` temporary, then ends the process instead of returning to the
+    pool's queue, where an orphan would wait forever."""
+    from recon.batch.tasks import run_task
+
+    try:
+        return run_task(task)
+    except WorkerTerminated:
+        os._exit(143)

@@ -38,14 +38,16 @@ def _umask() -> int:
 
 
 def _one_line(exc: OSError) -> str:
-    """An OS error as one line: its strerror (e.g. 'No space left on device'), not HDF5's error stack."""
+    """An OS error as one line: 'No space left on device' and the like, not HDF5's multi-line report."""
     import errno
+    import re
 
-    if exc.errno is not None and exc.strerror:
-        return exc.strerror
-    text = str(exc)
-    if "No space left" in text or "errno = 28" in text or getattr(exc, "errno", None) == errno.ENOSPC:
-        return "No space left on device"
+    text = str(exc.strerror or exc)
+    if exc.errno == errno.ENOSPC or "errno = 28" in text or "No space left" in text:
+        return os.strerror(errno.ENOSPC)
+    found = re.search(r"error message = '([^']*)'", text)  # HDF5 wraps the OS's own message
+    if found:
+        return found.group(1)
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     return lines[0] if lines else type(exc).__name__
 

@@ -103,7 +103,7 @@ def output_kind(path: str | Path) -> str:
     except OutputError:
         raise OutputError(
             f"unknown output extension '{''.join(Path(path).suffixes) or '(none)'}' "
-            "(use .h5 for a reconstruction, or .png, .nii, .nii.gz, .dcm for images)", path
+            "(use .h5 for a reconstruction, or .png, .nii, .nii.gz, .dcm, .mrd.h5 for images)", path
         ) from None
 
 

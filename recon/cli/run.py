@@ -14,7 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("run", help="reconstruct one raw file (fastMRI/MRD .h5, twix .dat, BART .cfl)")
     p.add_argument("input", help="raw data file")
-    p.add_argument("output", help="output: .h5 (fastMRI submission layout), .png, .nii, .nii.gz or .dcm")
+    p.add_argument("output", help="output: .h5 (fastMRI submission layout), .png, .nii, .nii.gz, .dcm (Enhanced MR) or .mrd.h5 (ISMRMRD images)")
     p.add_argument("--method", default="zero-filled", choices=sorted(METHODS),
                    help="reconstruction method (default: zero-filled)")
     add_undersampling_arguments(p)

@@ -17,7 +17,13 @@ NIfTI
     W patient right -> left, slices inferior -> superior, so the voxel axes are (P, L, S) and viewers
     (FSLeyes, ITK-SNAP, nibabel's ``aff2axcodes``) show it upright. The volume is centred on the origin.
     For data of another orientation (e.g. a coronal knee) the anatomical labels are nominal; sizes hold.
-DICOM
+Geometry
+    When the header carries the patient geometry (``Header.geometry``, data_specs/geometry.md) NIfTI gets the
+    scanner affine (RAS+, one volume per contrast) and DICOM the per-frame positions instead of the display
+    affine above; ``.dcm`` is then written as one Enhanced MR Image file (``recon.io.dicom_enhanced``, also
+    without geometry) and ``.mrd.h5`` as ISMRMRD images (``recon.io.mrd_images``). The Secondary Capture
+    writer below is kept for reference (``_write_dicom``), no longer used by :func:`write_image`.
+DICOM (former writer)
     One multi-frame Secondary Capture file (Multi-frame Grayscale Word SC Image Storage), one frame per
     slice, uint16 with ``RescaleSlope`` so that ``pixel_array * RescaleSlope`` recovers the values to
     1/65535 of the volume's maximum; ``PixelSpacing`` ``[dH, dW]`` and ``SliceThickness`` as for NIfTI.
@@ -49,7 +55,7 @@ def image_format(path: str | Path) -> str:
         if name.endswith(ext):
             return IMAGE_FORMATS[ext]
     raise OutputError(
-        f"unknown image extension '{''.join(path.suffixes) or '(none)'}' (use .png, .nii, .nii.gz or .dcm)", path
+        f"unknown image extension '{''.join(path.suffixes) or '(none)'}' (use .png, .nii, .nii.gz, .dcm or .mrd.h5)", path
     )
 
 

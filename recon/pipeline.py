@@ -227,6 +227,11 @@ def reconstruct_file(
     datasets = {k: np.concatenate(vs, axis=0) for k, vs in extras.items()}
     metrics = reference_metrics(reconstruction, references)  # None without a reference
     parameters = {"method": method, **{k: v for k, v in options.items()}}
+    adaptation = None
+    if "adapt_chosen_step" in datasets:  # scan-specific adaptation ran (recon/solvers/learned/adapt.py)
+        curves = datasets["adapt_validation"]
+        adaptation = {"adapted": True, "steps": int(curves.shape[-1] - 1), "per": options.get("adapt_per") or "slice",
+                      "chosen_step": datasets["adapt_chosen_step"].tolist(), "validation_curve": curves.tolist()}
     if mask is not None:
         from recon.sampling import acquired_mask
 
@@ -246,6 +251,8 @@ def reconstruct_file(
         }
         if metrics is not None:
             attrs.update({f"metric_{k}": v for k, v in metrics.items()})
+        if adaptation is not None:
+            attrs["adaptation"] = json.dumps(adaptation)
         if mask_info is not None:
             attrs.update({k if k.startswith("mask_") else f"mask_{k}": v for k, v in mask_info.items() if v is not None})
         write_reconstruction(out, reconstruction, attrs=attrs, datasets=datasets or None, overwrite=overwrite)
@@ -270,4 +277,5 @@ def reconstruct_file(
         "recon_version": __version__,
         **({"metrics": metrics} if metrics is not None else {}),
         **({"panels": str(panels)} if panels is not None else {}),
+        **({"adaptation": adaptation} if adaptation is not None else {}),
     }

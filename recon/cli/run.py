@@ -49,10 +49,10 @@ def add_adapt_arguments(p: argparse.ArgumentParser) -> None:
                    help="fine-tune a copy of the weights on the scan's own k-space first (self-supervised, with a "
                         "self-validation set choosing the step, step 0 = the given weights included); the weights "
                         "file is never changed")
-    g.add_argument("--adapt-steps", type=int, default=None, metavar="N", help="adaptation steps (default 10)")
+    g.add_argument("--adapt-steps", type=int, default=None, metavar="N", help="adaptation steps (default 20)")
     g.add_argument("--adapt-per", choices=("slice", "volume"), default=None,
                    help="adapt per slice (default), or once per file (on its first slice) for all its slices")
-    g.add_argument("--adapt-lr", type=float, default=None, metavar="LR", help="Adam learning rate (default 1e-4)")
+    g.add_argument("--adapt-lr", type=float, default=None, metavar="LR", help="Adam learning rate (default 1e-3)")
 
 
 def add_undersampling_arguments(p: argparse.ArgumentParser) -> None:

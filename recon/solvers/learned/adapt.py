@@ -36,8 +36,8 @@ from recon.errors import UsageError
 from recon.solvers.learned.common import calibration_mask
 
 #: defaults of ``recon run --adapt`` (``--adapt-steps``, ``--adapt-lr``)
-DEFAULT_STEPS = 10
-DEFAULT_LR = 1e-4
+DEFAULT_STEPS = 20
+DEFAULT_LR = 1e-3
 VALIDATION_FRACTION = 0.2
 LOSS_FRACTION = 0.4
 

@@ -165,7 +165,7 @@ def varnet_method(raw: RawData, *, weights: str | None = None, device: str = "cp
     """E2E-VarNet on one slice ``(1, C, H, W)`` -> ``(1, H, W)`` float32 (``weights``: default bundled).
 
     ``adapt=True``: scan-specific self-supervised fine-tuning first (:mod:`recon.solvers.learned.adapt`;
-    ``adapt_steps`` default 10, ``adapt_lr`` default 1e-4, ``adapt_per`` ``"slice"`` (default) or ``"volume"``:
+    ``adapt_steps`` default 20, ``adapt_lr`` default 1e-3, ``adapt_per`` ``"slice"`` (default) or ``"volume"``:
     one model adapted on the first slice of a file reconstructed, shared by its other slices); returns a dict
     with the records (:func:`learned_reconstruction`)."""
     return learned_reconstruction(raw, "varnet", weights, device,

@@ -103,7 +103,7 @@ def test_a_few_steps_lower_the_validation_loss_and_keep_the_best():
     assert adapted.record["chosen_step"] == int(np.argmin(curve))
     # the chosen state is the one whose validation loss is recorded
     split = ad.make_split(mask, np.random.default_rng(0))
-    g = lambda a: torch.from_numpy(a.astype(np.float32))[None, None]  # noqa: E731
+    g = lambda a: torch.from_numpy(a.astype(np.float32))[None, None]
     with torch.no_grad():
         _, kk = adapted.model(k * g(split.train), g(split.train), return_kspace=True)
         again = float(ad.kspace_loss(kk, k, g(split.validation)))
@@ -116,7 +116,7 @@ def test_same_seed_same_result_other_seed_other_split():
     model, k, mask = _tiny_problem()
     a, rec_a = ad.adapted_reconstruction(model, k, mask, steps=3, lr=1e-2, seed=5)
     b, rec_b = ad.adapted_reconstruction(model, k, mask, steps=3, lr=1e-2, seed=5)
-    c, rec_c = ad.adapted_reconstruction(model, k, mask, steps=3, lr=1e-2, seed=6)
+    _, rec_c = ad.adapted_reconstruction(model, k, mask, steps=3, lr=1e-2, seed=6)
     assert torch.equal(a, b) and rec_a == rec_b
     assert rec_a["validation_curve"] != rec_c["validation_curve"]
 

@@ -80,7 +80,7 @@ def _pick(candidates: np.ndarray, fraction: float, rng: np.random.Generator) -> 
     """A random ``round(fraction * n)`` of the True entries of ``candidates`` (at least 1 when there are any and
     the fraction is positive), as a mask of the same shape."""
     idx = np.flatnonzero(candidates)
-    n = int(round(fraction * idx.size))
+    n = round(fraction * idx.size)
     if fraction > 0 and idx.size > 1:
         n = min(max(n, 1), idx.size - 1)
     out = np.zeros(candidates.size, dtype=bool)

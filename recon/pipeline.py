@@ -245,6 +245,11 @@ def reconstruct_file(
     parameters = {"method": method, **{k: v for k, v in options.items()}}
     if not epi_correction:
         parameters["epi_correction"] = False
+    adaptation = None
+    if "adapt_chosen_step" in datasets:  # scan-specific adaptation ran (recon/solvers/learned/adapt.py)
+        curves = datasets["adapt_validation"]
+        adaptation = {"adapted": True, "steps": int(curves.shape[-1] - 1), "per": options.get("adapt_per") or "slice",
+                      "chosen_step": datasets["adapt_chosen_step"].tolist(), "validation_curve": curves.tolist()}
     if mask is not None:
         from recon.sampling import acquired_mask
 
@@ -265,6 +270,8 @@ def reconstruct_file(
         }
         if metrics is not None:
             attrs.update({f"metric_{k}": v for k, v in metrics.items()})
+        if adaptation is not None:
+            attrs["adaptation"] = json.dumps(adaptation)
         if mask_info is not None:
             attrs.update({k if k.startswith("mask_") else f"mask_{k}": v for k, v in mask_info.items() if v is not None})
         write_reconstruction(out, reconstruction, attrs=attrs, datasets=datasets or None, overwrite=overwrite)
@@ -290,4 +297,5 @@ def reconstruct_file(
         "threads": _torch_threads(),
         **({"metrics": metrics} if metrics is not None else {}),
         **({"panels": str(panels)} if panels is not None else {}),
+        **({"adaptation": adaptation} if adaptation is not None else {}),
     }

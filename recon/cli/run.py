@@ -25,6 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_solver_arguments(p)
     p.add_argument("--weights", default=None, metavar="PATH",
                    help="weights for varnet/modl/diffusion (a recon train checkpoint; default: the bundled ones)")
+    add_adapt_arguments(p)
     g = p.add_argument_group("posterior sampling (diffusion)")
     g.add_argument("--samples", type=int, default=None, metavar="K",
                    help="number of posterior samples per slice (default 4); their mean is the reconstruction")
@@ -40,6 +41,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(handler=main)
+
+
+def add_adapt_arguments(p: argparse.ArgumentParser) -> None:
+    """``--adapt/--adapt-steps/--adapt-per/--adapt-lr``: scan-specific self-supervised fine-tuning of a learned
+    method (:mod:`recon.solvers.learned.adapt`)."""
+    g = p.add_argument_group("scan-specific adaptation (varnet, modl)")
+    g.add_argument("--adapt", action="store_true",
+                   help="fine-tune a copy of the weights on the scan's own k-space first (self-supervised, with a "
+                        "self-validation set choosing the step, step 0 = the given weights included); the weights "
+                        "file is never changed")
+    g.add_argument("--adapt-steps", type=int, default=None, metavar="N", help="adaptation steps (default 20)")
+    g.add_argument("--adapt-per", choices=("slice", "volume"), default=None,
+                   help="adapt per slice (default), or once per file (on its first slice) for all its slices")
+    g.add_argument("--adapt-lr", type=float, default=None, metavar="LR", help="Adam learning rate (default 1e-3)")
 
 
 def add_undersampling_arguments(p: argparse.ArgumentParser) -> None:
@@ -132,6 +147,11 @@ def options_from_args(args: argparse.Namespace) -> dict:
             options[name] = getattr(args, name)
     if getattr(args, "save_samples", False):
         options["save_samples"] = True
+    if getattr(args, "adapt", False):
+        options["adapt"] = True
+    for name in ("adapt_steps", "adapt_per", "adapt_lr"):
+        if getattr(args, name, None) is not None:
+            options[name] = getattr(args, name)
     return options
 
 
@@ -163,13 +183,33 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_adapt_args(args: argparse.Namespace) -> None:
+    """``--adapt-steps/--adapt-per/--adapt-lr`` without ``--adapt``, or ``--adapt`` with a method that has no
+    learnable weights to adapt (zero-filled, sense, grappa, l1-wavelet, tv, ...): a :class:`UsageError`."""
+    import inspect
+
+    from recon.errors import UsageError
+    from recon.pipeline import get_method
+
+    if not getattr(args, "adapt", False):
+        given = [f"--{n.replace('_', '-')}" for n in ("adapt_steps", "adapt_per", "adapt_lr")
+                 if getattr(args, n, None) is not None]
+        if given:
+            raise UsageError(f"{'/'.join(given)} need(s) --adapt")
+        return
+    if "adapt" not in inspect.signature(get_method(args.method, {})).parameters:
+        raise UsageError(f"--adapt is for methods with learnable weights (varnet, modl), not {args.method!r}")
+
+
 #: methods whose intervals ``recon calibrate`` fits and ``--calibration`` applies
 CALIBRATABLE = ("diffusion",)
 
 
 def check_run_args(args: argparse.Namespace) -> None:
     """For ``recon run|batch --calibration FILE``: refuse, before any work, a calibration made for another
-    method, other weights or options, or another nominal undersampling (slices are checked again)."""
+    method, other weights or options, or another nominal undersampling (slices are checked again); and
+    ``--adapt*`` for a method without adaptation (:func:`check_adapt_args`)."""
+    check_adapt_args(args)
     path = getattr(args, "calibration", None)
     if path is None:
         return

@@ -21,16 +21,10 @@ Geometry
     When the header carries the patient geometry (``Header.geometry``, data_specs/geometry.md) NIfTI gets the
     scanner affine (RAS+, one volume per contrast) and DICOM the per-frame positions instead of the display
     affine above; ``.dcm`` is then written as one Enhanced MR Image file (``recon.io.dicom_enhanced``, also
-    without geometry) and ``.mrd.h5`` as ISMRMRD images (``recon.io.mrd_images``). The Secondary Capture
-    writer below is kept for reference (``_write_dicom``), no longer used by :func:`write_image`.
-DICOM (former writer)
-    One multi-frame Secondary Capture file (Multi-frame Grayscale Word SC Image Storage), one frame per
-    slice, uint16 with ``RescaleSlope`` so that ``pixel_array * RescaleSlope`` recovers the values to
-    1/65535 of the volume's maximum; ``PixelSpacing`` ``[dH, dW]`` and ``SliceThickness`` as for NIfTI.
+    without geometry) and ``.mrd.h5`` as ISMRMRD images (``recon.io.mrd_images``).
 """
 from __future__ import annotations
 
-import datetime
 import math
 from pathlib import Path
 from typing import Any
@@ -165,59 +159,6 @@ def _write_enhanced_dicom(tmp: Path, vol: np.ndarray, header: Header | None) -> 
                       voxel_size_mm(header), layout.spacing_mm,
                       description=f"recon {header.acquisition}" if header is not None and header.acquisition
                       else "recon reconstruction")
-
-
-def _write_dicom(tmp: Path, vol: np.ndarray, header: Header | None) -> None:
-    pydicom = require("pydicom", "export", "writing DICOM images")
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    from recon import __version__
-
-    sop_class = "1.2.840.10008.5.1.4.1.1.7.3"  # Multi-frame Grayscale Word Secondary Capture Image Storage
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(tmp), {}, file_meta=meta, preamble=b"\0" * 128)
-    now = datetime.datetime.now()
-    ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
-    ds.Modality = "MR"
-    ds.ConversionType = "WSD"  # workstation: derived from a reconstruction
-    ds.ImageType = ["DERIVED", "SECONDARY"]
-    ds.SeriesDescription = "recon reconstruction"
-    ds.Manufacturer = "recon"
-    ds.SoftwareVersions = str(__version__)
-    ds.ContentDate = now.strftime("%Y%m%d")
-    ds.ContentTime = now.strftime("%H%M%S")
-    ds.PatientName = "Anonymous"
-    ds.PatientID = "0"
-    ds.StudyID = "1"
-    ds.SeriesNumber = 1
-    ds.InstanceNumber = 1
-    s, h, w = vol.shape
-    dh, dw, dz = voxel_size_mm(header)
-    vmax = float(vol.max())
-    slope = vmax / 65535.0 if vmax > 0 else 1.0
-    pixels = np.clip(np.rint(vol / slope), 0, 65535).astype(np.uint16)
-    ds.NumberOfFrames = s
-    ds.Rows, ds.Columns = h, w
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = 16
-    ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 0
-    ds.RescaleIntercept = 0
-    ds.RescaleSlope = f"{slope:.10g}"[:16]
-    ds.RescaleType = "US"
-    ds.PixelSpacing = [f"{dh:.6g}", f"{dw:.6g}"]  # row spacing (along H), column spacing (along W)
-    ds.SliceThickness = f"{dz:.6g}"
-    ds.PixelData = pixels.tobytes()
-    ds.save_as(tmp, enforce_file_format=True)
 
 
 def write_image(

@@ -158,23 +158,12 @@ def cal_folder(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory) -> Path:
-    from recon.solvers.diffusion.prior import DenoiserPrior
-
-    torch.manual_seed(0)
-    prior = DenoiserPrior(chans=(8, 16), emb_dim=16)
-    path = tmp_path_factory.mktemp("w") / "tiny.pt"
-    torch.save({"config": prior.config, "state_dict": prior.state_dict()}, path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def calibration(cal_folder: Path, tiny_weights: Path, tmp_path_factory) -> Path:
+def calibration(cal_folder: Path, tiny_prior_weights: Path, tmp_path_factory) -> Path:
     from recon.cli import main
 
     out = tmp_path_factory.mktemp("c") / "cal.json"
     rc = main(["calibrate", str(cal_folder), str(out), "--method", "diffusion", "--alpha", "0.2",
-               "--accel", "4", "--center-fraction", "0.16", "--samples", "2", "--steps", "2", "--weights", str(tiny_weights), "--threads", "1"])
+               "--accel", "4", "--center-fraction", "0.16", "--samples", "2", "--steps", "2", "--weights", str(tiny_prior_weights), "--threads", "1"])
     assert rc == 0
     return out
 
@@ -184,19 +173,19 @@ RUN = ["--method", "diffusion", "--samples", "2", "--steps", "2", "--accel", "4"
 
 
 def test_calibrate_writes_the_fit_and_run_writes_intervals(calibration: Path, cal_folder: Path,
-                                                           tiny_weights: Path, tmp_path: Path) -> None:
+                                                           tiny_prior_weights: Path, tmp_path: Path) -> None:
     from recon.cli import main
     from recon.solvers.diffusion.calibration import weights_identity
 
     cal = json.loads(calibration.read_text())
     assert cal["method"] == "diffusion" and cal["slices"] == 12 and cal["alpha"] == 0.2
     assert cal["options"] == {"samples": 2, "steps": 2, "sampler": "dds", "start_sigma": 2.0}
-    assert cal["weights"]["sha256"] == weights_identity("diffusion", tiny_weights)["sha256"]
+    assert cal["weights"]["sha256"] == weights_identity("diffusion", tiny_prior_weights)["sha256"]
     assert cal["undersampling"]["accelerations"] == [4.0] and cal["scale"] > 0
     assert cal["calibration_risk"] <= (0.2 * 13 - 1) / 12
     out = tmp_path / "rec.h5"
     src = min(cal_folder.glob("*.h5"))
-    assert main(["run", str(src), str(out), *RUN, "--weights", str(tiny_weights), "--calibration",
+    assert main(["run", str(src), str(out), *RUN, "--weights", str(tiny_prior_weights), "--calibration",
                  str(calibration)]) == 0
     with h5py.File(out) as f:
         rec, lower, upper, unc = (f[k][()] for k in ("reconstruction", "lower", "upper", "uncertainty"))
@@ -209,14 +198,14 @@ def test_calibrate_writes_the_fit_and_run_writes_intervals(calibration: Path, ca
 
 @pytest.mark.parametrize("change", ["weights", "method", "accel", "samples", "garbage"])
 def test_calibration_for_something_else_is_refused(change: str, calibration: Path, cal_folder: Path,
-                                                   tiny_weights: Path, tmp_path: Path, capsys) -> None:
+                                                   tiny_prior_weights: Path, tmp_path: Path, capsys) -> None:
     from recon.cli import main
 
     src = min(cal_folder.glob("*.h5"))
-    args = ["run", str(src), str(tmp_path / "rec.h5"), *RUN, "--weights", str(tiny_weights),
+    args = ["run", str(src), str(tmp_path / "rec.h5"), *RUN, "--weights", str(tiny_prior_weights),
             "--calibration", str(calibration)]
     if change == "weights":
-        args.remove("--weights"), args.remove(str(tiny_weights))  # the bundled prior instead
+        args.remove("--weights"), args.remove(str(tiny_prior_weights))  # the bundled prior instead
     elif change == "method":
         args[args.index("diffusion")] = "sense"
         for k in ("--samples", "--steps"):
@@ -236,19 +225,19 @@ def test_calibration_for_something_else_is_refused(change: str, calibration: Pat
     assert not (tmp_path / "rec.h5").exists()
 
 
-def test_measured_acceleration_is_checked_per_slice(calibration: Path, tiny_weights: Path) -> None:
+def test_measured_acceleration_is_checked_per_slice(calibration: Path, tiny_prior_weights: Path) -> None:
     from recon.errors import UsageError
     from recon.solvers.diffusion.calibration import check_calibration, load_calibration
 
     cal = load_calibration(calibration)
     lo, hi = cal["measured_acceleration"]["min"], cal["measured_acceleration"]["max"]
-    check_calibration(cal, calibration, method="diffusion", weights=tiny_weights, acceleration=0.5 * (lo + hi))
+    check_calibration(cal, calibration, method="diffusion", weights=tiny_prior_weights, acceleration=0.5 * (lo + hi))
     for accel in (2 * hi, 0.5 * lo):
         with pytest.raises(UsageError, match="sampled at"):
-            check_calibration(cal, calibration, method="diffusion", weights=tiny_weights, acceleration=accel)
+            check_calibration(cal, calibration, method="diffusion", weights=tiny_prior_weights, acceleration=accel)
 
 
-def test_report_shows_intervals_and_miss_rate(calibration: Path, cal_folder: Path, tiny_weights: Path,
+def test_report_shows_intervals_and_miss_rate(calibration: Path, cal_folder: Path, tiny_prior_weights: Path,
                                               tmp_path: Path) -> None:
     from recon.cli import main
     from recon.report.collect import collect_run
@@ -259,7 +248,7 @@ def test_report_shows_intervals_and_miss_rate(calibration: Path, cal_folder: Pat
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     out = run_dir / src.name
-    assert main(["run", str(src), str(out), *RUN, "--weights", str(tiny_weights), "--calibration",
+    assert main(["run", str(src), str(out), *RUN, "--weights", str(tiny_prior_weights), "--calibration",
                  str(calibration)]) == 0
     assert main(["report", str(run_dir), "--tiers", "pixel", "--target-dir", str(cal_folder)]) == 0
     page = (run_dir / "report.html").read_text()

@@ -66,14 +66,6 @@ def sample(tmp_path: Path) -> Path:
     return p
 
 
-def edited(tmp_path: Path, name: str, edit) -> Path:
-    p = tmp_path / name
-    shutil.copy(sample_path(), p)
-    with h5py.File(p, "r+") as f:
-        edit(f)
-    return p
-
-
 # 1. an output is never an input
 @pytest.mark.parametrize("link", ["same", "symlink", "hardlink"])
 def test_output_is_never_an_input(tmp_path: Path, sample: Path, link: str) -> None:
@@ -108,8 +100,8 @@ def _negative_recon(f) -> None:
 
 @pytest.mark.parametrize("edit, words", [(_huge_kspace, ("kspace", "declares")),
                                          (_negative_recon, ("recon size",))])
-def test_absurd_declared_sizes_refused_before_work(tmp_path: Path, edit, words) -> None:
-    src = edited(tmp_path, "bad.h5", edit)
+def test_absurd_declared_sizes_refused_before_work(tmp_path: Path, edited_sample, edit, words) -> None:
+    src = edited_sample("bad.h5", edit)
     h = digest(src)
     out = tmp_path / "o.h5"
     t0 = time.perf_counter()
@@ -124,8 +116,8 @@ def _zero_kspace(f) -> None:
     f["kspace"][...] = 0
 
 
-def test_all_zero_kspace_refused(tmp_path: Path) -> None:
-    src = edited(tmp_path, "zero.h5", _zero_kspace)
+def test_all_zero_kspace_refused(tmp_path: Path, edited_sample) -> None:
+    src = edited_sample("zero.h5", _zero_kspace)
     h = digest(src)
     out = tmp_path / "o.h5"
     proc = recon("run", src, out)
@@ -133,13 +125,13 @@ def test_all_zero_kspace_refused(tmp_path: Path) -> None:
 
 
 # 5. NaN in the reference
-def test_nan_reference_named(tmp_path: Path) -> None:
+def test_nan_reference_named(tmp_path: Path, edited_sample) -> None:
     def edit(f):
         ref = f["reconstruction_rss"][()]
         ref[0, 3, 3] = np.nan
         f["reconstruction_rss"][...] = ref
 
-    src = edited(tmp_path, "nanref.h5", edit)
+    src = edited_sample("nanref.h5", edit)
     h = digest(src)
     out = tmp_path / "o.h5"
     proc = recon("run", src, out)

@@ -97,7 +97,7 @@ def select_lambda(
     *,
     grid: Sequence[float] = GRID,
     fraction: float = HOLDOUT,
-    seed: int = 0,
+    holdout_seed: int = 0,
     iterations: int | None = None,
     scale: Any = True,
     **solver_options: Any,
@@ -114,13 +114,13 @@ def select_lambda(
     Returns
     -------
     ``(lam, record)``: ``record = {"lambda", "grid", "validation_error", "holdout_fraction",
-    "held_out_samples", "seed"}`` (JSON-serialisable; ``validation_error[i]`` belongs to ``grid[i]``).
+    "held_out_samples", "holdout_seed"}`` (JSON-serialisable; ``validation_error[i]`` belongs to ``grid[i]``).
     """
     values = sorted({float(v) for v in grid}, reverse=True)
     if not values or not all(v >= 0 for v in values):
         raise UsageError(f"the lambda grid must hold weights >= 0, got {list(grid)}")
     sampled = sampled_points(kspace, mask)
-    fit, held = holdout_split(sampled, fraction=fraction, seed=seed)
+    fit, held = holdout_split(sampled, fraction=fraction, seed=holdout_seed)
     dev = kspace.device
     real = kspace.real.dtype
     fit_t = torch.from_numpy(fit[:, None]).to(dev, real)
@@ -142,5 +142,5 @@ def select_lambda(
     ordered = sorted(errors)  # ascending weights for the record
     best = min(ordered, key=lambda v: (errors[v], v))
     record = {"lambda": best, "grid": ordered, "validation_error": [errors[v] for v in ordered],
-              "holdout_fraction": float(fraction), "held_out_samples": int(held.sum()), "seed": int(seed)}
+              "holdout_fraction": float(fraction), "held_out_samples": int(held.sum()), "holdout_seed": int(holdout_seed)}
     return best, record

@@ -213,13 +213,12 @@ def reconstruct(
 
             if lam is None:
                 lam = default_lambda(method, mask_np)  # l1-wavelet: lower for 2D masks
-            elif is_auto(lam):  # k-space cross-validation on the scan's own samples
-                from recon.solvers.autolambda import select_lambda
-
-                cv_opts = {k: opts[k] for k in ("solver", "scale", "wavelet", "levels") if k in opts}
-                lam, params["lambda_auto"] = select_lambda(kspace, used_maps, mask_np, method,
-                                                           iterations=iterations, **cv_opts)
             try:
+                if is_auto(lam):  # k-space cross-validation, solving with the final solve's options
+                    from recon.solvers.autolambda import select_lambda
+
+                    lam, params["lambda_auto"] = select_lambda(kspace, used_maps, mask_np, method,
+                                                               iterations=iterations, **opts)
                 solver_result = solve_scaled(problem, method, lam=lam, iterations=iterations, **opts)
             except TypeError as exc:
                 raise UsageError(f"{method}: {exc}") from None

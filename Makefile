@@ -32,9 +32,9 @@ install-dev: $(DEVSTAMP)
 # Debian tools the tests compare against (ISMRMRD's generator, BART) and Chromium (the headless test of
 # recon report's page). Best effort: tests that need them skip with a message when they are absent.
 system-tools:
-	@command -v ismrmrd_generate_cartesian_shepp_logan >/dev/null && command -v bart >/dev/null || \
-	  { if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && apt-get install -y -qq ismrmrd-tools bart) >/dev/null 2>&1 || echo "note: could not install ismrmrd-tools/bart"; \
-	    else echo "note: run 'sudo apt-get install ismrmrd-tools bart' for the comparison tests"; fi; }
+	@command -v ismrmrd_generate_cartesian_shepp_logan >/dev/null && command -v bart >/dev/null && command -v dcm2niix >/dev/null || \
+	  { if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && apt-get install -y -qq ismrmrd-tools bart dcm2niix) >/dev/null 2>&1 || echo "note: could not install ismrmrd-tools/bart/dcm2niix"; \
+	    else echo "note: run 'sudo apt-get install ismrmrd-tools bart dcm2niix' for the comparison tests"; fi; }
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
 	  { if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 || echo "note: could not install chromium (the report page test skips)"; \
 	    else echo "note: run 'sudo apt-get install chromium' for the report page test"; fi; }

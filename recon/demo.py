@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from recon.errors import OutputError, ReconError
+from recon.metrics.reference import reference_volume
 
 #: classical methods, in the order of the figure's columns
 CLASSICAL_METHODS: tuple[str, ...] = ("zero-filled", "sense", "grappa", "l1-wavelet", "tv")
@@ -145,19 +146,6 @@ def shared_espirit_maps() -> Iterator[dict[str, np.ndarray]]:
         yield cache
     finally:
         METHODS.update(saved)
-
-
-def reference_volume(sample: Path) -> np.ndarray:
-    """The reference ``(S, h, w)`` float32 ``reconstruct_file`` scores a retrospective undersampling against:
-    the file's ``reconstruction_rss`` when it has one, else the RSS of its fully sampled k-space centre-cropped
-    to the recon size (for the bundled sample the two are equal)."""
-    from recon.io import read_raw
-    from recon.io.fourier import center_crop, ifft2c, rss
-
-    raw = read_raw(sample)
-    if raw.reference is not None:
-        return np.asarray(raw.reference, dtype=np.float32)
-    return np.asarray(center_crop(rss(ifft2c(raw.kspace)), raw.header.recon_size), dtype=np.float32)
 
 
 def sample_subset(sample: Path, slices: tuple[int, ...], folder: Path) -> Path:

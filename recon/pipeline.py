@@ -60,6 +60,7 @@ METHODS: dict[str, MethodFn | str] = {
     "tv": "recon.solvers.reconstruct:tv_method",
     "varnet": "recon.solvers.learned.method:varnet_method",
     "modl": "recon.solvers.learned.method:modl_method",
+    "unet": "recon.solvers.learned.fastmri_method:unet_method",
     "diffusion": "recon.solvers.diffusion.method:diffusion_method",
 }
 
@@ -93,7 +94,7 @@ def get_method(name: str, options: dict[str, Any]) -> MethodFn:
 
 def output_kind(path: str | Path) -> str:
     """``reconstruction`` for ``.h5``/``.hdf5``, else the image format (:func:`recon.io.images.image_format`)."""
-    if Path(path).suffix.lower() in RECONSTRUCTION_EXTENSIONS:
+    if Path(path).suffix.lower() in RECONSTRUCTION_EXTENSIONS and not Path(path).name.lower().endswith(".mrd.h5"):
         return "reconstruction"
     from recon.io.images import image_format
 
@@ -102,8 +103,15 @@ def output_kind(path: str | Path) -> str:
     except OutputError:
         raise OutputError(
             f"unknown output extension '{''.join(Path(path).suffixes) or '(none)'}' "
-            "(use .h5 for a reconstruction, or .png, .nii, .nii.gz, .dcm for images)", path
+            "(use .h5 for a reconstruction, or .png, .nii, .nii.gz, .dcm, .mrd.h5 for images)", path
         ) from None
+
+
+def _torch_threads() -> int:
+    """torch's intra-op thread count, recorded with every output (results depend on it: recon.runtime)."""
+    import torch
+
+    return int(torch.get_num_threads())
 
 
 def _split_result(result: Any, name: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -158,6 +166,7 @@ def reconstruct_file(
     overwrite: bool = False,
     progress: ProgressFn | None = None,
     undersampling: Undersampling | None = None,
+    epi_correction: bool = True,
     **options: Any,
 ) -> dict[str, Any]:
     """Reconstruct one raw file and write the result; return a JSON-serialisable summary.
@@ -174,6 +183,7 @@ def reconstruct_file(
     undersampling: undersample a fully sampled input retrospectively; the mask is written to the ``.h5``
         output as the ``mask`` dataset and its parameters as ``mask_*`` attributes (an already undersampled
         input is a :class:`UsageError`).
+    epi_correction: EPI ramp regridding + Nyquist-ghost correction of twix inputs (``--no-epi-correction``).
     options: passed to the method (e.g. ``device="cuda"``).
 
     Returns
@@ -193,9 +203,13 @@ def reconstruct_file(
     start = time.perf_counter()
     kind = output_kind(output_path)
     out = check_output_path(output_path, overwrite)
+    from recon.io import validate
+
+    validate.check_not_input(out, input_path)  # never replace the raw data (issue 18)
     func = get_method(method, options)
 
-    with open_raw(input_path) as raw_file:
+    with open_raw(input_path, epi_correction=epi_correction) as raw_file:
+        validate.check_opened(raw_file, input_path)  # absurd declared shapes / recon sizes before any work
         header = raw_file.header
         fmt = raw_file.format
         crop = header.recon_size
@@ -209,6 +223,7 @@ def reconstruct_file(
         for i in range(total):
             raw = raw_file.read_slices(i)
             references.append(reference_slice(raw, crop, fully_sampled_rss=mask is not None))
+            validate.check_reference(raw.reference, input_path, raw.reference_name)
             if mask is not None:
                 if i == 0 and raw.is_undersampled:
                     raise UsageError(
@@ -224,9 +239,17 @@ def reconstruct_file(
             if progress is not None:
                 progress(i + 1, total)
     reconstruction = np.concatenate(slices, axis=0)
+    validate.check_reconstruction(reconstruction, input_path, method)  # never an all-zero/NaN "success"
     datasets = {k: np.concatenate(vs, axis=0) for k, vs in extras.items()}
     metrics = reference_metrics(reconstruction, references)  # None without a reference
     parameters = {"method": method, **{k: v for k, v in options.items()}}
+    if not epi_correction:
+        parameters["epi_correction"] = False
+    adaptation = None
+    if "adapt_chosen_step" in datasets:  # scan-specific adaptation ran (recon/solvers/learned/adapt.py)
+        curves = datasets["adapt_validation"]
+        adaptation = {"adapted": True, "steps": int(curves.shape[-1] - 1), "per": options.get("adapt_per") or "slice",
+                      "chosen_step": datasets["adapt_chosen_step"].tolist(), "validation_curve": curves.tolist()}
     if mask is not None:
         from recon.sampling import acquired_mask
 
@@ -243,9 +266,12 @@ def reconstruct_file(
             "input_file": Path(input_path).name,
             "format": fmt,
             "acquisition": header.acquisition,
+            "threads": _torch_threads(),
         }
         if metrics is not None:
             attrs.update({f"metric_{k}": v for k, v in metrics.items()})
+        if adaptation is not None:
+            attrs["adaptation"] = json.dumps(adaptation)
         if mask_info is not None:
             attrs.update({k if k.startswith("mask_") else f"mask_{k}": v for k, v in mask_info.items() if v is not None})
         write_reconstruction(out, reconstruction, attrs=attrs, datasets=datasets or None, overwrite=overwrite)
@@ -255,7 +281,7 @@ def reconstruct_file(
         write_image(out, reconstruction, header=header, overwrite=overwrite)
     panels = None
     if "uncertainty" in datasets:  # posterior sampling: PNG panels next to the output (OUT_panels.png)
-        from recon.solvers.diffusion.panels import write_panels
+        from recon.report.panels import write_panels
 
         panels = write_panels(out, reconstruction, datasets, title=f"{Path(input_path).name}: {method}")
 
@@ -268,6 +294,8 @@ def reconstruct_file(
         "shape": list(reconstruction.shape),
         "seconds": round(time.perf_counter() - start, 4),
         "recon_version": __version__,
+        "threads": _torch_threads(),
         **({"metrics": metrics} if metrics is not None else {}),
         **({"panels": str(panels)} if panels is not None else {}),
+        **({"adaptation": adaptation} if adaptation is not None else {}),
     }

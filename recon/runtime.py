@@ -7,16 +7,20 @@ shared machine: measured on this project's 2-core development machine with other
 ``OMP_WAIT_POLICY=PASSIVE`` (sleeping waits) cost 1.3-2x there (L1-wavelet per slice, sample 0.31-0.33 s ->
 0.40-0.58 s, Shepp-Logan 0.35-0.59 s -> 0.77-0.79 s; ``benchmarks/classical.py --problems sample shepp-logan
 --masks 1d4 --no-bart --sigpy none``), and with 4 busy processes on the 2 cores one thread (1.69 s) beat
-two passive (2.57 s) and two spinning (3.46 s) threads. So the policy sizes the thread count to the cores
-that are free when the command starts and leaves OpenMP's wait policy alone. Applied by ``recon run``,
+two passive (2.57 s) and two spinning (3.46 s) threads. Results, though, must not depend on the load: torch splits reductions by thread count, so 1 and 2 threads
+give different bits (up to 1.2e-5 relative), and a thread count read from the load made the same command
+differ idle and busy (issue 17 item 5 / issue 18 defect 14). So the default thread count is fixed by the
+machine alone, and the load only chooses OpenMP's wait policy, which changes speed but never results
+(``tests/test_reproducible.py`` checks bit-identity idle and beside a CPU burner). Applied by ``recon run``,
 ``recon batch`` (per worker) and ``recon demo``:
 
 * threads: an explicit ``--threads N``, else ``OMP_NUM_THREADS`` when the user set it, else the command's
-  default: ``min(physical cores, free cores, 4)`` for one process, ``max(1, min(physical cores // workers,
-  free cores // workers, 4))`` for each of ``workers`` batch workers, where free cores = physical cores minus
-  the runnable threads of other processes at start (Linux ``/proc/loadavg``; elsewhere the 1-minute load
-  average; at least 1);
-* ``OMP_WAIT_POLICY`` is the user's (OpenMP's default when unset).
+  default: ``min(physical cores, 4)`` for one process, ``max(1, min(physical cores // workers, 4))`` for each
+  of ``workers`` batch workers, whatever the load;
+* ``OMP_WAIT_POLICY`` is the user's when set; else, with more than one thread and fewer free cores than
+  threads at start (free cores = physical cores minus runnable threads of other processes, Linux
+  ``/proc/loadavg``), ``PASSIVE`` (sleeping waits, no spinning against the other work), else OpenMP's
+  default. It is set only before torch is first imported (OpenMP reads it once).
 """
 from __future__ import annotations
 
@@ -98,11 +102,37 @@ def free_cores(cores: int, load: float | None = None) -> int:
 
 
 def default_threads(workers: int = 1, load: float | None = None) -> int:
-    """``min(physical cores, free cores, 4)`` for one process; ``max(1, min(physical cores // workers,
-    free cores // workers, 4))`` per worker (see the module docstring)."""
+    """``min(physical cores, 4)`` for one process; ``max(1, min(physical cores // workers, 4))`` per worker.
+
+    ``load`` is accepted for compatibility and ignored: the default never follows the load, so results are
+    the same whatever else runs (see the module docstring)."""
+    del load
     w = max(1, int(workers))
-    cores = physical_cores()
-    return max(1, min(cores // w, free_cores(cores, load) // w, MAX_DEFAULT_THREADS))
+    return max(1, min(physical_cores() // w, MAX_DEFAULT_THREADS))
+
+
+def wait_policy(threads: int, workers: int = 1, load: float | None = None) -> str | None:
+    """The OpenMP wait policy for ``threads`` per process among ``workers``: ``"PASSIVE"`` when the cores
+    free at start cannot hold them all spinning, else None (OpenMP's default). Speed only, never results."""
+    if int(threads) <= 1:
+        return None
+    free = free_cores(physical_cores(), load)
+    return "PASSIVE" if free < int(threads) * max(1, int(workers)) else None
+
+
+def apply_wait_policy(threads: int, workers: int = 1) -> str | None:
+    """Set ``OMP_WAIT_POLICY`` from :func:`wait_policy` unless the user set it or torch is already imported
+    (OpenMP reads it once). Returns the policy in effect (None: OpenMP's default)."""
+    import sys
+
+    if "OMP_WAIT_POLICY" in os.environ:
+        return os.environ["OMP_WAIT_POLICY"]
+    if "torch" in sys.modules:
+        return None
+    policy = wait_policy(threads, workers)
+    if policy is not None:
+        os.environ["OMP_WAIT_POLICY"] = policy
+    return policy
 
 
 def resolve_threads(threads: int | None = None, workers: int = 1, default: int | None = None) -> int:
@@ -129,6 +159,7 @@ def configure_threads(threads: int | None = None, workers: int = 1, default: int
     ``default``: the command's own default instead of :func:`default_threads`.
     """
     n = resolve_threads(threads, workers, default)
+    apply_wait_policy(n, workers)
     import torch
 
     if torch.get_num_threads() != n:

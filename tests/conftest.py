@@ -11,6 +11,10 @@
   channels=15, encoded_fov=(280.0, 140.0, 4.5), recon_fov=(140.0, 140.0, 4.5))`` -> an
   ``ismrmrd_header`` laid out like the ones in the fastMRI knee files (namespace, element order, extra
   elements fastMRI ignores), with the given sizes and ``kspace_encoding_step_1`` limits.
+* ``edited_sample``: ``edited_sample(name, edit)`` -> Path of a copy of the bundled sample under ``tmp_path``
+  after ``edit(h5py.File)`` ran on it (a broken fastMRI input made from a valid one).
+* ``tiny_prior_weights`` (module scope): an untrained small ``DenoiserPrior`` saved as a weights file, for
+  tests of the diffusion plumbing (not of its quality).
 """
 from __future__ import annotations
 
@@ -162,3 +166,32 @@ def fastmri_xml() -> Callable[..., str]:
         )
 
     return make
+
+
+@pytest.fixture
+def edited_sample(tmp_path: Path) -> Callable[[str, Callable[[h5py.File], Any]], Path]:
+    import shutil
+
+    from recon.data import sample_path
+
+    def edit_copy(name: str, edit: Callable[[h5py.File], Any]) -> Path:
+        path = tmp_path / name
+        shutil.copy(sample_path(), path)
+        with h5py.File(path, "r+") as f:
+            edit(f)
+        return path
+
+    return edit_copy
+
+
+@pytest.fixture(scope="module")
+def tiny_prior_weights(tmp_path_factory) -> Path:
+    import torch
+
+    from recon.solvers.diffusion.prior import DenoiserPrior
+
+    torch.manual_seed(0)
+    prior = DenoiserPrior(chans=(8, 16), emb_dim=16)
+    path = tmp_path_factory.mktemp("w") / "tiny.pt"
+    torch.save({"config": prior.config, "state_dict": prior.state_dict()}, path)
+    return path

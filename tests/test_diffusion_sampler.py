@@ -203,24 +203,12 @@ def small_file(tmp_path_factory) -> Path:
     return write_fastmri_kspace(tmp_path_factory.mktemp("diff") / "small.h5", sim.raw)
 
 
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory) -> Path:
-    """An untrained small DenoiserPrior saved as a weights file (the pipeline test is about plumbing)."""
-    from recon.solvers.diffusion.prior import DenoiserPrior
-
-    torch.manual_seed(0)
-    prior = DenoiserPrior(chans=(8, 16), emb_dim=16)
-    path = tmp_path_factory.mktemp("w") / "tiny.pt"
-    torch.save({"config": prior.config, "state_dict": prior.state_dict()}, path)
-    return path
-
-
-def test_recon_run_diffusion_writes_maps_and_panels(tmp_path: Path, small_file: Path, tiny_weights: Path) -> None:
+def test_recon_run_diffusion_writes_maps_and_panels(tmp_path: Path, small_file: Path, tiny_prior_weights: Path) -> None:
     from recon.cli import main
 
     out = tmp_path / "rec.h5"
     rc = main(["run", str(small_file), str(out), "--method", "diffusion", "--samples", "2", "--steps", "3",
-               "--save-samples", "--weights", str(tiny_weights), "--accel", "4", "--seed", "1", "--threads", "1"])
+               "--save-samples", "--weights", str(tiny_prior_weights), "--accel", "4", "--seed", "1", "--threads", "1"])
     assert rc == 0
     with h5py.File(out) as f:
         rec = f["reconstruction"][()]

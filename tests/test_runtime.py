@@ -47,12 +47,20 @@ def test_env_threads_parsing() -> None:
 
 @pytest.mark.parametrize("cores, workers, load, expected", [
     (2, 1, 0.0, 2), (8, 1, 0.3, 4), (64, 1, 0.0, 4), (8, 4, 0.0, 2), (2, 4, 0.0, 1), (1, 1, 0.0, 1),
-    (2, 1, 0.6, 1), (2, 1, 4.0, 1), (8, 1, 5.2, 3), (8, 2, 4.0, 2), (8, 1, 100.0, 1)])
+    (2, 1, 0.6, 2), (2, 1, 4.0, 2), (8, 1, 5.2, 4), (8, 2, 4.0, 4), (8, 1, 100.0, 4)])
 def test_default_threads(monkeypatch, cores: int, workers: int, load: float, expected: int) -> None:
     monkeypatch.setattr(runtime, "physical_cores", lambda *a, **k: cores)
     assert runtime.default_threads(workers, load=load) == expected
-    monkeypatch.setattr(runtime, "load_average", lambda: load)  # the default reads the machine's load
+    monkeypatch.setattr(runtime, "load_average", lambda: load)  # the load never changes the count (issue 18)
     assert runtime.default_threads(workers) == expected
+
+
+@pytest.mark.parametrize("cores, threads, workers, load, expected", [
+    (2, 2, 1, 0.0, None), (2, 2, 1, 1.0, "PASSIVE"), (2, 1, 1, 9.0, None), (8, 4, 2, 0.0, None),
+    (8, 4, 2, 1.0, "PASSIVE"), (8, 2, 1, 5.0, None)])
+def test_wait_policy_follows_the_load(monkeypatch, cores, threads, workers, load, expected) -> None:
+    monkeypatch.setattr(runtime, "physical_cores", lambda *a, **k: cores)
+    assert runtime.wait_policy(threads, workers, load=load) == expected
 
 
 def test_runnable_others_reads_proc_loadavg(tmp_path) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 
 from recon.batch.tasks import FileTask, run_task
 from recon.errors import UsageError
+from recon.batch.lifetime import run_guarded
 from recon.runtime import resolve_threads
 
 #: how many times a local task is started before a dying worker counts as that file's failure
@@ -98,6 +99,7 @@ class LocalPoolBackend(Backend):
             raise UsageError(f"--workers must be >= 1, got {workers}")
         self.threads = resolve_threads(threads or None, self.workers)  # recon.runtime's policy
         self._pool = None
+        self.lock_path: str | None = None  # OUTPUT_DIR's workers lock (recon.batch.lifetime), set by the runner
 
     def threads_per_task(self) -> int | None:
         return self.threads
@@ -106,7 +108,19 @@ class LocalPoolBackend(Backend):
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
+        from recon.batch.lifetime import worker_init
+
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=worker_init, initargs=(os.getpid(), self.lock_path))
+
+    def _kill_pool(self) -> None:
+        """Stop the workers now (their SIGTERM handler deletes .part files): on an error or a signal."""
+        from recon.batch.lifetime import terminate_processes
+
+        if self._pool is not None:
+            terminate_processes(list(getattr(self._pool, "_processes", {}).values()))
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
     def start(self) -> None:
         self._pool = self._new_pool()
@@ -122,6 +136,16 @@ class LocalPoolBackend(Backend):
 
         if self._pool is None:
             self.start()
+        try:
+            yield from self._run(tasks)
+        except BaseException:  # SIGTERM/Ctrl-C/error of the parent: the workers stop with it
+            self._kill_pool()
+            raise
+
+    def _run(self, tasks: Iterable[FileTask]) -> Iterator[dict[str, Any]]:
+        from concurrent.futures import FIRST_COMPLETED, wait
+        from concurrent.futures.process import BrokenProcessPool
+
         pending = deque(tasks)
         attempts: dict[str, int] = {}
         inflight: dict[Any, FileTask] = {}
@@ -129,7 +153,7 @@ class LocalPoolBackend(Backend):
             while pending and len(inflight) < self.workers:
                 task = pending.popleft()
                 attempts[task.rel] = attempts.get(task.rel, 0) + 1
-                inflight[self._pool.submit(run_task, task)] = task
+                inflight[self._pool.submit(run_guarded, task)] = task
             done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
             broken = False
             for fut in done:

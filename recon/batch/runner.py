@@ -180,6 +180,11 @@ def run_batch(
 
     stream = stream if stream is not None else sys.stderr
     with output_lock(out_root):
+        from recon.batch.lifetime import WORKERS_LOCK_NAME, check_no_live_workers
+
+        check_no_live_workers(out_root)  # the lock covers an earlier run's workers too (issue 18)
+        if hasattr(backend, "lock_path"):
+            backend.lock_path = str(out_root / WORKERS_LOCK_NAME)
         previous = load_manifest(out_root / MANIFEST_NAME) or {"files": {}}
         header = {
             "command": list(command) if command is not None else None,

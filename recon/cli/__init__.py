@@ -21,6 +21,8 @@ SUBCOMMANDS = {
     "simulate": "recon.cli.simulate",
     "train": "recon.cli.train",
     "report": "recon.cli.report",
+    "calibrate": "recon.cli.calibrate",
+    "export-weights": "recon.cli.export_weights",
 }
 
 
@@ -42,14 +44,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every ``finally`` (temporary ``.part`` files, locks) runs."""
+
+
+def _on_sigterm(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        signal.signal(signal.SIGTERM, _on_sigterm)  # SIGTERM cleans up as SIGINT does (issue 18)
+    except ValueError:  # pragma: no cover - not the main thread (embedded use)
+        pass
     try:
         return int(args.handler(args) or 0)
     except ReconError as exc:
         sys.stderr.write(f"recon: {exc}\n")
         return exc.exit_code
+    except Terminated:
+        sys.stderr.write("recon: terminated (SIGTERM); no partial output left\n")
+        return 143
     except KeyboardInterrupt:
         sys.stderr.write("recon: interrupted\n")
         return 130

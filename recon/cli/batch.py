@@ -87,6 +87,13 @@ def main(args: argparse.Namespace) -> int:
         from recon.errors import UsageError
 
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    from recon.cli.run import check_run_args
+
+    check_run_args(args)  # a calibration for another method/weights/acceleration: exit 2 before any work
+    if getattr(args, "epi_correction", True) is False:  # inherited from the run parser, not yet passed to workers
+        from recon.errors import UsageError
+
+        raise UsageError("--no-epi-correction is not supported by recon batch yet; use recon run per file")
     live = {"auto": None, "bar": True, "lines": False}[args.progress]
     threads = _threads_per_worker(args)
     result = run_batch(

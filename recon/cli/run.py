@@ -14,7 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("run", help="reconstruct one raw file (fastMRI/MRD .h5, twix .dat, BART .cfl)")
     p.add_argument("input", help="raw data file")
-    p.add_argument("output", help="output: .h5 (fastMRI submission layout), .png, .nii, .nii.gz or .dcm")
+    p.add_argument("output", help="output: .h5 (fastMRI submission layout), .png, .nii, .nii.gz, .dcm (Enhanced MR) or .mrd.h5 (ISMRMRD images)")
     p.add_argument("--method", default="zero-filled", choices=sorted(METHODS),
                    help="reconstruction method (default: zero-filled)")
     add_undersampling_arguments(p)
@@ -25,6 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_solver_arguments(p)
     p.add_argument("--weights", default=None, metavar="PATH",
                    help="weights for varnet/modl/diffusion (a recon train checkpoint; default: the bundled ones)")
+    add_adapt_arguments(p)
     g = p.add_argument_group("posterior sampling (diffusion)")
     g.add_argument("--samples", type=int, default=None, metavar="K",
                    help="number of posterior samples per slice (default 4); their mean is the reconstruction")
@@ -32,9 +33,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--steps", type=int, default=None, metavar="N",
                    help="sampler steps (default: 12 for dds, 50 for dps)")
     g.add_argument("--sampler", choices=("dds", "dps"), default=None, help="posterior sampler (default: dds)")
+    g.add_argument("--calibration", default=None, metavar="FILE",
+                   help="a 'recon calibrate' file: also write calibrated intervals lower/upper, and uncertainty = "
+                        "their half-width (refused if made for other weights, options or acceleration)")
+    p.add_argument("--no-epi-correction", dest="epi_correction", action="store_false",
+                   help="EPI: no ramp-sampling regridding and no Nyquist-ghost correction (data_specs/epi.md)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(handler=main)
+
+
+def add_adapt_arguments(p: argparse.ArgumentParser) -> None:
+    """``--adapt/--adapt-steps/--adapt-per/--adapt-lr``: scan-specific self-supervised fine-tuning of a learned
+    method (:mod:`recon.solvers.learned.adapt`)."""
+    g = p.add_argument_group("scan-specific adaptation (varnet, modl)")
+    g.add_argument("--adapt", action="store_true",
+                   help="fine-tune a copy of the weights on the scan's own k-space first (self-supervised, with a "
+                        "self-validation set choosing the step, step 0 = the given weights included); the weights "
+                        "file is never changed")
+    g.add_argument("--adapt-steps", type=int, default=None, metavar="N", help="adaptation steps (default 20)")
+    g.add_argument("--adapt-per", choices=("slice", "volume"), default=None,
+                   help="adapt per slice (default), or once per file (on its first slice) for all its slices")
+    g.add_argument("--adapt-lr", type=float, default=None, metavar="LR", help="Adam learning rate (default 1e-3)")
 
 
 def add_undersampling_arguments(p: argparse.ArgumentParser) -> None:
@@ -65,6 +85,9 @@ def undersampling_from_args(args: argparse.Namespace):
         if args.mask_type or args.center_fraction or args.seed is not None:
             raise UsageError("--mask-type/--center-fraction/--seed need --accel R")
         return None
+    from recon.io.validate import check_accelerations
+
+    check_accelerations(args.accel, args.center_fraction)  # 0, negative, nan, inf: one clear line (issue 18)
     accels = tuple(int(a) if float(a).is_integer() else float(a) for a in args.accel)
     if args.center_fraction is None:
         fractions = tuple(_DEFAULT_CENTER_FRACTION.get(float(a), 0.32 / float(a)) for a in accels)
@@ -88,13 +111,24 @@ def _progress(done: int, total: int) -> None:
     sys.stderr.flush()
 
 
+def lambda_value(text: str) -> float | str:
+    """``--lambda``: a number, or ``auto`` (cross-validated, l1-wavelet and tv)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
+
+
 def add_solver_arguments(p: argparse.ArgumentParser) -> None:
     """``--lambda/--iterations/--solver``: options of the classical solvers (``recon.solvers``)."""
     g = p.add_argument_group("classical solvers (sense, grappa, l1-wavelet, tv)")
-    g.add_argument("--lambda", dest="lam", type=float, default=None, metavar="LAM",
+    g.add_argument("--lambda", dest="lam", type=lambda_value, default=None, metavar="LAM",
                    help="regularisation weight >= 0 (l1-wavelet/tv on auto-scaled data, default 0.005, l1-wavelet with a "
                         "2D mask 0.0025; "
-                        "sense: Tikhonov, default 0; grappa: calibration Tikhonov, default 0.1)")
+                        "sense: Tikhonov, default 0; grappa: calibration Tikhonov, default 0.1); 'auto' (l1-wavelet, tv): "
+                        "chosen per slice by k-space cross-validation on held-out samples (recon.solvers.autolambda)")
     g.add_argument("--iterations", type=int, default=None, metavar="N",
                    help="solver iterations (defaults: sense 10, l1-wavelet 40, tv 30)")
     g.add_argument("--solver", choices=("fista", "admm", "pdhg"), default=None,
@@ -108,11 +142,16 @@ def options_from_args(args: argparse.Namespace) -> dict:
         options["device"] = args.device
     if getattr(args, "weights", None):
         options["weights"] = args.weights
-    for name in ("lam", "iterations", "solver", "samples", "steps", "sampler"):
+    for name in ("lam", "iterations", "solver", "samples", "steps", "sampler", "calibration"):
         if getattr(args, name, None) is not None:
             options[name] = getattr(args, name)
     if getattr(args, "save_samples", False):
         options["save_samples"] = True
+    if getattr(args, "adapt", False):
+        options["adapt"] = True
+    for name in ("adapt_steps", "adapt_per", "adapt_lr"):
+        if getattr(args, name, None) is not None:
+            options[name] = getattr(args, name)
     return options
 
 
@@ -130,9 +169,11 @@ def main(args: argparse.Namespace) -> int:
     configure_threads(args.threads)  # before torch is imported (recon.runtime)
     from recon.pipeline import reconstruct_file
 
+    check_run_args(args)  # a calibration for another method/weights/acceleration: exit 2 before any work
+
     summary = reconstruct_file(args.input, args.output, method=args.method, overwrite=args.overwrite,
                                progress=_progress, undersampling=undersampling_from_args(args),
-                               **options_from_args(args))
+                               epi_correction=args.epi_correction, **options_from_args(args))
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -140,3 +181,47 @@ def main(args: argparse.Namespace) -> int:
         print(f"{summary['output']}: {summary['method']} reconstruction of {summary['input']} "
               f"({summary['format']}), {shape}, {summary['seconds']:.2f} s" + _metrics_text(summary))
     return 0
+
+
+def check_adapt_args(args: argparse.Namespace) -> None:
+    """``--adapt-steps/--adapt-per/--adapt-lr`` without ``--adapt``, or ``--adapt`` with a method that has no
+    learnable weights to adapt (zero-filled, sense, grappa, l1-wavelet, tv, ...): a :class:`UsageError`."""
+    import inspect
+
+    from recon.errors import UsageError
+    from recon.pipeline import get_method
+
+    if not getattr(args, "adapt", False):
+        given = [f"--{n.replace('_', '-')}" for n in ("adapt_steps", "adapt_per", "adapt_lr")
+                 if getattr(args, n, None) is not None]
+        if given:
+            raise UsageError(f"{'/'.join(given)} need(s) --adapt")
+        return
+    if "adapt" not in inspect.signature(get_method(args.method, {})).parameters:
+        raise UsageError(f"--adapt is for methods with learnable weights (varnet, modl), not {args.method!r}")
+
+
+#: methods whose intervals ``recon calibrate`` fits and ``--calibration`` applies
+CALIBRATABLE = ("diffusion",)
+
+
+def check_run_args(args: argparse.Namespace) -> None:
+    """For ``recon run|batch --calibration FILE``: refuse, before any work, a calibration made for another
+    method, other weights or options, or another nominal undersampling (slices are checked again); and
+    ``--adapt*`` for a method without adaptation (:func:`check_adapt_args`)."""
+    check_adapt_args(args)
+    path = getattr(args, "calibration", None)
+    if path is None:
+        return
+    from recon.errors import UsageError
+    from recon.solvers.diffusion import calibration as calib
+
+    cal = calib.load_calibration(path)
+    if args.method not in CALIBRATABLE:
+        raise UsageError(f"--calibration is for method(s) {', '.join(CALIBRATABLE)}, not {args.method!r}"
+                         f" (the calibration was made for {cal.get('method')!r})", path)
+    o = options_from_args(args)
+    calib.check_calibration(cal, path, method=args.method, weights=o.get("weights"),
+                            options=calib.resolved_options(o.get("samples", 4), o.get("steps"),
+                                                           o.get("sampler", "dds"), None),
+                            undersampling=undersampling_from_args(args))

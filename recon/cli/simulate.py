@@ -64,6 +64,10 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(f"--coils must be >= 1, got {args.coils}")
     if args.size is not None and min(args.size) < 1:
         raise UsageError(f"--size must be positive, got {args.size[0]} {args.size[1]}")
+    from recon.io.validate import check_finite_option
+
+    if args.snr != float("inf"):
+        check_finite_option("--snr", args.snr)  # nan is not "noiseless" (issue 18); inf is
     if args.snr < 0:
         raise UsageError(f"--snr must be >= 0 (0 = noiseless), got {args.snr}")
     starts = slab_starts(args.files, args.slices)

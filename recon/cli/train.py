@@ -14,8 +14,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train an unrolled network (varnet, modl) or the diffusion prior "
                                      "on fastMRI-layout folders")
     p.add_argument("output", metavar="OUT.pt", help="checkpoint file (written after every epoch)")
-    p.add_argument("--model", default="varnet", choices=["varnet", "modl", "diffusion"],
-                   help="network (default: varnet)")
+    p.add_argument("--model", default="varnet", choices=["varnet", "modl", "diffusion", "fastmri-varnet"],
+                   help="network (default: varnet; fastmri-varnet: fastMRI's E2E-VarNet architecture, "
+                        "leaderboard size unless --cascades/--chans/--pools/--sens-chans)")
     p.add_argument("--train", required=True, metavar="DIR", help="folder of fully sampled training files")
     p.add_argument("--val", required=True, metavar="DIR", help="folder of fully sampled validation files")
     p.add_argument("--mask-type", default="random", help="mask type (default: random; see recon run --help)")
@@ -54,7 +55,7 @@ def model_options(args: argparse.Namespace) -> dict:
 
     opts = {}
     if args.cascades is not None:
-        opts["num_cascades" if args.model == "varnet" else "num_iterations"] = args.cascades
+        opts["num_cascades" if args.model in ("varnet", "fastmri-varnet") else "num_iterations"] = args.cascades
     for arg, key in (("chans", "chans"), ("pools", "num_pools"), ("sens_chans", "sens_chans")):
         if getattr(args, arg) is not None:
             opts[key] = getattr(args, arg)
@@ -62,6 +63,8 @@ def model_options(args: argparse.Namespace) -> dict:
         if args.model != "modl":
             raise UsageError("--cg-iterations is a MoDL option")
         opts["cg_iterations"] = args.cg_iterations
+    if args.model == "fastmri-varnet" and "num_pools" in opts:
+        opts["pools"] = opts.pop("num_pools")  # fastmri.models.VarNet's name
     for key, value in opts.items():
         if value < 1:
             raise UsageError(f"--{key.replace('_', '-')} must be >= 1, got {value}")

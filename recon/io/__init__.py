@@ -44,8 +44,11 @@ def detect_format(path: str | Path) -> str:
     return hdf5_kind(path)
 
 
-def open_raw(path: str | Path) -> RawFile:
-    """Open a raw file of any supported format for slice-by-slice reading."""
+def open_raw(path: str | Path, *, epi_correction: bool = True) -> RawFile:
+    """Open a raw file of any supported format for slice-by-slice reading.
+
+    ``epi_correction=False`` (``--no-epi-correction``): no EPI ramp regridding / ghost correction (twix).
+    """
     fmt = detect_format(path)
     if fmt == "fastmri":
         from recon.io.fastmri import open_fastmri as opener
@@ -55,6 +58,8 @@ def open_raw(path: str | Path) -> RawFile:
         from recon.io.twix import open_twix as opener
     else:
         from recon.io.bart import open_bart as opener
+    if fmt == "twix" and not epi_correction:
+        return opener(path, epi_correction=False)
     return opener(path)
 
 

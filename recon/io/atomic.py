@@ -25,6 +25,9 @@ def check_output_path(path: str | Path, overwrite: bool = False) -> Path:
         raise OutputError("output exists; pass --overwrite (overwrite=True) to replace it", path)
     if path.is_dir():
         raise OutputError("output path is a folder", path)
+    from recon.io.validate import check_folder_writable
+
+    check_folder_writable(path.parent, path)  # a read-only folder fails now, not after the work
     return path
 
 
@@ -32,6 +35,21 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def _one_line(exc: OSError) -> str:
+    """An OS error as one line: 'No space left on device' and the like, not HDF5's multi-line report."""
+    import errno
+    import re
+
+    text = str(exc.strerror or exc)
+    if exc.errno == errno.ENOSPC or "errno = 28" in text or "No space left" in text:
+        return os.strerror(errno.ENOSPC)
+    found = re.search(r"error message = '([^']*)'", text)  # HDF5 wraps the OS's own message
+    if found:
+        return found.group(1)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 
 @contextlib.contextmanager
@@ -53,7 +71,7 @@ def atomic_path(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except OSError as exc:
-        raise OutputError(f"could not write: {exc.strerror or exc}", path) from exc
+        raise OutputError(f"could not write: {_one_line(exc)}", path) from None
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -17,14 +17,14 @@ NIfTI
     W patient right -> left, slices inferior -> superior, so the voxel axes are (P, L, S) and viewers
     (FSLeyes, ITK-SNAP, nibabel's ``aff2axcodes``) show it upright. The volume is centred on the origin.
     For data of another orientation (e.g. a coronal knee) the anatomical labels are nominal; sizes hold.
-DICOM
-    One multi-frame Secondary Capture file (Multi-frame Grayscale Word SC Image Storage), one frame per
-    slice, uint16 with ``RescaleSlope`` so that ``pixel_array * RescaleSlope`` recovers the values to
-    1/65535 of the volume's maximum; ``PixelSpacing`` ``[dH, dW]`` and ``SliceThickness`` as for NIfTI.
+Geometry
+    When the header carries the patient geometry (``Header.geometry``, data_specs/geometry.md) NIfTI gets the
+    scanner affine (RAS+, one volume per contrast) and DICOM the per-frame positions instead of the display
+    affine above; ``.dcm`` is then written as one Enhanced MR Image file (``recon.io.dicom_enhanced``, also
+    without geometry) and ``.mrd.h5`` as ISMRMRD images (``recon.io.mrd_images``).
 """
 from __future__ import annotations
 
-import datetime
 import math
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from recon.io.atomic import atomic_path, check_output_path
 from recon.io.types import Header
 
 #: extension -> format name
-IMAGE_FORMATS = {".png": "png", ".nii": "nifti", ".nii.gz": "nifti", ".dcm": "dicom"}
+IMAGE_FORMATS = {".png": "png", ".nii": "nifti", ".nii.gz": "nifti", ".dcm": "dicom", ".mrd.h5": "mrd"}
 #: the PNG grey scale saturates at this percentile of the volume
 PNG_PERCENTILE = 99.5
 
@@ -49,7 +49,7 @@ def image_format(path: str | Path) -> str:
         if name.endswith(ext):
             return IMAGE_FORMATS[ext]
     raise OutputError(
-        f"unknown image extension '{''.join(path.suffixes) or '(none)'}' (use .png, .nii, .nii.gz or .dcm)", path
+        f"unknown image extension '{''.join(path.suffixes) or '(none)'}' (use .png, .nii, .nii.gz, .dcm or .mrd.h5)", path
     )
 
 
@@ -116,10 +116,27 @@ def _write_png(tmp: Path, vol: np.ndarray) -> None:
     mpimg.imsave(tmp, np.repeat(grey[..., None], 3, axis=-1), format="png")  # linear 8-bit, no colormap LUT
 
 
+def _layout(vol: np.ndarray, header: Header | None) -> Any:
+    from recon.io.geometry import output_layout
+
+    s, h, w = vol.shape
+    return output_layout(header, vol.shape, voxel_size_mm(header), nifti_affine(voxel_size_mm(header), (h, w, s)))
+
+
 def _write_nifti(tmp: Path, vol: np.ndarray, header: Header | None, gz: bool) -> None:
     nib = require("nibabel", "export", "writing NIfTI images")
-    data = np.ascontiguousarray(np.transpose(vol, (1, 2, 0)))  # (H, W, S)
-    img = nib.Nifti1Image(data, nifti_affine(voxel_size_mm(header), data.shape))
+    from recon.io.geometry import LPS_TO_RAS
+
+    layout = _layout(vol, header)  # scanner geometry (recon.io.geometry) or the display affine
+    sizes = {len(idx) for _, idx in layout.stacks}
+    if len(layout.stacks) > 1 and len(sizes) == 1:  # one volume per contrast: (H, W, slices, contrasts)
+        data = np.stack([np.transpose(vol[idx], (1, 2, 0)) for _, idx in layout.stacks], axis=-1)
+    else:
+        data = np.transpose(vol[[e for _, idx in layout.stacks for e in idx]], (1, 2, 0))
+    data = np.ascontiguousarray(data)  # (H, W, S[, contrasts])
+    affine = layout.affines[0].copy()
+    affine[:3] = LPS_TO_RAS @ affine[:3]
+    img = nib.Nifti1Image(data, affine)
     img.header.set_xyzt_units("mm")
     img.header.set_qform(img.affine, code=1)
     img.header.set_sform(img.affine, code=1)
@@ -134,57 +151,14 @@ def _write_nifti(tmp: Path, vol: np.ndarray, header: Header | None, gz: bool) ->
         tmp.write_bytes(raw)
 
 
-def _write_dicom(tmp: Path, vol: np.ndarray, header: Header | None) -> None:
-    pydicom = require("pydicom", "export", "writing DICOM images")
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+def _write_enhanced_dicom(tmp: Path, vol: np.ndarray, header: Header | None) -> None:
+    from recon.io.dicom_enhanced import write_enhanced_mr
 
-    from recon import __version__
-
-    sop_class = "1.2.840.10008.5.1.4.1.1.7.3"  # Multi-frame Grayscale Word Secondary Capture Image Storage
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(tmp), {}, file_meta=meta, preamble=b"\0" * 128)
-    now = datetime.datetime.now()
-    ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
-    ds.Modality = "MR"
-    ds.ConversionType = "WSD"  # workstation: derived from a reconstruction
-    ds.ImageType = ["DERIVED", "SECONDARY"]
-    ds.SeriesDescription = "recon reconstruction"
-    ds.Manufacturer = "recon"
-    ds.SoftwareVersions = str(__version__)
-    ds.ContentDate = now.strftime("%Y%m%d")
-    ds.ContentTime = now.strftime("%H%M%S")
-    ds.PatientName = "Anonymous"
-    ds.PatientID = "0"
-    ds.StudyID = "1"
-    ds.SeriesNumber = 1
-    ds.InstanceNumber = 1
-    s, h, w = vol.shape
-    dh, dw, dz = voxel_size_mm(header)
-    vmax = float(vol.max())
-    slope = vmax / 65535.0 if vmax > 0 else 1.0
-    pixels = np.clip(np.rint(vol / slope), 0, 65535).astype(np.uint16)
-    ds.NumberOfFrames = s
-    ds.Rows, ds.Columns = h, w
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = 16
-    ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 0
-    ds.RescaleIntercept = 0
-    ds.RescaleSlope = f"{slope:.10g}"[:16]
-    ds.RescaleType = "US"
-    ds.PixelSpacing = [f"{dh:.6g}", f"{dw:.6g}"]  # row spacing (along H), column spacing (along W)
-    ds.SliceThickness = f"{dz:.6g}"
-    ds.PixelData = pixels.tobytes()
-    ds.save_as(tmp, enforce_file_format=True)
+    layout = _layout(vol, header)
+    write_enhanced_mr(tmp, vol, layout.stacks, layout.positions, layout.row_dir, layout.col_dir,
+                      voxel_size_mm(header), layout.spacing_mm,
+                      description=f"recon {header.acquisition}" if header is not None and header.acquisition
+                      else "recon reconstruction")
 
 
 def write_image(
@@ -212,6 +186,10 @@ def write_image(
             _write_png(tmp, vol)
         elif fmt == "nifti":
             _write_nifti(tmp, vol, header, gz=path.name.lower().endswith(".gz"))
+        elif fmt == "mrd":
+            from recon.io.mrd_images import write_mrd_images
+
+            write_mrd_images(tmp, vol, header, voxel_size_mm(header), _layout(vol, header))
         else:
-            _write_dicom(tmp, vol, header)
+            _write_enhanced_dicom(tmp, vol, header)
     return path

@@ -388,6 +388,15 @@ def open_mrd(path: str | Path, *, repetition: int | None = None, contrast: int |
         noise_samples = np.concatenate(chunks, axis=1).astype(np.complex64)
         noise_dwell = float(head["sample_time_us"][noise][0])
 
+    # --- patient geometry per entry; entries in spatial order within each contrast (recon.io.geometry)
+    from recon.io.geometry import mrd_geometry, sort_by_position
+
+    geometry = mrd_geometry(head[keep], frame_of, frames, FRAME_FIELDS)
+    order = sort_by_position(geometry) if geometry is not None else np.arange(frames.shape[0])
+    if np.any(order != np.arange(order.size)):
+        kspace, frames, geometry = kspace[order], frames[order], geometry.take(order)
+        if mask is not None and mask.ndim == 3:
+            mask = mask[order]
     receiver = getattr(getattr(hdr, "acquisitionSystemInformation", None), "receiverChannels", None)
     frame_list = [dict(zip(FRAME_FIELDS, map(int, fr))) for fr in frames]
     cal_union = calib.any(axis=0)
@@ -427,6 +436,7 @@ def open_mrd(path: str | Path, *, repetition: int | None = None, contrast: int |
         xml=xml,
         format="mrd",
         attrs=attrs,
+        geometry=geometry,
     )
     data = RawData(kspace, header, mask=mask, path=path)
     extra = {

@@ -159,7 +159,8 @@ def _centre_pad(arr: np.ndarray, axis: int, size: int, centre: int | None) -> tu
     return np.pad(arr, pad), front
 
 
-def open_twix(path: str | Path, *, remove_oversampling: bool = True, measurement: int = -1) -> RawFile:
+def open_twix(path: str | Path, *, remove_oversampling: bool = True, measurement: int = -1,
+              epi_correction: bool = True) -> RawFile:
     """Read one measurement of a Siemens twix file into memory as a :class:`RawFile`.
 
     Parameters
@@ -167,6 +168,8 @@ def open_twix(path: str | Path, *, remove_oversampling: bool = True, measurement
     path: the ``.dat`` file (VB, or VD/VE multi-raid).
     remove_oversampling: halve the readout (H) when the protocol says it is 2x oversampled.
     measurement: which measurement of a multi-raid file (-1: the last, the imaging scan).
+    epi_correction: EPI ramp-sampling regridding and Nyquist-ghost correction (``recon.io.epi``) when the
+        protocol has ramp sampling or the file has phase-correction navigators (``--no-epi-correction``).
 
     The k-space is ``(slices, coils, H, W)`` complex64 on the scanner's scale; see ``data_specs/twix.md``.
     """
@@ -210,7 +213,11 @@ def open_twix(path: str | Path, *, remove_oversampling: bool = True, measurement
 
     for dim in DIM_ORDER:
         scan.flags["average"][dim] = dim in AVERAGED
-    scan.flags["remove_os"] = remove
+    import recon.io.epi as epi
+
+    epi_mode = epi_correction and ("phasecorr" in categories or
+                                   epi.RampSpec.from_twix(hdr.get("Meas", {}), n_col) is not None)
+    scan.flags["remove_os"] = remove and not epi_mode  # EPI: removed after regridding (recon.io.epi)
     scan.flags["regrid"] = False
     scan.flags["squeeze_singletons"] = False
     scan.flags["squeeze_ave_dims"] = False
@@ -224,7 +231,13 @@ def open_twix(path: str | Path, *, remove_oversampling: bool = True, measurement
     except Exception as exc:
         raise CorruptFileError(f"twix image data could not be read ({type(exc).__name__}: {exc})", path) from None
     arr = np.asarray(arr, dtype=np.complex64).reshape(scan.shape)
-    if asymmetric:  # the echo centre (MDH CenterCol) lands at H // 2 of the full readout
+    epi_info = None
+    if epi_mode:
+        pc = categories["phasecorr"].mdb_list if "phasecorr" in categories else []
+        arr, epi_info, epi_notes = epi.apply_twix(arr, scan.mdb_list, pc, hdr.get("Meas", {}), DIM_ORDER,
+                                                  AVERAGED, correct=True, remove_os=remove)
+        notes.extend(epi_notes)
+    elif asymmetric:  # the echo centre (MDH CenterCol) lands at H // 2 of the full readout
         ro_front = min(max(full_col // 2 - centre_col, 0), full_col - n_col)
         arr = np.pad(arr, [(0, 0)] * (arr.ndim - 1) + [(ro_front, full_col - n_col - ro_front)])
     sizes = dict(zip(DIM_ORDER, arr.shape))
@@ -265,6 +278,16 @@ def open_twix(path: str | Path, *, remove_oversampling: bool = True, measurement
     n_cha, n_col_out = arr.shape[-2], arr.shape[-1]
     kspace = arr.reshape(-1, w, n_cha, n_col_out).transpose(0, 2, 3, 1)
     slice_dims = {d: int(sizes[d]) for d in DIM_ORDER[:lin_axis] if sizes[d] > 1}
+    from recon.io.geometry import sort_by_position, twix_geometry
+
+    geometry = twix_geometry(scan.mdb_list, sizes, DIM_ORDER, AVERAGED)
+    if geometry is not None and len(geometry) == kspace.shape[0]:  # slices in spatial order (interleaving)
+        order = sort_by_position(geometry)
+        if np.any(order != np.arange(order.size)):
+            kspace, geometry = kspace[order], geometry.take(order)
+            notes.append("slices sorted by position along the slice normal")
+    else:
+        geometry = None
 
     # --- noise scans ----------------------------------------------------------------------------
     noise = None
@@ -297,7 +320,7 @@ def open_twix(path: str | Path, *, remove_oversampling: bool = True, measurement
     header = Header(
         encoded_matrix=(n_col_out, w, n_z), recon_matrix=(recon_x, recon_y, n_z), num_coils=n_cha,
         encoded_fov_mm=encoded_fov, recon_fov_mm=recon_fov, pe_center=w // 2, acquired_pe=acquired_pe,
-        acquisition=_protocol_name(hdr), noise_samples=noise, format="twix",
+        acquisition=_protocol_name(hdr), noise_samples=noise, format="twix", geometry=geometry,
         attrs={**_protocol_attrs(hdr, version), "slice_axis": slice_dims or {"Sli": 1},
                "readout_oversampling_removed": remove},
     )
@@ -305,13 +328,15 @@ def open_twix(path: str | Path, *, remove_oversampling: bool = True, measurement
     mask = None if line_mask[a:b].all() else line_mask
 
     # --- what is not used -----------------------------------------------------------------------
-    if "phasecorr" in categories:
+    if "phasecorr" in categories and epi_info is None:
         notes.append(f"{len(categories['phasecorr'].mdb_list)} EPI phase-correction lines not in the image; "
                      "Nyquist-ghost correction not performed")
     if any(m.is_flag_set("REFLECT") for m in scan.mdb_list):
         notes.append("reflected (EPI) lines reversed by twixtools")
     regrid_mode = _get(hdr, "Meas", "alRegridMode", 0)
-    if isinstance(regrid_mode, (int, float)) and regrid_mode > 1:
+    if isinstance(regrid_mode, list):
+        regrid_mode = regrid_mode[0] if regrid_mode else 0
+    if isinstance(regrid_mode, (int, float)) and regrid_mode > 1 and (epi_info is None or epi_info.ramp is None):
         notes.append(f"ramp-sampled readout (alRegridMode {int(regrid_mode)}) not regridded")
     for cat in ("refscan", "phasestab", "refphasestab0", "refphasestab1", "fidnav"):
         if cat in categories:
@@ -340,6 +365,9 @@ def open_twix(path: str | Path, *, remove_oversampling: bool = True, measurement
     extra.update(pat_attrs(yaps))
     extra.update(calibration_summary(data))
     header.attrs.update(pat_attrs(yaps))
+    if epi_info is not None:
+        extra["epi_correction"] = epi_info.as_dict()
+        header.attrs["epi_correction"] = epi_info.as_dict()
     if messages:
         extra["twixtools_messages"] = messages
     return InMemoryRawFile(data, "twix", extra)

@@ -53,6 +53,8 @@ class Header:
     format: the reader that made this header: ``fastmri``, ``mrd``, ``twix``, ``bart``, ``memory``.
     attrs: every other file attribute worth keeping (fastMRI's ``acceleration``, ``num_low_frequency``,
         ``max``, ``norm``, ``patient_id``; twix protocol values; ...). JSON-serialisable values.
+    geometry: :class:`recon.io.geometry.Geometry` of each slice-axis entry (patient position and
+        orientation, contrast counters), from MRD/twix headers; None when the file has none.
     """
 
     encoded_matrix: Triple
@@ -68,6 +70,7 @@ class Header:
     xml: str | None = None
     format: str = "memory"
     attrs: dict[str, Any] = field(default_factory=dict)
+    geometry: Any = None  # recon.io.geometry.Geometry: per-entry patient position/orientation (LPS), or None
 
     @property
     def readout_oversampling(self) -> float:
@@ -109,6 +112,7 @@ class Header:
                 else None
             ),
             "has_xml": self.xml is not None,
+            **({"geometry": self.geometry.summary()} if self.geometry is not None else {}),
         }
 
 

@@ -8,9 +8,11 @@ reports for the written file: fastMRI's definitions after fastMRI's crop (:func:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
+from recon.io import read_raw
 from recon.io.fourier import center_crop, ifft2c, rss
 from recon.io.types import RawData
 from recon.metrics.fidelity import fastmri_crop_size, volume_metrics
@@ -27,6 +29,16 @@ def reference_slice(raw: RawData, crop: tuple[int, int], *, fully_sampled_rss: b
     if not fully_sampled_rss:
         return None
     return np.asarray(center_crop(rss(ifft2c(raw.kspace)), crop), dtype=np.float32)
+
+
+def reference_volume(path: str | Path) -> np.ndarray:
+    """The reference ``(S, h, w)`` float32 of a whole file, as ``reconstruct_file`` scores a retrospective
+    undersampling of it: its ``reconstruction_rss`` when it has one, else the RSS of its fully sampled k-space
+    centre-cropped to the header's recon size (:func:`reference_slice` over the whole volume)."""
+    raw = read_raw(path)
+    ref = reference_slice(raw, raw.header.recon_size, fully_sampled_rss=True)
+    assert ref is not None
+    return ref
 
 
 def reference_metrics(reconstruction: np.ndarray, references: Sequence[np.ndarray | None]) -> dict[str, float] | None:

@@ -80,6 +80,7 @@ class Report:
     generated: str
     version: str
     seconds: float = 0.0
+    intervals: list = field(default_factory=list)  #: recon.report.intervals.IntervalRow per calibrated file
 
 
 def _stats(values: list[float | None]) -> tuple[float | None, float | None, int]:
@@ -310,6 +311,9 @@ def build_report(run_dir: str | Path, *, tiers: Sequence[str] | str | None = Non
     report = Report(run, tier_list, tier_tables(run, tier_list, sources), acceleration_plots(run, tier_list),
                     file_images(run, log=say), datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     __version__)
+    from recon.report.intervals import interval_rows
+
+    report.intervals = interval_rows(run, log=say)
     report.seconds = round(time.perf_counter() - start, 2)
     page = render(report)
     with atomic_path(out, overwrite=overwrite) as tmp:

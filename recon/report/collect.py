@@ -31,7 +31,7 @@ import numpy as np
 from recon.errors import InputError
 
 #: optional image datasets of a reconstruction file shown in the report (diffusion methods write them)
-EXTRA_MAPS = ("uncertainty", "hallucination")
+EXTRA_MAPS = ("uncertainty", "hallucination", "lower", "upper")
 #: file names of the folder kinds
 MANIFEST_NAME = "manifest.json"
 DEMO_METRICS = "metrics.json"
@@ -319,6 +319,11 @@ def collect_run(run_dir: str | Path, target_dir: str | Path | None = None) -> Ru
     if tdir is not None and not tdir.is_dir():
         raise InputError("--target-dir is not a folder", tdir)
     manifest = _read_json(root / MANIFEST_NAME)
+    if manifest is None and (root / MANIFEST_NAME).is_file():  # there, but truncated or not JSON (issue 18)
+        from recon.errors import DataError
+
+        raise DataError("is not a valid manifest (truncated or corrupt JSON); rerun recon batch to rewrite it",
+                        root / MANIFEST_NAME)
     demo = _read_json(root / DEMO_METRICS)
     if manifest is not None and isinstance(manifest.get("files"), dict):
         run = read_batch(root, manifest, tdir)
@@ -353,7 +358,7 @@ def load_reference(source: ReferenceSource, cache: dict[ReferenceSource, np.ndar
         except Exception as exc:  # noqa: BLE001
             raise InputError(f"cannot read '{source.key}': {exc}", source.path) from None
     else:
-        from recon.demo import reference_volume
+        from recon.metrics.reference import reference_volume
 
         data = reference_volume(source.path)
     if source.slices is not None:

@@ -133,6 +133,9 @@ def render(report: Report) -> str:
     if report.plots:
         parts.append('<h2 id="plots">Metric vs acceleration</h2>')
         parts += [_figure(f) for f in report.plots]
+    from recon.report.intervals import render_rows
+
+    parts.append(render_rows(getattr(report, "intervals", [])))
     parts.append('<h2 id="images">Images</h2>')
     parts.append('<p class="muted">Middle slice of each reconstruction; the reference and the reconstruction share '
                  "a grey scale; error, uncertainty and hallucination maps carry their own colour bars.</p>")

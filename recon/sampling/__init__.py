@@ -10,12 +10,11 @@ from recon.sampling.fastmri_masks import (
     ColumnMaskFunc,
     acquired_mask,
     apply_mask,
-    mask_from_options,
-    normalize_seed,
-    seed_from_name,
     to_fastmri_tensor,
     to_torch_mask,
 )
+from recon.sampling.options import mask_from_options
+from recon.sampling.seeds import normalize_seed, seed_from_name
 from recon.sampling.masks2d import MASK2D_TYPES, calibration_box, gaussian_mask, poisson_disc_mask
 from recon.sampling.trajectories import (
     GOLDEN_ANGLE_DEG,

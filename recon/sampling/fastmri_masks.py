@@ -35,56 +35,17 @@ widths too small to hold a centre line.
 from __future__ import annotations
 
 import contextlib
-import secrets
 from collections.abc import Iterator, Sequence
-from pathlib import PurePath
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
 from recon.errors import DataError, UsageError
 from recon.io.types import Header, expand_mask
+from recon.sampling.seeds import Seed, normalize_seed, seed_from_name  # noqa: F401 (re-exported)
 
 MASK_TYPES: tuple[str, ...] = ("random", "equispaced", "equispaced_fraction", "magic", "magic_fraction")
 """The fastMRI column-mask types (``create_mask_for_mask_type`` names)."""
-
-Seed = Union[None, int, tuple[int, ...], str]
-
-
-def seed_from_name(name: str | PurePath) -> tuple[int, ...]:
-    """fastMRI's per-volume seed: the code points of the file's base name, ``tuple(map(ord, name))``.
-
-    fastMRI's ``SliceDataset`` hands the transforms ``fname.name`` (no folders), so a full path is reduced to
-    its base name first; ``"file1000001.h5"`` and ``"/data/knee/file1000001.h5"`` give the same seed.
-    """
-    base = PurePath(str(name)).name
-    if not base:
-        raise UsageError(f"seed: cannot derive a seed from the empty file name {str(name)!r}")
-    return tuple(map(ord, base))
-
-
-def normalize_seed(seed: Seed) -> int | tuple[int, ...] | None:
-    """Turn a user seed into what ``RandomState.seed`` takes: None, a non-negative int, or a tuple of ints.
-
-    A ``str`` is a file name (see :func:`seed_from_name`); a decimal string such as ``"42"`` is the int 42.
-    """
-    if seed is None:
-        return None
-    if isinstance(seed, str):
-        s = seed.strip()
-        if s.isdigit():
-            return int(s)
-        return seed_from_name(seed)
-    if isinstance(seed, (bool, np.bool_)):
-        raise UsageError(f"seed must be an int, a file name or None, got {seed!r}")
-    if isinstance(seed, (int, np.integer)):
-        if seed < 0 or seed >= 2**32:
-            raise UsageError(f"seed must be in [0, 2**32), got {seed}")
-        return int(seed)
-    if isinstance(seed, tuple) and all(isinstance(v, (int, np.integer)) and 0 <= v < 2**32 for v in seed) and seed:
-        return tuple(int(v) for v in seed)
-    raise UsageError(f"seed must be an int, a file name or None, got {seed!r}")
-
 
 @contextlib.contextmanager
 def _reseeded(rng: np.random.RandomState, seed: int | tuple[int, ...] | None) -> Iterator[None]:
@@ -325,47 +286,6 @@ def _centre_block(width: int, n_low: int) -> np.ndarray:
     start = (width - n_low + 1) // 2
     out[start:start + n_low] = True
     return out
-
-
-def mask_from_options(
-    mask_type: str,
-    shape_or_width: int | Sequence[int],
-    accelerations: float | Sequence[float],
-    center_fractions: float | Sequence[float],
-    seed: Seed = None,
-    *,
-    offset: int | None = None,
-    allow_any_combination: bool = False,
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """The mask for the CLI's ``--mask-type/--accel/--center-fraction/--seed``.
-
-    Parameters
-    ----------
-    mask_type: a fastMRI type (:data:`MASK_TYPES`), or ``poisson`` / ``gaussian`` for 2D masks.
-    shape_or_width: k-space shape ``(..., H, W)`` (2D masks need it) or the width ``W``.
-    accelerations, center_fractions: a value or lists (one pair drawn per call, as fastMRI).
-    seed: None (a random seed is drawn and recorded in ``info``), an int, or a file name (fastMRI's
-        per-volume seed, ``tuple(map(ord, name))``; the same mask for every slice of a file).
-
-    Returns
-    -------
-    ``(mask, info)``: bool ``(W,)`` for column masks, ``(H, W)`` for 2D masks; ``info`` records the mask type,
-    the centre fraction and acceleration actually drawn, the centre line count, the offset, the seed and the
-    achieved acceleration (JSON-serialisable, to store as attributes of an output).
-    """
-    if seed is None:
-        seed = secrets.randbelow(2**31)
-    norm = normalize_seed(seed)
-    seed_info: Any = norm if isinstance(norm, int) else seed if isinstance(seed, str) else list(norm or ())
-    if mask_type in ("poisson", "gaussian"):
-        from recon.sampling.masks2d import mask2d_from_options
-
-        mask, info = mask2d_from_options(mask_type, shape_or_width, accelerations, center_fractions, norm)
-    else:
-        func = ColumnMaskFunc(mask_type, center_fractions, accelerations, allow_any_combination)
-        mask, info = func.sample(shape_or_width, offset=offset, seed=norm)
-    info["seed"] = seed_info
-    return mask, info
 
 
 def acquired_mask(mask: np.ndarray, header: Header | None, width: int | None = None) -> np.ndarray:

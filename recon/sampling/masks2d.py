@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from recon.errors import UsageError
-from recon.sampling.fastmri_masks import Seed, normalize_seed
+from recon.sampling.seeds import Seed, normalize_seed
 
 MASK2D_TYPES: tuple[str, ...] = ("poisson", "gaussian")
 

@@ -79,7 +79,7 @@ def solve_scaled(
     lam: float | None = None,
     iterations: int | None = None,
     solver: str | None = None,
-    scale: bool | float = True,
+    scale: bool | float | torch.Tensor = True,
     x0: torch.Tensor | None = None,
     random_shift: bool | None = None,
     wavelet: str = "db2",
@@ -94,7 +94,8 @@ def solve_scaled(
     problem: the unscaled data term (``aty = A^H y``).
     regularizer: ``l1-wavelet`` or ``tv``.
     lam, iterations, solver: None = the defaults in :data:`DEFAULTS`.
-    scale: True = per-slice BART scaling; a number = that scale for all; False = none.
+    scale: True = per-slice BART scaling; a number = that scale for all, or one per batch element
+        (shape ``aty.shape[:-2]``); False = none.
     x0: start on the data's scale (default ``A^H y``).
     random_shift: wavelet cycle spinning (default: on for FISTA, off otherwise).
     wavelet, levels, seed: wavelet choice and the random shifts' seed.
@@ -125,10 +126,11 @@ def solve_scaled(
         s = safe_scale(bart_scale(problem.aty))
     elif scale is False or scale is None:
         s = torch.ones(batch, device=problem.aty.device)
-    else:
-        if not float(scale) > 0:
+    else:  # one scale for all, or one per batch element (e.g. measured on another field of view)
+        s = torch.as_tensor(scale, dtype=torch.float32).to(problem.aty.device)
+        if not bool((s > 0).all()):
             raise UsageError(f"scale must be > 0, got {scale}")
-        s = torch.full(batch, float(scale), device=problem.aty.device)
+        s = s.expand(batch).contiguous() if s.ndim == 0 else s.reshape(batch)
     s_img = s.reshape(s.shape + (1, 1)).to(problem.aty.real.dtype)
     scaled = LeastSquares(problem.normal, problem.aty / s_img,
                           problem.y_norm_sq / s.to(torch.float64).square(), problem.lipschitz)

@@ -20,6 +20,8 @@ import torch
 
 from recon.errors import DataError, UsageError
 from recon.io.types import RawData, expand_mask
+from recon.solvers.autolambda import is_auto
+from recon.solvers.readout import crop_readout_oversampling
 from recon.solvers.result import ReconResult
 
 METHODS = ("zero-filled", "sense", "grappa", "l1-wavelet", "tv")
@@ -100,7 +102,13 @@ def estimate_maps(kspace: torch.Tensor, mask: np.ndarray | None, **espirit_optio
         raise DataError(f"ESPIRiT sensitivity maps need a fully sampled k-space centre: {exc.reason}") from None
 
 
-def _check_common(lam: float | None, iterations: int | None) -> None:
+def _check_common(lam: float | str | None, iterations: int | None, method: str = "l1-wavelet") -> None:
+    if is_auto(lam):
+        if method not in ("l1-wavelet", "tv"):
+            raise UsageError(f"lambda 'auto' (cross-validated) is for l1-wavelet and tv, not {method}")
+        return
+    if isinstance(lam, str):
+        raise UsageError(f"lambda must be a number >= 0 or 'auto', got {lam!r}")
     if lam is not None and not float(lam) >= 0:
         raise UsageError(f"lambda must be >= 0, got {lam}")
     if iterations is not None and int(iterations) < 0:
@@ -143,7 +151,7 @@ def reconstruct(
     start = time.perf_counter()
     if method not in METHODS:
         raise UsageError(f"unknown method {method!r}; available: {', '.join(METHODS)}")
-    _check_common(lam, iterations)
+    _check_common(lam, iterations, method)
     kspace_np, mask_np, raw = _as_raw(data, mask)
     dev = resolve_device(device)
     kspace = torch.from_numpy(np.ascontiguousarray(kspace_np)).to(dev)
@@ -206,6 +214,11 @@ def reconstruct(
             if lam is None:
                 lam = default_lambda(method, mask_np)  # l1-wavelet: lower for 2D masks
             try:
+                if is_auto(lam):  # k-space cross-validation, solving with the final solve's options
+                    from recon.solvers.autolambda import select_lambda
+
+                    lam, params["lambda_auto"] = select_lambda(kspace, used_maps, mask_np, method,
+                                                               iterations=iterations, **opts)
                 solver_result = solve_scaled(problem, method, lam=lam, iterations=iterations, **opts)
             except TypeError as exc:
                 raise UsageError(f"{method}: {exc}") from None
@@ -226,10 +239,53 @@ def reconstruct(
 
 # --- pipeline methods: one slice (1, C, H, W) in, (1, H, W) float32 magnitude out ----------------------
 
+def _without_readout_oversampling(raw: RawData, device: Any) -> tuple[RawData, dict[str, Any]]:
+    """``raw`` with the readout oversampling removed (:func:`recon.solvers.readout.crop_readout_oversampling`),
+    and the options that keep the solution that of the full field of view: the ESPIRiT ``maps`` of the full
+    readout cropped to it, and (compressed sensing) the data ``scale`` of the full field of view. ``(raw, {})``
+    when nothing is cropped.
+
+    The iterative solvers then run on half the pixels of 2x-oversampled data. With a column mask the problem
+    decouples over image rows (CG's step sizes aside, which are global), so with the same maps CG-SENSE gives
+    the same PSNR. ESPIRiT on the cropped
+    calibration data gives other maps, and BART's scaling rule (percentiles of ``|A^H y|``) sees a fuller field
+    of view: on a simulated 640 x 368 15-coil file at 4x, maps and scale of the cropped data cost 0.18 dB
+    (CG-SENSE) and 0.1 dB / 0.03 SSIM (L1-wavelet); with these two the result is that of the full grid.
+    """
+    cropped = crop_readout_oversampling(raw)
+    if cropped is raw:
+        return raw, {}
+    from recon.solvers.scaling import bart_scale, safe_scale
+    from recon.solvers.sense import as_mask, cartesian_problem
+
+    dev = resolve_device(device)
+    kspace = torch.from_numpy(np.ascontiguousarray(raw.kspace)).to(dev)
+    mask = raw.sample_mask()
+    maps = estimate_maps(kspace, mask)
+    problem, _ = cartesian_problem(kspace, maps, as_mask(mask, dev))
+    top = (raw.kspace.shape[-2] - cropped.kspace.shape[-2]) // 2  # recon.io.fourier.center_crop's convention
+    maps = maps[..., top:top + cropped.kspace.shape[-2], :]
+    return cropped, {"maps": maps, "scale": safe_scale(bart_scale(problem.aty))}
+
+
+def _with_lambda_record(result: ReconResult) -> np.ndarray | dict[str, np.ndarray]:
+    """The pipeline output of a CS reconstruction: the image, plus with ``lam="auto"`` the per-slice record of
+    the choice (datasets ``lambda_auto`` ``(1,)``, ``lambda_grid`` and ``lambda_validation_error`` ``(1, G)``)."""
+    record = result.parameters.get("lambda_auto")
+    if record is None:
+        return result.image
+    return {"reconstruction": result.image,
+            "lambda_auto": np.array([record["lambda"]], dtype=np.float32),
+            "lambda_grid": np.array([record["grid"]], dtype=np.float32),
+            "lambda_validation_error": np.array([record["validation_error"]], dtype=np.float32)}
+
+
 def sense_method(raw: RawData, *, lam: float | None = None, iterations: int | None = None,
                  device: str | None = None) -> np.ndarray:
-    """``recon run --method sense``: CG-SENSE with ESPIRiT maps."""
-    return reconstruct(raw, "sense", lam=lam, iterations=iterations, device=device).image
+    """``recon run --method sense``: CG-SENSE with ESPIRiT maps (readout oversampling removed first)."""
+    raw, full_fov = _without_readout_oversampling(raw, device)
+    return reconstruct(raw, "sense", lam=lam, iterations=iterations, maps=full_fov.get("maps"),
+                       device=device).image
 
 
 def grappa_method(raw: RawData, *, lam: float | None = None, device: str | None = None) -> np.ndarray:
@@ -237,15 +293,21 @@ def grappa_method(raw: RawData, *, lam: float | None = None, device: str | None 
     return reconstruct(raw, "grappa", lam=lam, device=device).image
 
 
-def l1_wavelet_method(raw: RawData, *, lam: float | None = None, iterations: int | None = None,
+def l1_wavelet_method(raw: RawData, *, lam: float | str | None = None, iterations: int | None = None,
                       solver: str | None = None, device: str | None = None) -> np.ndarray:
-    """``recon run --method l1-wavelet``: L1-wavelet CS with ESPIRiT maps (FISTA by default)."""
+    """``recon run --method l1-wavelet``: L1-wavelet CS with ESPIRiT maps (FISTA by default; readout
+    oversampling removed first)."""
+    raw, full_fov = _without_readout_oversampling(raw, device)
     opts = {} if solver is None else {"solver": solver}
-    return reconstruct(raw, "l1-wavelet", lam=lam, iterations=iterations, device=device, **opts).image
+    return _with_lambda_record(reconstruct(raw, "l1-wavelet", lam=lam, iterations=iterations, device=device,
+                                           **full_fov, **opts))
 
 
-def tv_method(raw: RawData, *, lam: float | None = None, iterations: int | None = None,
+def tv_method(raw: RawData, *, lam: float | str | None = None, iterations: int | None = None,
               solver: str | None = None, device: str | None = None) -> np.ndarray:
-    """``recon run --method tv``: TV CS with ESPIRiT maps (ADMM by default)."""
+    """``recon run --method tv``: TV CS with ESPIRiT maps (ADMM by default; readout oversampling removed
+    first)."""
+    raw, full_fov = _without_readout_oversampling(raw, device)
     opts = {} if solver is None else {"solver": solver}
-    return reconstruct(raw, "tv", lam=lam, iterations=iterations, device=device, **opts).image
+    return _with_lambda_record(reconstruct(raw, "tv", lam=lam, iterations=iterations, device=device,
+                                           **full_fov, **opts))

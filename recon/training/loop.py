@@ -128,7 +128,7 @@ def train(out: str | Path, train_dir: str | Path, val_dir: str | Path, config: T
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     out = Path(out)
-    config, blob = run_config(out, config, resume=resume, overwrite=overwrite, lr=lr, models=("varnet", "modl"),
+    config, blob = run_config(out, config, resume=resume, overwrite=overwrite, lr=lr, models=("varnet", "modl", "fastmri-varnet"),
                               tuple_keys=("accelerations", "center_fractions"))
     config.check()
     dev = torch.device(device)

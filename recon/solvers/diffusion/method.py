@@ -16,7 +16,9 @@ Per slice ``(1, C, H, W)``:
 
 Returns (all float32, leading slice axis of 1; the pipeline crops the image-shaped ones):
 ``reconstruction`` = |posterior mean|, ``uncertainty`` = std of the sample magnitudes, ``hallucination`` =
-the null-space ratio map, ``hallucination_fraction`` ``(1,)`` = flagged fraction of object pixels, and with
+the null-space ratio map, ``hallucination_fraction`` ``(1,)`` = flagged fraction of object pixels,
+``null_spread`` = the samples' RMS null-space deviation (the predicted hallucination magnitude),
+``noise_level`` ``(1,)`` = the image-domain noise std used, and with
 ``save_samples`` ``samples`` ``(1, K, H, W)`` = the sample magnitudes.
 """
 from __future__ import annotations
@@ -119,13 +121,17 @@ def diffusion_method(
     save_samples: bool = False,
     hard_dc: bool = False,
     start_sigma: float | None = DEFAULT_START_SIGMA,
+    calibration: str | None = None,
 ) -> dict[str, np.ndarray]:
     """Diffusion posterior sampling on one slice ``(1, C, H, W)``; see the module docstring for the outputs.
 
     ``samples`` K >= 1 (drawn as one batch), ``steps`` (default 12 for DDS, 50 for DPS), ``sampler``
     ``dds``/``dps``, ``seed`` (reproducible samples), ``weights`` (default: the bundled prior), ``device``,
     ``save_samples`` (also return the sample magnitudes), ``hard_dc`` (finish exactly data-consistent),
-    ``start_sigma`` (start from the CG-SENSE image plus noise of this level; None = from pure noise).
+    ``start_sigma`` (start from the CG-SENSE image plus noise of this level; None = from pure noise),
+    ``calibration`` (a ``recon calibrate`` file: also ``lower``/``upper`` and ``uncertainty`` = the calibrated
+    half-width, the raw std then as ``sample_std``; refused for other weights/options/acceleration,
+    :mod:`recon.solvers.diffusion.calibration`).
     """
     from recon.solvers.diffusion.uncertainty import noise_level, summarise
     from recon.solvers.learned.method import slice_mask
@@ -140,19 +146,35 @@ def diffusion_method(
     if sampler not in SAMPLERS:
         raise UsageError(f"unknown sampler {sampler!r}; available: {', '.join(SAMPLERS)}")
     dev = resolve_device(device)
-    prior = get_prior(weights, str(dev))
     mask = slice_mask(raw)
+    cal = None
+    if calibration is not None:
+        from recon.solvers.diffusion import calibration as calib
+
+        cal = calib.load_calibration(calibration)
+        calib.check_calibration(cal, calibration, method="diffusion", weights=weights,
+                                options=calib.resolved_options(samples, steps, sampler, start_sigma),
+                                acceleration=calib.measured_acceleration(mask))
+    prior = get_prior(weights, str(dev))
     kspace = torch.from_numpy(np.ascontiguousarray(raw.kspace[0])).to(dev)
     data = slice_model(kspace, mask)
     x, _ = posterior_sample(data, prior, samples=samples, sampler=sampler, steps=steps, seed=seed,
                             start_sigma=None if start_sigma is None else float(start_sigma), hard_dc=bool(hard_dc))
-    summary = summarise(x, data, noise=noise_level(raw.kspace[0], mask))
+    noise = noise_level(raw.kspace[0], mask)
+    summary = summarise(x, data, noise=noise)
     out = {
         "reconstruction": summary.mean[None],
         "uncertainty": summary.std[None],
         "hallucination": summary.hallucination[None],
         "hallucination_fraction": np.asarray([summary.hallucination_fraction], dtype=np.float32),
     }
+    out["null_spread"] = summary.null_spread[None]
+    out["noise_level"] = np.asarray([noise], dtype=np.float32)
+    if cal is not None:
+        out["sample_std"] = out["uncertainty"]
+        out.update({k: v.astype(np.float32) for k, v in calib.calibrated_outputs(
+            out["reconstruction"], out["sample_std"], noise, float(cal["scale"])).items()})
+        out["interval_alpha"] = np.asarray([cal["alpha"]], dtype=np.float32)
     if save_samples:
         out["samples"] = x.abs().cpu().numpy().astype(np.float32)[None]
     return out

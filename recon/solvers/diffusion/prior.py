@@ -18,13 +18,12 @@ on ``c_noise`` by a sinusoidal embedding and a per-block scale/shift (FiLM). The
 density follows by Tweedie: ``grad log p_sigma(x) = (D(x, sigma) - x) / sigma^2`` (per real component).
 
 Weights: ``recon/weights/diffusion_sim.pt`` (``recon.weights.bundled_weights("diffusion")``) or a file
-written by ``recon train --model diffusion``; :func:`load_prior` loads either, without network access.
+written by ``recon train --model diffusion``; :func:`recon.solvers.diffusion.loading.load_prior` loads either,
+without network access (the prior module itself knows nothing of weight files).
 """
 from __future__ import annotations
 
 import math
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -199,22 +198,3 @@ class DenoiserPrior(nn.Module):
         f = f[..., top:top + h, left:left + w]
         d = c_skip[:, None, None, None] * xr + c_out[:, None, None, None] * f
         return torch.complex(d[:, 0].contiguous(), d[:, 1].contiguous())
-
-
-def build_prior(config: dict[str, Any]) -> DenoiserPrior:
-    """A fresh prior from a stored ``config`` (``{"model": "diffusion", ...}``)."""
-    cfg = dict(config)
-    cfg.pop("model", None)
-    return DenoiserPrior(**cfg)
-
-
-def load_prior(weights: str | Path | None = None, device: str | torch.device = "cpu") -> DenoiserPrior:
-    """The bundled prior (``recon/weights/diffusion_sim.pt``) or a ``recon train --model diffusion`` file,
-    in eval mode on ``device``; no network. Errors: :class:`~recon.errors.InputError` subclasses."""
-    from recon.solvers.learned.registry import load_model
-    from recon.weights import bundled_weights
-
-    path = Path(weights) if weights is not None else bundled_weights("diffusion")
-    model = load_model(path, device, expect="diffusion")
-    assert isinstance(model, DenoiserPrior)
-    return model

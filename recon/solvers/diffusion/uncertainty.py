@@ -19,8 +19,14 @@ Given ``K`` complex samples ``x_k`` ``(K, H, W)`` of one slice (same units as th
   such pixels, ``hallucination > HALLUCINATION_THRESHOLD`` (3), are flagged. The scalar summary is the
   fraction of object pixels flagged (object: ``|xbar| > OBJECT_FRACTION`` x its 99th percentile). Flagged is
   "not supported by the data", which may still be right; it is where to look twice.
-* ``A^+ A x`` (the projection onto the row space of ``A``) is the minimum-norm solution of ``A^H A z = A^H A x``,
+* ``P_null`` is exact for column (phase-encode) masks: :func:`exact_null_component`, per readout row. For
+  other masks, ``A^+ A x`` (the projection onto the row space of ``A``) is the minimum-norm solution of ``A^H A z = A^H A x``,
   computed by CG from zero (every CG iterate lies in the range of ``A^H A``).
+
+* **null_spread** (issue 14): ``sqrt(sum_k |P_null (x_k - xbar)|^2 / (K - 1))``, the posterior's own
+  prediction of the truth-based hallucination ``|P_null (xbar - x)|`` (if ``x`` were one more sample, its
+  null-space deviation from the mean would be distributed like the samples'). ``benchmarks/hallucination.py``
+  scores it, and the ratio map above, as detectors of where the truth-based hallucination is large.
 
 Calibration (against a known truth): :func:`spearman_std_error` (rank correlation of std and |error| in the
 object) and :func:`coverage` (fraction of object pixels whose true magnitude lies within mean +- 2 std).
@@ -33,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from recon.operators import fft2c
 from recon.solvers.cg import conjugate_gradient
 from recon.solvers.diffusion.samplers import SenseData
 
@@ -40,8 +47,10 @@ from recon.solvers.diffusion.samplers import SenseData
 HALLUCINATION_THRESHOLD = 3.0
 #: object = pixels above this fraction of the 99th percentile of the mean magnitude
 OBJECT_FRACTION = 0.1
-#: CG iterations of the range projection ``A^+ A``
+#: CG iterations of the range projection ``A^+ A`` (masks that are not column masks)
 PROJECTION_ITERATIONS = 30
+#: CG iterations of :func:`exact_null_component`'s fallback for other masks
+EXACT_ITERATIONS = 100
 
 
 def object_mask(magnitude: np.ndarray, fraction: float = OBJECT_FRACTION) -> np.ndarray:
@@ -61,6 +70,71 @@ def range_projection(data: SenseData, x: torch.Tensor, iterations: int = PROJECT
 def null_component(data: SenseData, x: torch.Tensor, iterations: int = PROJECTION_ITERATIONS) -> torch.Tensor:
     """``P_null x = x - A^+ A x`` ``(..., H, W)`` complex: the part of ``x`` the sampling operator cannot see."""
     return x - range_projection(data, x, iterations)
+
+
+def _column_mask(mask: torch.Tensor | None, h: int, w: int) -> torch.Tensor | None:
+    """The ``(W,)`` bool column mask if ``mask`` samples whole phase-encode columns, else None."""
+    if mask is None:
+        return torch.ones(w, dtype=torch.bool)
+    m = torch.as_tensor(mask).detach().cpu()
+    m = torch.broadcast_to(m.reshape((1,) * max(0, 2 - m.ndim) + tuple(m.shape[-2:])), (h, w)) != 0
+    return m[0] if bool((m == m[:1]).all()) else None
+
+
+def _row_bases(data: SenseData, col: torch.Tensor, rcond: float) -> list[tuple[torch.Tensor, torch.Tensor] | None]:
+    """Per readout row ``h``: ``(support, V_r)``, the phase-encode columns where some map is non-zero and an
+    orthonormal basis ``(k, |support|)`` (conjugated rows) of the row space of ``A_h`` on them (None: the
+    row is entirely null). Cached on ``data`` (the same model is projected several times per slice)."""
+    cached = getattr(data, "_row_bases", None)
+    if cached is not None and cached[0] == rcond:
+        return cached[1]
+    maps = data.op.maps.detach().cpu().to(torch.complex128)  # (C, H, W)
+    _, h, w = maps.shape
+    eye = torch.eye(w, dtype=torch.complex128)
+    fw = fft2c(eye.T[:, None, :])[:, 0, :].T  # (W, W): column j = centred FFT of e_j along W
+    rows = fw[col.to(torch.bool)]  # (m, W)
+    gram_f = rows.conj().T @ rows  # (W, W): F_W^H M F_W
+    bases: list[tuple[torch.Tensor, torch.Tensor] | None] = []
+    for i in range(h):
+        support = torch.nonzero((maps[:, i, :].abs() > 0).any(0)).reshape(-1)
+        if support.numel() == 0:
+            bases.append(None)
+            continue
+        si = maps[:, i, support]  # (C, s)
+        gram = gram_f[support][:, support] * (si.conj().T @ si)  # A_h^H A_h on the support
+        evals, evecs = torch.linalg.eigh(gram)
+        keep = evals > (rcond ** 2) * evals.max().clamp_min(1e-300)
+        bases.append((support, evecs[:, keep].conj().T) if bool(keep.any()) else None)
+    try:
+        data._row_bases = (rcond, bases)  # type: ignore[attr-defined]
+    except AttributeError:  # pragma: no cover - a frozen stand-in
+        pass
+    return bases
+
+
+def exact_null_component(data: SenseData, x: torch.Tensor, rcond: float = 1e-6) -> torch.Tensor:
+    """``P_null x`` ``(..., H, W)`` without iterations, for a column (phase-encode) mask.
+
+    With ``A = M_W F_W F_H S`` and ``F_H`` unitary along the fully sampled readout, ``A^H A`` acts on each
+    readout row separately: row ``h`` sees ``A_h = [M_W F_W diag(S_c[h, :])]_c`` (``C |M| x W``), restricted
+    to the columns where some map is non-zero (the others are null outright). The eigenvectors of ``A_h^H A_h`` give the
+    row space ``V_r`` (eigenvalues above ``rcond^2`` x the largest) and ``P_null x_h = x_h - V_r V_r^H x_h``, exact to
+    float64 rounding. Other masks: CG (:func:`null_component`, ``EXACT_ITERATIONS``).
+    """
+    maps = data.op.maps
+    _, h, w = maps.shape[-3:]
+    col = _column_mask(data.op.mask, h, w)
+    if col is None or maps.ndim != 3:
+        return null_component(data, x, EXACT_ITERATIONS)
+    xr = x.detach().cpu().to(torch.complex128)
+    out = xr.clone()
+    for i, basis in enumerate(_row_bases(data, col, rcond)):
+        if basis is None:
+            continue
+        support, vr = basis
+        seg = xr[..., i, support]  # (..., s)
+        out[..., i, support] = seg - (seg @ vr.T) @ vr.conj()
+    return out.to(torch.complex64).to(x.device)
 
 
 def noise_level(kspace: np.ndarray | torch.Tensor, mask: Any = None, edge: float = 1 / 16) -> float:
@@ -101,15 +175,18 @@ class PosteriorSummary:
     hallucination: np.ndarray  #: |P_null mean| / (spread + noise), dimensionless
     hallucination_fraction: float  #: fraction of object pixels with hallucination > threshold
     noise: float              #: sigma_noise used
+    null_spread: np.ndarray | None = None  #: RMS null-space deviation of the samples from the mean (ddof 1)
 
 
 def summarise(samples: torch.Tensor, data: SenseData | None = None, *, noise: float = 0.0,
               threshold: float = HALLUCINATION_THRESHOLD,
-              projection_iterations: int = PROJECTION_ITERATIONS) -> PosteriorSummary:
+              projection_iterations: int = PROJECTION_ITERATIONS, exact: bool = True) -> PosteriorSummary:
     """Mean, std, null-space and hallucination maps of ``samples`` ``(K, H, W)`` complex (see the module text).
 
     ``data``: the measurement model in the samples' units (without it the null-space maps are zero);
-    ``noise``: the image-domain noise std in the same units.
+    ``noise``: the image-domain noise std in the same units; ``exact``: the null-space projections by the
+    exact row-wise eigen-decomposition of :func:`exact_null_component` for column masks (issue 14: 30 CG iterations leave a
+    large part of the range in multi-coil "null" maps), else ``projection_iterations`` CG iterations.
     """
     with torch.no_grad():
         x = samples.to(torch.complex64)
@@ -121,9 +198,14 @@ def summarise(samples: torch.Tensor, data: SenseData | None = None, *, noise: fl
         dev = x - mean
         spread = ((dev.real.square() + dev.imag.square()).sum(0) / max(k - ddof, 1)).sqrt()
         if data is not None:
-            null = null_component(data, mean[None], projection_iterations)[0].abs()
+            project = (exact_null_component if exact else
+                       (lambda d, v: null_component(d, v, projection_iterations)))
+            null = project(data, mean[None])[0].abs()
+            nd = project(data, dev) if k > 1 else torch.zeros_like(dev)
+            null_spread = ((nd.real.square() + nd.imag.square()).sum(0) / max(k - ddof, 1)).sqrt()
         else:
             null = torch.zeros_like(std)
+            null_spread = torch.zeros_like(std)
         floor = max(float(noise), 1e-12 * float(mean.abs().max().clamp_min(1e-30)))
         hall = null / (spread + floor)
     mean_np = mean.abs().cpu().numpy().astype(np.float32)
@@ -134,7 +216,7 @@ def summarise(samples: torch.Tensor, data: SenseData | None = None, *, noise: fl
         mean=mean_np, mean_complex=mean.cpu().numpy().astype(np.complex64),
         std=std.cpu().numpy().astype(np.float32), spread=spread.cpu().numpy().astype(np.float32),
         null=null.cpu().numpy().astype(np.float32), hallucination=hall_np, hallucination_fraction=frac,
-        noise=float(noise))
+        noise=float(noise), null_spread=null_spread.cpu().numpy().astype(np.float32))
 
 
 def spearman_std_error(std: np.ndarray, mean: np.ndarray, truth: np.ndarray, mask: np.ndarray | None = None) -> float:

@@ -56,7 +56,11 @@ class MoDL(nn.Module):
     def lam(self) -> torch.Tensor:
         return F.softplus(self.lam_raw)
 
-    def forward(self, kspace: torch.Tensor, mask: Any = None, maps: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, kspace: torch.Tensor, mask: Any = None, maps: torch.Tensor | None = None,
+                return_kspace: bool = False):
+        """``return_kspace=True``: ``(image, kspace)`` with the ``(B, C, H, W)`` k-space ``F S x`` of the final
+        image on the data's scale (as :class:`~recon.solvers.learned.varnet.VarNet`; used by scan-specific
+        adaptation, :mod:`recon.solvers.learned.adapt`)."""
         y, m, scale, maps = scaled_inputs(kspace, mask, maps, self.sens_net)
         A = Sense(maps, m)
         lam = self.lam
@@ -66,4 +70,7 @@ class MoDL(nn.Module):
             z = x - self.denoiser(x)
             x = conjugate_gradient(A.N, aty + lam * z, x, lam=lam, max_iter=self.cg_iterations,
                                    differentiable=True).image
-        return x.abs() * scale[:, 0]
+        image = x.abs() * scale[:, 0]
+        if return_kspace:
+            return image, Sense(maps)(x) * scale
+        return image

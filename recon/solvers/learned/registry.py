@@ -17,10 +17,11 @@ from recon.errors import CorruptFileError, DataError, InputError, UsageError
 
 def model_classes() -> dict[str, type[nn.Module]]:
     from recon.solvers.diffusion.prior import DenoiserPrior
+    from recon.solvers.learned.fastmri_varnet import FastMRIVarNet
     from recon.solvers.learned.modl import MoDL
     from recon.solvers.learned.varnet import VarNet
 
-    return {"varnet": VarNet, "modl": MoDL, "diffusion": DenoiserPrior}
+    return {"varnet": VarNet, "modl": MoDL, "diffusion": DenoiserPrior, "fastmri-varnet": FastMRIVarNet}
 
 
 def build_model(config: dict[str, Any]) -> nn.Module:

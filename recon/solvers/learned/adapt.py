@@ -1,0 +1,194 @@
+"""Scan-specific self-supervised adaptation of a learned reconstruction (ZS-SSL style; issue 12, item 1).
+
+Yaman et al., ICLR 2022 (zero-shot self-supervised learning) and Darestani et al., ICML 2022 (test-time
+training): fine-tune the unrolled network on the scan's own measured k-space, with a held-back
+self-validation set that picks when to stop, so adaptation cannot make the result worse by that measure.
+
+Sample units: the acquired phase-encode *lines* for a column mask (``(1, W)``: each acquired line is a whole
+readout), the acquired *points* for a 2D mask (``(H, W)``). The acquired samples are split into
+
+* a **self-validation** set, fixed for the whole adaptation: ``validation_fraction`` of the acquired samples
+  outside the calibration region (the fully sampled centre, :func:`~recon.solvers.learned.common.calibration_mask`);
+* per step, from the remaining samples, a **loss** set (``loss_fraction`` of those outside the calibration
+  region) and a **DC** set (all the rest, the calibration region always included); disjoint, re-drawn each step.
+
+Each step feeds the network the DC-set k-space and mask and takes an Adam step on the normalised k-space loss
+(``0.5 ||a-b||_2/||b||_2 + 0.5 ||a-b||_1/||b||_1``, as ZS-SSL) between the network's k-space and the measured
+k-space on the loss set. The self-validation loss (network given every non-validation sample, loss on the
+validation samples) is measured before the first step (step 0) and after each step; the state with the lowest
+one (step 0 included, the earliest on ties) gives the final reconstruction from *all* acquired samples.
+
+The model passed in is never modified (a deep copy is fine-tuned) and no weights file is written. Randomness:
+the splits come from ``numpy.random.default_rng(seed)``; torch's global RNG is seeded inside
+:func:`torch.random.fork_rng` (so the caller's stream is untouched): same inputs + seed -> same result.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from recon.errors import UsageError
+from recon.solvers.learned.common import calibration_mask
+
+#: defaults of ``recon run --adapt`` (``--adapt-steps``, ``--adapt-lr``)
+DEFAULT_STEPS = 20
+DEFAULT_LR = 1e-3
+VALIDATION_FRACTION = 0.2
+LOSS_FRACTION = 0.4
+
+
+def sample_grid(mask: np.ndarray) -> np.ndarray:
+    """A slice mask (``(W,)``, ``(1, W)`` or ``(H, W)``) as the ``(Hm, W)`` bool grid of sample units: ``Hm = 1``
+    (lines) when the mask is constant along H, else ``H`` (points)."""
+    m = np.asarray(mask, dtype=bool)
+    if m.ndim == 1:
+        m = m[None]
+    if m.ndim != 2:
+        raise UsageError(f"adaptation needs a (W,) or (H, W) slice mask, got shape {m.shape}")
+    if m.shape[0] > 1 and (m == m[:1]).all():
+        m = m[:1]
+    return m
+
+
+@dataclass
+class Split:
+    """The fixed part of a split, all ``(Hm, W)`` bool (:func:`sample_grid`): ``acquired``, its ``calibration``
+    region, the ``validation`` set (acquired, outside the calibration region) and ``train`` = acquired minus
+    validation (what the DC and loss sets are drawn from)."""
+
+    acquired: np.ndarray
+    calibration: np.ndarray
+    validation: np.ndarray
+    train: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.train = self.acquired & ~self.validation
+
+
+def calibration_region(grid: np.ndarray) -> np.ndarray:
+    """The fully sampled centre of an ``(Hm, W)`` sample grid, ``(Hm, W)`` bool."""
+    t = torch.from_numpy(grid.astype(np.float32))[None, None]
+    return calibration_mask(t)[0, 0].numpy() > 0
+
+
+def _pick(candidates: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """A random ``round(fraction * n)`` of the True entries of ``candidates`` (at least 1 when there are any and
+    the fraction is positive), as a mask of the same shape."""
+    idx = np.flatnonzero(candidates)
+    n = round(fraction * idx.size)
+    if fraction > 0 and idx.size > 1:
+        n = min(max(n, 1), idx.size - 1)
+    out = np.zeros(candidates.size, dtype=bool)
+    out[rng.choice(idx, size=n, replace=False)] = True
+    return out.reshape(candidates.shape)
+
+
+def make_split(mask: np.ndarray, rng: np.random.Generator,
+               validation_fraction: float = VALIDATION_FRACTION) -> Split:
+    """The fixed self-validation split of a slice mask (see the module docstring)."""
+    acquired = sample_grid(mask)
+    calib = calibration_region(acquired) & acquired
+    outside = acquired & ~calib
+    if outside.sum() < 3:
+        raise UsageError("adaptation needs acquired samples outside the calibration region (the mask is "
+                         f"fully sampled or has only {int(outside.sum())} such samples)")
+    return Split(acquired, calib, _pick(outside, validation_fraction, rng))
+
+
+def draw_dc_loss(split: Split, rng: np.random.Generator,
+                 loss_fraction: float = LOSS_FRACTION) -> tuple[np.ndarray, np.ndarray]:
+    """One step's disjoint ``(dc, loss)`` sets, ``(Hm, W)`` bool, covering ``split.train``; the calibration
+    region is always in ``dc``."""
+    loss = _pick(split.train & ~split.calibration, loss_fraction, rng)
+    return split.train & ~loss, loss
+
+
+def kspace_loss(pred: torch.Tensor, target: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    """Normalised k-space loss on the samples ``where`` (``(1, 1, Hm, W)`` float, broadcast over coils and H):
+    ``0.5 ||a-b||_2/||b||_2 + 0.5 ||a-b||_1/||b||_1``."""
+    diff = (pred - target) * where
+    ref = target * where
+    l2 = torch.linalg.vector_norm(diff) / torch.linalg.vector_norm(ref).clamp_min(1e-30)
+    l1 = diff.abs().sum() / ref.abs().sum().clamp_min(1e-30)
+    return 0.5 * l2 + 0.5 * l1
+
+
+def _forward_kspace(model: nn.Module, kspace: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """The network's ``(1, C, H, W)`` k-space from the samples ``grid`` ``(1, 1, Hm, W)`` of ``kspace``."""
+    _, k = model(kspace * grid, grid, return_kspace=True)
+    return k
+
+
+@dataclass
+class Adapted:
+    """What :func:`adapt_model` returns: the fine-tuned ``model`` (a copy, with the chosen state, eval mode,
+    no gradients) and the ``record``: ``{"adapted": True, "steps", "chosen_step", "validation_curve"}``
+    (``steps + 1`` self-validation losses, step 0 first)."""
+
+    model: nn.Module
+    record: dict[str, Any]
+
+
+def adapt_model(model: nn.Module, kspace: torch.Tensor, mask: np.ndarray, *, steps: int = DEFAULT_STEPS,
+                lr: float = DEFAULT_LR, seed: int = 0, validation_fraction: float = VALIDATION_FRACTION,
+                loss_fraction: float = LOSS_FRACTION) -> Adapted:
+    """Fine-tune a copy of ``model`` on one slice's ``kspace`` ``(1, C, H, W)`` complex sampled by ``mask``
+    (``(W,)``/``(1, W)`` column or ``(H, W)``); see the module docstring. ``model`` is left unchanged."""
+    if steps < 0:
+        raise UsageError(f"adapt_steps must be >= 0, got {steps}")
+    if not lr > 0:
+        raise UsageError(f"adapt_lr must be > 0, got {lr}")
+    dev = kspace.device
+    rng = np.random.default_rng(seed)
+    split = make_split(mask, rng, validation_fraction)
+
+    def grid(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(a.astype(np.float32))[None, None].to(dev)
+
+    train_g, val_g = grid(split.train), grid(split.validation)
+    tuned = copy.deepcopy(model).eval()
+    for p in tuned.parameters():
+        p.requires_grad_(True)
+    curve: list[float] = []
+
+    def validation() -> float:
+        with torch.no_grad():
+            return float(kspace_loss(_forward_kspace(tuned, kspace, train_g), kspace, val_g))
+
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(seed)
+        curve.append(validation())
+        best, best_state = 0, copy.deepcopy(tuned.state_dict())
+        if steps > 0:
+            opt = torch.optim.Adam(tuned.parameters(), lr=lr)
+            for step in range(1, steps + 1):
+                dc, loss_set = draw_dc_loss(split, rng, loss_fraction)
+                opt.zero_grad(set_to_none=True)
+                loss = kspace_loss(_forward_kspace(tuned, kspace, grid(dc)), kspace, grid(loss_set))
+                loss.backward()
+                opt.step()
+                curve.append(validation())
+                if curve[-1] < curve[best]:
+                    best, best_state = step, copy.deepcopy(tuned.state_dict())
+    tuned.load_state_dict(best_state)
+    for p in tuned.parameters():
+        p.requires_grad_(False)
+    record = {"adapted": True, "steps": int(steps), "chosen_step": int(best), "validation_curve": curve}
+    return Adapted(tuned, record)
+
+
+def adapted_reconstruction(model: nn.Module, kspace: torch.Tensor, mask: Any, **options: Any
+                           ) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Adapt a copy of ``model`` to one slice (:func:`adapt_model`, ``options`` its keywords) and reconstruct
+    it from all its samples: ``((1, H, W) magnitude, record)``. ``mask`` is passed to the network as given
+    (so the chosen step 0 reproduces the unadapted output exactly)."""
+    m = mask.cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+    adapted = adapt_model(model, kspace, m, **options)
+    with torch.no_grad():
+        image = adapted.model(kspace, mask)
+    return image, adapted.record

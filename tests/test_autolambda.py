@@ -1,0 +1,109 @@
+"""``--lambda auto`` (issue 12 item 3): k-space cross-validation of the L1-wavelet / TV weight."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+import recon
+from recon.io.fastmri import write_fastmri_kspace
+from recon.io.types import RawData
+from recon.sampling import apply_mask, mask_from_options
+from recon.simulate import load_colin27, simulate_multicoil
+from recon.solvers.autolambda import GRID, holdout_split, sampled_points
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+TWIX = Path(__file__).parent / "data" / "twix" / "gre.dat"
+
+
+@pytest.fixture(scope="module")
+def undersampled() -> RawData:
+    images = load_colin27([90], shape=(128, 112))
+    full = simulate_multicoil(images, num_coils=4, snr=30.0, seed=5).raw
+    mask, _ = mask_from_options("random", full.kspace.shape, [4], [0.08], 7)
+    kspace, used = apply_mask(full.kspace, mask, full.header)
+    return RawData(kspace, full.header, used, full.reference)
+
+
+def test_holdout_is_disjoint_covers_the_samples_and_spares_the_calibration_region(undersampled):
+    k = torch.from_numpy(undersampled.kspace)
+    sampled = sampled_points(k, undersampled.sample_mask())
+    fit, held = holdout_split(sampled, fraction=0.2, seed=3)
+    assert not (fit & held).any()
+    np.testing.assert_array_equal(fit | held, sampled)
+    cols = np.flatnonzero(held[0, 0])
+    assert cols.size > 0 and (held[0] == held[0, :1]).all()  # whole phase-encode lines
+    w = sampled.shape[-1]
+    centre = np.flatnonzero(sampled[0, 0])
+    calib = [c for c in range(w // 2 - 4, w // 2 + 4) if c in centre]
+    assert not held[0, 0, calib].any()  # the fully sampled centre stays in the fit set
+    again = holdout_split(sampled, fraction=0.2, seed=3)[1]
+    np.testing.assert_array_equal(again, held)
+    assert not np.array_equal(holdout_split(sampled, fraction=0.2, seed=4)[1], held)
+
+
+def test_2d_masks_hold_out_single_samples(undersampled):
+    images = load_colin27([90], shape=(64, 64))
+    full = simulate_multicoil(images, num_coils=2, snr=30.0, seed=5).raw
+    mask, _ = mask_from_options("poisson", full.kspace.shape, [4], [0.08], 1)
+    sampled = np.broadcast_to(mask, (1, 64, 64)).copy()
+    fit, held = holdout_split(sampled, fraction=0.2, seed=0)
+    assert not (fit & held).any() and np.array_equal(fit | held, sampled)
+    assert not (held == held[:, :1]).all()
+
+
+@pytest.mark.parametrize("method", ["l1-wavelet", "tv"])
+def test_auto_picks_a_grid_weight_records_the_curve_and_is_reproducible(undersampled, method):
+    a = recon.reconstruct(undersampled, method, lam="auto")
+    b = recon.reconstruct(undersampled, method, lam="auto")
+    record = a.parameters["lambda_auto"]
+    assert record["lambda"] in GRID and record["grid"] == sorted(GRID)
+    assert len(record["validation_error"]) == len(GRID) and all(np.isfinite(record["validation_error"]))
+    assert record["validation_error"][record["grid"].index(record["lambda"])] == min(record["validation_error"])
+    np.testing.assert_array_equal(a.image, b.image)
+    chosen = recon.reconstruct(undersampled, method, lam=record["lambda"])
+    np.testing.assert_array_equal(a.image, chosen.image)  # the final solve is the plain one at that weight
+
+
+def test_auto_is_refused_for_methods_without_a_weight_to_tune(undersampled):
+    with pytest.raises(recon.errors.UsageError, match="l1-wavelet and tv"):
+        recon.reconstruct(undersampled, "sense", lam="auto")
+    with pytest.raises(recon.errors.UsageError, match="number >= 0 or 'auto'"):
+        recon.reconstruct(undersampled, "l1-wavelet", lam="banana")
+
+
+def _run(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "recon", *map(str, args)], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("source", ["fastmri", "twix"])
+def test_cli_lambda_auto_writes_the_choice(tmp_path, source):
+    if source == "fastmri":
+        images = load_colin27([90], shape=(96, 80))
+        path = write_fastmri_kspace(tmp_path / "in.h5", simulate_multicoil(images, num_coils=3, seed=1).raw)
+    else:
+        path = TWIX
+    out = tmp_path / "out.h5"
+    r = _run("run", path, out, "--method", "l1-wavelet", "--lambda", "auto", "--accel", "4", "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    with h5py.File(out) as f:
+        assert f["lambda_auto"].shape == (f["reconstruction"].shape[0],)
+        assert set(f["lambda_auto"][()]) <= set(np.float32(GRID))
+        assert f["lambda_validation_error"].shape == (f["reconstruction"].shape[0], len(GRID))
+        assert '"lam": "auto"' in f.attrs["parameters"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--method", "l1-wavelet", "--lambda", "banana"], "expected a number or 'auto'"),
+    (["--method", "sense", "--lambda", "auto"], "l1-wavelet and tv"),
+])
+def test_cli_bad_lambda_is_a_usage_error(tmp_path, args, message):
+    out = tmp_path / "out.h5"
+    r = _run("run", TWIX, out, *args)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+    assert not out.exists()

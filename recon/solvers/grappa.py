@@ -100,6 +100,8 @@ def grappa(
     fill_range: tuple[int, int] | None = None,
     min_acs: int | None = None,
     device: Any = None,
+    calibration: Any = None,
+    calibration_mask: Any = None,
 ) -> SolverResult:
     """Fill the missing phase-encode lines of ``kspace`` ``(S, C, H, W)`` and return the RSS image.
 
@@ -113,6 +115,10 @@ def grappa(
     fill_range: ``[start, end)`` of the lines to synthesise (the header's ``acquired_pe``); default all.
     min_acs: the fewest ACS lines accepted (default 3).
     device: torch device.
+    calibration: separate reference (ACS) k-space ``(S, C, H, W)`` on the same grid (twix ``refscan``, MRD
+        ``ACQ_IS_PARALLEL_CALIBRATION``): the kernels are calibrated on it instead of on ``kspace``'s centre;
+        the filled k-space keeps only ``kspace``'s own lines.
+    calibration_mask: ``(W,)`` the lines ``calibration`` holds (required with it).
 
     Returns
     -------
@@ -140,7 +146,15 @@ def grappa(
     if not reg >= 0:
         raise UsageError(f"GRAPPA reg must be >= 0, got {reg}")
     cols = column_mask(mask, ww)
-    a, b = acs_lines(cols)
+    if calibration is not None:
+        kc = as_complex(calibration, k.device, "calibration")
+        if tuple(kc.shape) != tuple(k.shape) or calibration_mask is None:
+            raise UsageError(f"GRAPPA calibration of shape {tuple(kc.shape)} (with its line mask) must match "
+                             f"k-space {tuple(k.shape)}")
+        a, b = acs_lines(column_mask(calibration_mask, ww))
+    else:
+        kc = None
+        a, b = acs_lines(cols)
     need = 3 if min_acs is None else max(int(min_acs), 2)
     if b - a < need:
         raise DataError(
@@ -166,7 +180,8 @@ def grappa(
     # Gram blocks of every pair of ACS lines, once: M[l1, l2] = sum_h X_l1(h)^H X_l2(h), (S, n, n, P1, P1);
     # a pattern's normal equations are sums of these blocks over its calibration positions
     acs = torch.arange(a, b, device=k.device)
-    x = _line_patches(kpad, acs, kh)  # (S, H, n, P1)
+    kcal = kpad if kc is None else F.pad(kc.reshape(-1, hh, ww), (0, 0, pad, pad)).reshape(kpad.shape)
+    x = _line_patches(kcal, acs, kh)  # (S, H, n, P1)
     gram_lines = torch.einsum("shlp,shmq->slmpq", x.conj(), x)
     centre = torch.arange(c, device=k.device) * kh + pad  # the target point of each coil within a patch
     unfilled = len(targets) - sum(len(v) for v in groups.values())
@@ -197,6 +212,7 @@ def grappa(
     result = SolverResult(
         image=rss, iterations=0, seconds=time.perf_counter() - start,
         parameters={"solver": "grappa", "kernel_size": [kh, ky], "reg": float(reg), "acs": [int(a), int(b)],
+                    "calibration": "reference lines" if kc is not None else "image centre",
                     "patterns": len(groups), "filled_lines": len(targets) - unfilled, "unfilled_lines": unfilled},
         extras={"kspace": out},
     )

@@ -174,8 +174,10 @@ def reconstruct(
         if mask_np is None:
             mask_np = np.ones((1, 1, 1, kspace.shape[-1]), dtype=bool)
         fill = raw.header.acquired_pe if raw is not None else None
+        cal = raw.calibration if raw is not None and opts.pop("use_calibration", True) else None
         solver_result = grappa(kspace, mask_np, kernel_size=opts.pop("kernel_size", GRAPPA_KERNEL),
-                               reg=GRAPPA_REG if lam is None else float(lam), fill_range=fill)
+                               reg=GRAPPA_REG if lam is None else float(lam), fill_range=fill,
+                               calibration=cal, calibration_mask=None if cal is None else raw.calibration_mask)
         if opts:
             raise UsageError(f"grappa does not take option(s): {', '.join(sorted(opts))}")
         image = solver_result.image
@@ -186,7 +188,13 @@ def reconstruct(
         espirit_options = dict(opts.pop("espirit", None) or {})
         if "calib_size" in opts:
             espirit_options["calib_size"] = opts.pop("calib_size")
-        if maps is None:
+        if maps is None and raw is not None and raw.calibration is not None:
+            from recon.io.calibration import calibration_kspace
+
+            k_cal, m_cal = calibration_kspace(raw)  # maps from image + reference lines
+            used_maps = estimate_maps(torch.from_numpy(np.ascontiguousarray(k_cal)).to(dev),
+                                      None if m_cal is None else expand_mask(np.asarray(m_cal)), **espirit_options)
+        elif maps is None:
             used_maps = estimate_maps(kspace, mask_np, **espirit_options)
         else:
             used_maps = torch.as_tensor(np.asarray(maps) if not isinstance(maps, torch.Tensor) else maps)

@@ -65,6 +65,14 @@ METHODS: dict[str, MethodFn | str] = {
 }
 
 
+#: options of :func:`reconstruct_file` itself that arrive with the method options (``recon batch`` passes one
+#: options dict): they are not handed to the method
+PIPELINE_OPTIONS = ("partial_fourier",)
+#: the direct methods whose partial-Fourier part is completed (``--partial-fourier``); every other method
+#: leaves it as unsampled k-space, which its data-consistency model already handles
+PARTIAL_FOURIER_METHODS = ("zero-filled", "grappa", "sense")
+
+
 def register_method(name: str, func: MethodFn | str, *, replace: bool = False) -> None:
     """Make ``func`` available as ``reconstruct_file(..., method=name)`` / ``recon run --method name``."""
     if name in METHODS and not replace:
@@ -86,7 +94,7 @@ def get_method(name: str, options: dict[str, Any]) -> MethodFn:
     params = inspect.signature(func).parameters
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         unknown = sorted(set(options) - {n for n, p in params.items() if p.kind is p.KEYWORD_ONLY
-                                         or p.kind is p.POSITIONAL_OR_KEYWORD} - {"raw"})
+                                         or p.kind is p.POSITIONAL_OR_KEYWORD} - {"raw", *PIPELINE_OPTIONS})
         if unknown:
             raise UsageError(f"method {name!r} does not take option(s): {', '.join(unknown)}")
     return func
@@ -167,6 +175,7 @@ def reconstruct_file(
     progress: ProgressFn | None = None,
     undersampling: Undersampling | None = None,
     epi_correction: bool = True,
+    partial_fourier: str = "pocs",
     **options: Any,
 ) -> dict[str, Any]:
     """Reconstruct one raw file and write the result; return a JSON-serialisable summary.
@@ -184,6 +193,10 @@ def reconstruct_file(
         output as the ``mask`` dataset and its parameters as ``mask_*`` attributes (an already undersampled
         input is a :class:`UsageError`).
     epi_correction: EPI ramp regridding + Nyquist-ghost correction of twix inputs (``--no-epi-correction``).
+    partial_fourier: ``pocs`` (default), ``homodyne`` or ``zero``: how :data:`PARTIAL_FOURIER_METHODS` complete
+        a partial-Fourier input (declared by the header and seen in the data; :mod:`recon.solvers.partial_fourier`).
+        A non-default mode is recorded in ``parameters``; what was done (mode, sampled extents) in the
+        ``partial_fourier`` summary entry and ``.h5`` attribute, when the input is partial Fourier.
     options: passed to the method (e.g. ``device="cuda"``).
 
     Returns
@@ -207,6 +220,11 @@ def reconstruct_file(
 
     validate.check_not_input(out, input_path)  # never replace the raw data (issue 18)
     func = get_method(method, options)
+    from recon.solvers.partial_fourier import MODES as PF_MODES
+
+    if partial_fourier not in PF_MODES:
+        raise UsageError(f"--partial-fourier must be one of {', '.join(PF_MODES)}, got {partial_fourier!r}")
+    pf_info: dict[str, Any] | None = None
 
     with open_raw(input_path, epi_correction=epi_correction) as raw_file:
         validate.check_opened(raw_file, input_path)  # absurd declared shapes / recon sizes before any work
@@ -230,7 +248,16 @@ def reconstruct_file(
                         "input is already undersampled; retrospective undersampling (--accel/--mask-type) "
                         "needs fully sampled data", input_path)
                 raw = _undersample(raw, mask)
-            rec, more = _split_result(func(raw, **options), method)
+            pf = _partial_fourier(raw)
+            if pf is not None and method in PARTIAL_FOURIER_METHODS:
+                from recon.solvers.partial_fourier import partial_fourier_method
+
+                rec, more = _split_result(partial_fourier_method(raw, method, partial_fourier, **options), method)
+                pf_info = {"mode": partial_fourier, **pf.summary()}
+            else:
+                if pf is not None:
+                    pf_info = {"mode": "unsampled k-space (iterative/learned method)", **pf.summary()}
+                rec, more = _split_result(func(raw, **options), method)
             for key, value in more.items():  # image-shaped extras are cropped like the reconstruction
                 if value.ndim >= 2 and value.shape[-2:] == rec.shape[-2:]:
                     value = center_crop(value, crop)
@@ -245,6 +272,8 @@ def reconstruct_file(
     parameters = {"method": method, **{k: v for k, v in options.items()}}
     if not epi_correction:
         parameters["epi_correction"] = False
+    if partial_fourier != "pocs":
+        parameters["partial_fourier"] = partial_fourier
     adaptation = None
     if "adapt_chosen_step" in datasets:  # scan-specific adaptation ran (recon/solvers/learned/adapt.py)
         curves = datasets["adapt_validation"]
@@ -272,6 +301,8 @@ def reconstruct_file(
             attrs.update({f"metric_{k}": v for k, v in metrics.items()})
         if adaptation is not None:
             attrs["adaptation"] = json.dumps(adaptation)
+        if pf_info is not None:
+            attrs["partial_fourier"] = json.dumps(pf_info)
         if mask_info is not None:
             attrs.update({k if k.startswith("mask_") else f"mask_{k}": v for k, v in mask_info.items() if v is not None})
         write_reconstruction(out, reconstruction, attrs=attrs, datasets=datasets or None, overwrite=overwrite)
@@ -298,4 +329,21 @@ def reconstruct_file(
         **({"metrics": metrics} if metrics is not None else {}),
         **({"panels": str(panels)} if panels is not None else {}),
         **({"adaptation": adaptation} if adaptation is not None else {}),
+        **({"partial_fourier": pf_info} if pf_info is not None else {}),
     }
+
+
+def _partial_fourier(raw: RawData) -> Any:
+    """The :class:`~recon.solvers.partial_fourier.PartialFourier` extents of a slice whose header declares
+    partial Fourier (twix ``ucPhasePartialFourier``/``ucReadoutPartialFourier`` < 1, an asymmetric echo) and
+    whose data is one-sided; else None. Header first: a random mask that happens to miss outer lines on one
+    side is not partial Fourier."""
+    attrs = raw.header.attrs
+    declared = (attrs.get("asymmetric_echo") or any(
+        isinstance(attrs.get(k), (int, float)) and attrs[k] < 1 for k in ("partial_fourier_pe", "partial_fourier_readout")))
+    if not declared:
+        return None
+    from recon.solvers.partial_fourier import detect
+
+    pf = detect(raw)
+    return pf if pf.is_partial else None

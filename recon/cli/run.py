@@ -38,6 +38,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "their half-width (refused if made for other weights, options or acceleration)")
     p.add_argument("--no-epi-correction", dest="epi_correction", action="store_false",
                    help="EPI: no ramp-sampling regridding and no Nyquist-ghost correction (data_specs/epi.md)")
+    p.add_argument("--partial-fourier", dest="partial_fourier", choices=("pocs", "homodyne", "zero"), default="pocs",
+                   help="partial Fourier (phase encode or asymmetric echo, from the header) completed by POCS "
+                        "(default), homodyne or zero filling, for zero-filled, grappa and sense; the iterative "
+                        "and learned methods leave it as unsampled k-space (data_specs/twix.md)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(handler=main)
@@ -152,6 +156,8 @@ def options_from_args(args: argparse.Namespace) -> dict:
     for name in ("adapt_steps", "adapt_per", "adapt_lr"):
         if getattr(args, name, None) is not None:
             options[name] = getattr(args, name)
+    if getattr(args, "partial_fourier", None) not in (None, "pocs"):  # the default is not an option (resume)
+        options["partial_fourier"] = args.partial_fourier
     return options
 
 

@@ -322,7 +322,8 @@ def open_twix(path: str | Path, *, remove_oversampling: bool = True, measurement
         encoded_fov_mm=encoded_fov, recon_fov_mm=recon_fov, pe_center=w // 2, acquired_pe=acquired_pe,
         acquisition=_protocol_name(hdr), noise_samples=noise, format="twix", geometry=geometry,
         attrs={**_protocol_attrs(hdr, version), "slice_axis": slice_dims or {"Sli": 1},
-               "readout_oversampling_removed": remove},
+               "readout_oversampling_removed": remove,
+               **({"asymmetric_echo": True} if asymmetric and epi_info is None else {})},
     )
     a, b = acquired_pe
     mask = None if line_mask[a:b].all() else line_mask

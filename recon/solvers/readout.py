@@ -67,4 +67,8 @@ def crop_readout_oversampling(raw: RawData) -> RawData:
     if kspace is raw.kspace:
         return raw
     new_mask = None if raw.mask is None else cropped_mask
-    return RawData(kspace, raw.header, new_mask, raw.reference, raw.reference_name, raw.path)
+    cal = None
+    if raw.calibration is not None:  # reference lines: whole readouts too, cropped the same way
+        cal, _ = remove_readout_oversampling(raw.calibration, np.ones((1, 1, raw.kspace.shape[-1]), dtype=bool), height)
+    return RawData(kspace, raw.header, new_mask, raw.reference, raw.reference_name, raw.path,
+                   cal, raw.calibration_mask if cal is not None else None)

@@ -189,11 +189,7 @@ def reconstruct(
         if "calib_size" in opts:
             espirit_options["calib_size"] = opts.pop("calib_size")
         if maps is None and raw is not None and raw.calibration is not None:
-            from recon.io.calibration import calibration_kspace
-
-            k_cal, m_cal = calibration_kspace(raw)  # maps from image + reference lines
-            used_maps = estimate_maps(torch.from_numpy(np.ascontiguousarray(k_cal)).to(dev),
-                                      None if m_cal is None else expand_mask(np.asarray(m_cal)), **espirit_options)
+            used_maps = _maps_from_reference_lines(raw, dev, **espirit_options)
         elif maps is None:
             used_maps = estimate_maps(kspace, mask_np, **espirit_options)
         else:
@@ -247,6 +243,18 @@ def reconstruct(
 
 # --- pipeline methods: one slice (1, C, H, W) in, (1, H, W) float32 magnitude out ----------------------
 
+def _maps_from_reference_lines(raw: RawData, dev: Any, **espirit_options: Any) -> torch.Tensor | None:
+    """ESPIRiT maps calibrated on the image lines plus the file's reference lines
+    (:func:`recon.io.calibration.calibration_kspace`); None when ``raw`` has no reference lines."""
+    if raw.calibration is None:
+        return None
+    from recon.io.calibration import calibration_kspace
+
+    k_cal, m_cal = calibration_kspace(raw)
+    return estimate_maps(torch.from_numpy(np.ascontiguousarray(k_cal)).to(dev),
+                         None if m_cal is None else expand_mask(np.asarray(m_cal)), **espirit_options)
+
+
 def _without_readout_oversampling(raw: RawData, device: Any) -> tuple[RawData, dict[str, Any]]:
     """``raw`` with the readout oversampling removed (:func:`recon.solvers.readout.crop_readout_oversampling`),
     and the options that keep the solution that of the full field of view: the ESPIRiT ``maps`` of the full
@@ -269,7 +277,8 @@ def _without_readout_oversampling(raw: RawData, device: Any) -> tuple[RawData, d
     dev = resolve_device(device)
     kspace = torch.from_numpy(np.ascontiguousarray(raw.kspace)).to(dev)
     mask = raw.sample_mask()
-    maps = estimate_maps(kspace, mask)
+    maps = _maps_from_reference_lines(raw, dev)  # the file's reference lines when it has them
+    maps = estimate_maps(kspace, mask) if maps is None else maps
     problem, _ = cartesian_problem(kspace, maps, as_mask(mask, dev))
     top = (raw.kspace.shape[-2] - cropped.kspace.shape[-2]) // 2  # recon.io.fourier.center_crop's convention
     maps = maps[..., top:top + cropped.kspace.shape[-2], :]

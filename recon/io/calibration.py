@@ -118,6 +118,7 @@ def calibration_summary(raw: Any) -> dict[str, Any]:
     idx = np.flatnonzero(cal)
     mask = raw.mask
     separate = int((cal & ~np.asarray(mask, bool)).sum()) if mask is not None and np.ndim(mask) == 1 else 0
+    separate = separate or int(raw.header.attrs.get("calibration_only_lines", 0) or 0)  # MRD: calibration-only
     return {"reference_lines": int(cal.sum()),
             "reference_line_range": [int(idx[0]), int(idx[-1]) + 1] if idx.size else None,
             "reference_mode": "separate" if separate else "integrated"}

@@ -438,8 +438,17 @@ def open_mrd(path: str | Path, *, repetition: int | None = None, contrast: int |
         attrs=attrs,
         geometry=geometry,
     )
-    data = RawData(kspace, header, mask=mask, path=path)
+    # reference lines as RawData.calibration (their own line mask) when every entry holds the same ones;
+    # they stay in the k-space too (real samples of it), so a method that ignores them loses nothing
+    cal = cal_mask = None
+    if cal_union.any() and calib[:, cal_union].all():
+        cal_mask = cal_union.copy()
+        cal = np.where(cal_mask, kspace, 0).astype(np.complex64)
+    data = RawData(kspace, header, mask=mask, path=path, calibration=cal, calibration_mask=cal_mask)
+    from recon.io.calibration import calibration_summary
+
     extra = {
+        **calibration_summary(data),
         "acquisitions": int(recs.size),
         "image_acquisitions": n_image,
         "noise_scans": n_noise,

@@ -83,19 +83,25 @@ def calibration_mask(mask: torch.Tensor) -> torch.Tensor:
 
 
 def scaled_inputs(kspace: torch.Tensor, mask: Any, maps: torch.Tensor | None,
-                  sens_net: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+                  sens_net: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                  calibration: tuple[torch.Tensor, Any] | None = None,
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """What every unrolled model starts from: ``(y, m, scale, maps)``.
 
     ``m`` the mask as :func:`as_mask` gives it, ``y = kspace * m / scale`` ``(B, C, H, W)`` with ``scale``
     :func:`robust_scale` of its zero-filled images, ``maps`` ``(B, C, H, W)`` as given or from ``sens_net(y, m)``,
     in ``y``'s dtype (given maps phase-aligned by :func:`align_map_phase`). Multiply the model's output by ``scale`` to return to the data's scale.
+    ``calibration``: ``(kspace, mask)`` for the sensitivity network instead of ``(kspace, mask)``: the image
+    k-space with the file's reference lines filled in (:func:`recon.io.calibration.calibration_kspace`).
     """
     m = as_mask(mask, kspace)
     y = kspace * m
     scale = robust_scale(ifft2c(y))
     y = y / scale
-    if maps is None:
+    if maps is None and calibration is not None:
+        mc = as_mask(calibration[1], kspace)
+        maps = sens_net(calibration[0] * mc / scale, mc)
+    elif maps is None:
         maps = sens_net(y, m)
     else:
         maps = align_map_phase(maps.to(y.dtype), y, m)

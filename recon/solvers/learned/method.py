@@ -57,17 +57,27 @@ def learned_reconstruction(raw: RawData, name: str, weights: str | Path | None, 
     model = get_model(name, weights, device)
     dev = next(model.parameters()).device
     kspace, masks = remove_readout_oversampling(raw.kspace, slice_masks(raw), raw.header.recon_size[0])
+    cal_k = cal_m = None
+    if raw.calibration is not None and raw.calibration_mask is not None and np.ndim(raw.mask) <= 1:
+        # the sensitivity network sees the image lines plus the file's reference lines (data_specs/twix.md)
+        from recon.io.calibration import calibration_kspace
+
+        k_cal, m_cal = calibration_kspace(raw)
+        cal_k, _ = remove_readout_oversampling(k_cal, np.asarray(m_cal, dtype=bool)[None, None],
+                                               raw.header.recon_size[0])
+        cal_m = torch.from_numpy(np.asarray(m_cal, dtype=bool)[None, None]).to(dev)
     out, chosen, curves = [], [], []
     for s in range(kspace.shape[0]):
         k = torch.from_numpy(np.ascontiguousarray(kspace[s:s + 1])).to(dev)
         m = torch.from_numpy(np.ascontiguousarray(masks[s if masks.shape[0] > 1 else 0])).to(dev)
+        cal = None if cal_k is None else (torch.from_numpy(np.ascontiguousarray(cal_k[s:s + 1])).to(dev), cal_m)
         if adapt is None:
             with torch.no_grad():
-                out.append(model(k, m).float().cpu().numpy())
+                out.append(model(k, m, calibration=cal).float().cpu().numpy())
             continue
         tuned, record = _adapted_model(model, k, m, raw, name, weights, device, adapt)
         with torch.no_grad():
-            out.append(tuned(k, m).float().cpu().numpy())
+            out.append(tuned(k, m, calibration=cal).float().cpu().numpy())
         chosen.append(record["chosen_step"])
         curves.append(record["validation_curve"])
     image = np.concatenate(out, axis=0).astype(np.float32)

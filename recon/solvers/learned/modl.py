@@ -57,11 +57,11 @@ class MoDL(nn.Module):
         return F.softplus(self.lam_raw)
 
     def forward(self, kspace: torch.Tensor, mask: Any = None, maps: torch.Tensor | None = None,
-                return_kspace: bool = False):
+                return_kspace: bool = False, calibration: tuple[torch.Tensor, Any] | None = None):
         """``return_kspace=True``: ``(image, kspace)`` with the ``(B, C, H, W)`` k-space ``F S x`` of the final
         image on the data's scale (as :class:`~recon.solvers.learned.varnet.VarNet`; used by scan-specific
         adaptation, :mod:`recon.solvers.learned.adapt`)."""
-        y, m, scale, maps = scaled_inputs(kspace, mask, maps, self.sens_net)
+        y, m, scale, maps = scaled_inputs(kspace, mask, maps, self.sens_net, calibration)
         A = Sense(maps, m)
         lam = self.lam
         aty = A.H(y)

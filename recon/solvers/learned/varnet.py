@@ -69,8 +69,8 @@ class VarNet(nn.Module):
         self.cascades = nn.ModuleList(VarNetCascade(chans, num_pools) for _ in range(int(num_cascades)))
 
     def forward(self, kspace: torch.Tensor, mask: Any = None, maps: torch.Tensor | None = None,
-                return_kspace: bool = False):
-        y, m, scale, maps = scaled_inputs(kspace, mask, maps, self.sens_net)
+                return_kspace: bool = False, calibration: tuple[torch.Tensor, Any] | None = None):
+        y, m, scale, maps = scaled_inputs(kspace, mask, maps, self.sens_net, calibration)
         sense = Sense(maps)
         k = y
         for cascade in self.cascades:

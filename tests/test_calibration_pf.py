@@ -297,3 +297,18 @@ def test_learned_sensitivity_network_uses_reference_lines(derived, full) -> None
     with_ref = nrmse(ref, learned_reconstruction(raw, "modl", None, "cpu"))
     without = nrmse(ref, learned_reconstruction(RawData(raw.kspace, raw.header, raw.mask), "modl", None, "cpu"))
     assert with_ref < 0.8 * without and with_ref < 0.30
+
+
+def test_iterative_methods_leave_partial_fourier_unsampled(derived, tmp_path) -> None:
+    """An asymmetric echo's missing readout samples are in the mask as unsampled ((H, W) mask), so the
+    iterative and learned methods' data consistency does not enforce zeros there; the output says so."""
+    from recon.pipeline import reconstruct_file
+
+    path = derive_partial_fourier(GRE, derived / "iter_ro.dat", 0.75, "readout")
+    raw = open_raw(path).read()
+    assert raw.mask.shape == raw.kspace.shape[-2:] and not raw.mask[:80].any() and raw.mask[80:].all()
+    assert reconstruct(raw, "grappa").image.shape == (1, 320, 160)  # GRAPPA takes the mask's lines
+    summary = reconstruct_file(path, tmp_path / "l1.h5", method="l1-wavelet", iterations=5)
+    assert summary["partial_fourier"]["mode"].startswith("unsampled k-space")
+    assert summary["partial_fourier"]["readout"] == [80, 320]
+    assert "partial_fourier" not in summary["parameters"]

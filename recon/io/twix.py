@@ -327,6 +327,10 @@ def open_twix(path: str | Path, *, remove_oversampling: bool = True, measurement
     )
     a, b = acquired_pe
     mask = None if line_mask[a:b].all() else line_mask
+    if asymmetric and epi_info is None:  # the zero-filled readout samples are unsampled k-space, not zeros
+        ro = np.zeros(n_col_out, dtype=bool)
+        ro[ro_front:ro_front + n_col] = True
+        mask = ro[:, None] & (line_mask if mask is not None else np.ones(w, dtype=bool))[None, :]
 
     # --- what is not used -----------------------------------------------------------------------
     if "phasecorr" in categories and epi_info is None:

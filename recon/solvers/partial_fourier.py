@@ -162,6 +162,15 @@ def complete(kspace: np.ndarray, pf: PartialFourier, mode: str = "pocs") -> np.n
     return homodyne(kspace, region, sym)
 
 
+def _line_mask(raw: Any) -> np.ndarray:
+    """``(W,)``: the phase-encode lines of ``raw`` (an asymmetric echo's ``(H, W)`` mask reduced to its lines)."""
+    w = raw.kspace.shape[-1]
+    if raw.mask is None:
+        return np.ones(w, dtype=bool)
+    m = np.asarray(raw.mask, dtype=bool)
+    return m if m.ndim == 1 else m.reshape(-1, w).any(axis=0)
+
+
 def partial_fourier_method(raw: Any, method: str, mode: str = "pocs", **options: Any) -> np.ndarray:
     """``(1|S, H, W)`` float32 magnitude of a direct method (``zero-filled``, ``grappa``, ``sense``) with the
     partial-Fourier part completed by ``mode``.
@@ -182,7 +191,7 @@ def partial_fourier_method(raw: Any, method: str, mode: str = "pocs", **options:
         from recon.solvers.reconstruct import GRAPPA_KERNEL, GRAPPA_REG
 
         lam = options.pop("lam", None)
-        mask = raw.mask if raw.mask is not None else np.ones(raw.kspace.shape[-1], dtype=bool)
+        mask = _line_mask(raw)
         res = grappa(raw.kspace, mask, kernel_size=GRAPPA_KERNEL, reg=GRAPPA_REG if lam is None else float(lam),
                      fill_range=pf.phase, device=device, calibration=raw.calibration,
                      calibration_mask=raw.calibration_mask)

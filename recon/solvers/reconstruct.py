@@ -173,6 +173,8 @@ def reconstruct(
 
         if mask_np is None:
             mask_np = np.ones((1, 1, 1, kspace.shape[-1]), dtype=bool)
+        elif raw is not None and raw.header.attrs.get("asymmetric_echo"):  # (H, W) mask: its lines
+            mask_np = np.asarray(mask_np, dtype=bool).reshape(-1, kspace.shape[-1]).any(axis=0)
         fill = raw.header.acquired_pe if raw is not None else None
         cal = raw.calibration if raw is not None and opts.pop("use_calibration", True) else None
         solver_result = grappa(kspace, mask_np, kernel_size=opts.pop("kernel_size", GRAPPA_KERNEL),

@@ -202,7 +202,7 @@ def open_twix(path: str | Path, *, remove_oversampling: bool = True, measurement
     path = check_input_file(path)
     version = twix_version(path)
     try:
-        twixtools = require("twixtools", "twix", "reading Siemens twix files")
+        twixtools = require("twixtools", None, "reading Siemens twix files")
     except MissingDependencyError as exc:
         raise MissingDependencyError(exc.reason, path) from None
     measurements, messages = _read_measurements(twixtools, path)

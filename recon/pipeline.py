@@ -158,6 +158,18 @@ def _undersample(raw: RawData, mask: np.ndarray) -> RawData:
     return RawData(kspace, raw.header, used, raw.reference, raw.reference_name, raw.path)
 
 
+def _prewhitening(header: Any, input_path: str | Path, enabled: bool) -> tuple[Any, dict[str, Any]]:
+    """The file's :class:`recon.coils.noise.Prewhitening` (or None) and what to record about it."""
+    if not header.has_noise:
+        return None, {"prewhitened": False, "reason": "no noise scans in the input"}
+    if not enabled:
+        return None, {"prewhitened": False, "reason": "--no-prewhiten"}
+    from recon.coils.noise import prewhitening_for
+
+    pw = prewhitening_for(header, input_path)
+    return pw, pw.record()
+
+
 def reconstruct_file(
     input_path: str | Path,
     output_path: str | Path,
@@ -167,6 +179,7 @@ def reconstruct_file(
     progress: ProgressFn | None = None,
     undersampling: Undersampling | None = None,
     epi_correction: bool = True,
+    prewhiten: bool = True,
     **options: Any,
 ) -> dict[str, Any]:
     """Reconstruct one raw file and write the result; return a JSON-serialisable summary.
@@ -184,6 +197,11 @@ def reconstruct_file(
         output as the ``mask`` dataset and its parameters as ``mask_*`` attributes (an already undersampled
         input is a :class:`UsageError`).
     epi_correction: EPI ramp regridding + Nyquist-ghost correction of twix inputs (``--no-epi-correction``).
+    prewhiten: when the input has noise scans (or a noise covariance), whiten every slice's k-space first,
+        with the noise/data bandwidth ratio (:func:`recon.coils.noise.prewhitening_for`); ``False`` is
+        ``--no-prewhiten`` (recorded as ``parameters["prewhiten"] = False``). Whether it ran is recorded
+        either way: ``.h5`` attributes ``prewhitened`` (0/1) and ``noise_bandwidth_ratio`` (when it ran), and
+        the summary's ``"prewhitening"`` entry.
     options: passed to the method (e.g. ``device="cuda"``).
 
     Returns
@@ -191,7 +209,9 @@ def reconstruct_file(
     ``{"input", "output", "method", "parameters", "format", "shape", "seconds", "recon_version"}``; ``shape``
     is the written ``(S, h, w)``, ``seconds`` the wall time of reading + reconstructing + writing; plus
     ``"metrics": {"nmse", "psnr", "ssim"}`` (also ``metric_*`` attributes of an ``.h5``) when the input has a
-    reference or is undersampled retrospectively (:mod:`recon.metrics.reference`).
+    reference or is undersampled retrospectively (:mod:`recon.metrics.reference`); ``"prewhitening"``:
+    ``{"prewhitened": bool, "reason"}`` or, when it ran, :meth:`recon.coils.noise.Prewhitening.record`
+    (``bandwidth_ratio``, dwell times, a note when the ratio was unknown and 1 was used).
     """
     from recon import __version__
     from recon.io import open_raw
@@ -220,8 +240,13 @@ def reconstruct_file(
         references: list[np.ndarray | None] = []  # per-slice references for the metrics
         if undersampling is not None:
             mask, mask_info = undersampling.mask_for(input_path, raw_file.shape)
+        whitening, prewhitening = _prewhitening(header, input_path, prewhiten)
         for i in range(total):
             raw = raw_file.read_slices(i)
+            if whitening is not None:  # before the reference, so a fully sampled RSS reference is on its scale
+                from recon.coils.noise import apply_prewhitening
+
+                raw = apply_prewhitening(raw, whitening)
             references.append(reference_slice(raw, crop, fully_sampled_rss=mask is not None))
             validate.check_reference(raw.reference, input_path, raw.reference_name)
             if mask is not None:
@@ -245,6 +270,8 @@ def reconstruct_file(
     parameters = {"method": method, **{k: v for k, v in options.items()}}
     if not epi_correction:
         parameters["epi_correction"] = False
+    if not prewhiten:
+        parameters["prewhiten"] = False
     adaptation = None
     if "adapt_chosen_step" in datasets:  # scan-specific adaptation ran (recon/solvers/learned/adapt.py)
         curves = datasets["adapt_validation"]
@@ -267,7 +294,11 @@ def reconstruct_file(
             "format": fmt,
             "acquisition": header.acquisition,
             "threads": _torch_threads(),
+            "prewhitened": int(bool(prewhitening["prewhitened"])),
+            "prewhitening": json.dumps(prewhitening, sort_keys=True),
         }
+        if "bandwidth_ratio" in prewhitening:
+            attrs["noise_bandwidth_ratio"] = float(prewhitening["bandwidth_ratio"])
         if metrics is not None:
             attrs.update({f"metric_{k}": v for k, v in metrics.items()})
         if adaptation is not None:
@@ -295,6 +326,7 @@ def reconstruct_file(
         "seconds": round(time.perf_counter() - start, 4),
         "recon_version": __version__,
         "threads": _torch_threads(),
+        "prewhitening": prewhitening,
         **({"metrics": metrics} if metrics is not None else {}),
         **({"panels": str(panels)} if panels is not None else {}),
         **({"adaptation": adaptation} if adaptation is not None else {}),

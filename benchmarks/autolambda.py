@@ -2,21 +2,16 @@
 was not tuned on (issue 12's targets: within 0.3 dB of the grid's best, never more than 0.1 dB below the
 default, cost under 4x one reconstruction).
 
-Cases (each with its fully sampled reference; fastMRI random masks, seed 0, 4x with centre 0.08 and 8x with 0.04):
-- ``gre``: the real twix phantom ``tests/data/twix/gre.dat`` (2 channels), re-undersampled;
-- ``t1-coronal``: the real dipy T1 coronal brain slice (``../shared/data/images/t1_coronal_slice.npy``, another
-  subject and orientation) on 8 simulated coils, SNR 30 (skipped with a message when ``../shared`` is absent);
-- ``shepp-logan``: ``bart phantom -s 8 -k -x 256`` (skipped without BART).
+Cases: those of the out-of-distribution benchmark (``benchmarks/shift.py``: real twix files, real images of
+other subjects and contrasts on birdcage and measured coil maps, BART's and the ISMRMRD generator's phantoms),
+each with its fully sampled reference; fastMRI random masks, seed 0, 4x with centre 0.08 and 8x with 0.04.
 
-    .venv/bin/python benchmarks/autolambda.py [--methods l1-wavelet tv] [--threads 2]
+    .venv/bin/python benchmarks/autolambda.py [--methods l1-wavelet tv] [--threads 2] [--cases gre ...]
 """
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,31 +23,15 @@ sys.path.insert(0, str(ROOT))
 GRID12 = tuple(float(v) for v in np.geomspace(0.0002, 0.05, 12))
 
 
-def cases() -> dict[str, "object"]:
-    from recon.io import read_raw
-    from recon.simulate import simulate_multicoil
-
-    out = {"gre": read_raw(ROOT / "tests" / "data" / "twix" / "gre.dat")}
-    t1 = ROOT.parent / "shared" / "data" / "images" / "t1_coronal_slice.npy"
-    if t1.is_file():
-        img = np.load(t1).astype(np.float64)
-        out["t1-coronal"] = simulate_multicoil(img[None] / img.max(), num_coils=8, snr=30.0, seed=0).raw
-    else:
-        print(f"note: {t1} not found, t1-coronal skipped")
-    if shutil.which("bart"):
-        with tempfile.TemporaryDirectory() as tmp:
-            subprocess.run(["bart", "phantom", "-s", "8", "-k", "-x", "256", f"{tmp}/k"], check=True,
-                           capture_output=True)
-            out["shepp-logan"] = read_raw(f"{tmp}/k.cfl")  # read into memory before the folder goes
-    else:
-        print("note: bart not found, shepp-logan skipped")
-    return out
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from shift import cases  # noqa: E402  (the same cases as the out-of-distribution benchmark)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--methods", nargs="+", default=["l1-wavelet", "tv"])
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--cases", nargs="+", default=None, help="a subset of benchmarks/shift.py's cases")
     args = p.parse_args()
     import torch
 
@@ -66,7 +45,7 @@ def main() -> None:
 
     print(f"{'case':<12} {'mask':<4} {'method':<10} {'default':>14} {'grid best':>20} {'auto':>20} "
           f"{'auto-best':>9} {'auto-def':>8} {'cost':>5}")
-    for name, raw in cases().items():
+    for name, raw in cases(args.cases).items():
         ref = center_crop(rss(ifft2c(raw.kspace)), raw.header.recon_size)
         for accel, cf in ((4, 0.08), (8, 0.04)):
             mask, _ = mask_from_options("random", raw.kspace.shape, [accel], [cf], 0)

@@ -57,13 +57,14 @@ class MissingDependencyError(ReconError):
     """An optional extra is needed but not installed; the message says what to install."""
 
 
-def require(module: str, extra: str, purpose: str):
-    """Import an optional dependency or raise :class:`MissingDependencyError` naming the extra to install."""
+def require(module: str, extra: str | None, purpose: str):
+    """Import a dependency or raise :class:`MissingDependencyError` saying what to install: the optional
+    ``extra``, or (``extra=None``, an ordinary dependency missing from a broken install) recon-mri itself."""
     import importlib
 
     try:
         return importlib.import_module(module)
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise MissingDependencyError(
-            f"{purpose} needs the '{module}' package: pip install 'recon-mri[{extra}]' ({exc})"
-        ) from None
+        how = (f"pip install 'recon-mri[{extra}]'" if extra is not None else
+               f"it is a dependency of recon-mri, so the install is incomplete: `make install` or pip install '{module}'")
+        raise MissingDependencyError(f"{purpose} needs the '{module}' package: {how} ({exc})") from None

@@ -163,7 +163,20 @@ def _undersample(raw: RawData, mask: np.ndarray) -> RawData:
     from recon.sampling import apply_mask
 
     kspace, used = apply_mask(raw.kspace, mask, raw.header)
-    return RawData(kspace, raw.header, used, raw.reference, raw.reference_name, raw.path)
+    return RawData(kspace, raw.header, used, raw.reference, raw.reference_name, raw.path,
+                   raw.calibration, raw.calibration_mask)
+
+
+def _prewhitening(header: Any, input_path: str | Path, enabled: bool) -> tuple[Any, dict[str, Any]]:
+    """The file's :class:`recon.coils.noise.Prewhitening` (or None) and what to record about it."""
+    if not header.has_noise:
+        return None, {"prewhitened": False, "reason": "no noise scans in the input"}
+    if not enabled:
+        return None, {"prewhitened": False, "reason": "--no-prewhiten"}
+    from recon.coils.noise import prewhitening_for
+
+    pw = prewhitening_for(header, input_path)
+    return pw, pw.record()
 
 
 def reconstruct_file(
@@ -176,6 +189,7 @@ def reconstruct_file(
     undersampling: Undersampling | None = None,
     epi_correction: bool = True,
     partial_fourier: str = "pocs",
+    prewhiten: bool = True,
     **options: Any,
 ) -> dict[str, Any]:
     """Reconstruct one raw file and write the result; return a JSON-serialisable summary.
@@ -197,6 +211,11 @@ def reconstruct_file(
         a partial-Fourier input (declared by the header and seen in the data; :mod:`recon.solvers.partial_fourier`).
         A non-default mode is recorded in ``parameters``; what was done (mode, sampled extents) in the
         ``partial_fourier`` summary entry and ``.h5`` attribute, when the input is partial Fourier.
+    prewhiten: when the input has noise scans (or a noise covariance), whiten every slice's k-space first,
+        with the noise/data bandwidth ratio (:func:`recon.coils.noise.prewhitening_for`); ``False`` is
+        ``--no-prewhiten`` (recorded as ``parameters["prewhiten"] = False``). Whether it ran is recorded
+        either way: ``.h5`` attributes ``prewhitened`` (0/1) and ``noise_bandwidth_ratio`` (when it ran), and
+        the summary's ``"prewhitening"`` entry.
     options: passed to the method (e.g. ``device="cuda"``).
 
     Returns
@@ -204,7 +223,9 @@ def reconstruct_file(
     ``{"input", "output", "method", "parameters", "format", "shape", "seconds", "recon_version"}``; ``shape``
     is the written ``(S, h, w)``, ``seconds`` the wall time of reading + reconstructing + writing; plus
     ``"metrics": {"nmse", "psnr", "ssim"}`` (also ``metric_*`` attributes of an ``.h5``) when the input has a
-    reference or is undersampled retrospectively (:mod:`recon.metrics.reference`).
+    reference or is undersampled retrospectively (:mod:`recon.metrics.reference`); ``"prewhitening"``:
+    ``{"prewhitened": bool, "reason"}`` or, when it ran, :meth:`recon.coils.noise.Prewhitening.record`
+    (``bandwidth_ratio``, dwell times, a note when the ratio was unknown and 1 was used).
     """
     from recon import __version__
     from recon.io import open_raw
@@ -238,8 +259,13 @@ def reconstruct_file(
         references: list[np.ndarray | None] = []  # per-slice references for the metrics
         if undersampling is not None:
             mask, mask_info = undersampling.mask_for(input_path, raw_file.shape)
+        whitening, prewhitening = _prewhitening(header, input_path, prewhiten)
         for i in range(total):
             raw = raw_file.read_slices(i)
+            if whitening is not None:  # before the reference, so a fully sampled RSS reference is on its scale
+                from recon.coils.noise import apply_prewhitening
+
+                raw = apply_prewhitening(raw, whitening)
             references.append(reference_slice(raw, crop, fully_sampled_rss=mask is not None))
             validate.check_reference(raw.reference, input_path, raw.reference_name)
             if mask is not None:
@@ -274,6 +300,8 @@ def reconstruct_file(
         parameters["epi_correction"] = False
     if partial_fourier != "pocs":
         parameters["partial_fourier"] = partial_fourier
+    if not prewhiten:
+        parameters["prewhiten"] = False
     adaptation = None
     if "adapt_chosen_step" in datasets:  # scan-specific adaptation ran (recon/solvers/learned/adapt.py)
         curves = datasets["adapt_validation"]
@@ -296,7 +324,11 @@ def reconstruct_file(
             "format": fmt,
             "acquisition": header.acquisition,
             "threads": _torch_threads(),
+            "prewhitened": int(bool(prewhitening["prewhitened"])),
+            "prewhitening": json.dumps(prewhitening, sort_keys=True),
         }
+        if "bandwidth_ratio" in prewhitening:
+            attrs["noise_bandwidth_ratio"] = float(prewhitening["bandwidth_ratio"])
         if metrics is not None:
             attrs.update({f"metric_{k}": v for k, v in metrics.items()})
         if adaptation is not None:
@@ -326,6 +358,7 @@ def reconstruct_file(
         "seconds": round(time.perf_counter() - start, 4),
         "recon_version": __version__,
         "threads": _torch_threads(),
+        "prewhitening": prewhitening,
         **({"metrics": metrics} if metrics is not None else {}),
         **({"panels": str(panels)} if panels is not None else {}),
         **({"adaptation": adaptation} if adaptation is not None else {}),

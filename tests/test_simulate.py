@@ -51,6 +51,17 @@ def test_noiseless_forward_model_exact(brain: np.ndarray) -> None:
     assert sim.raw.reference_name == "reconstruction_rss"
 
 
+def test_given_maps_replace_the_birdcage(brain: np.ndarray) -> None:
+    rng = np.random.default_rng(1)
+    maps = (rng.standard_normal((3, *brain.shape[1:])) + 1j * rng.standard_normal((3, *brain.shape[1:])))
+    sim = simulate_multicoil(brain, num_coils=8, snr=None, phase=False, maps=maps)
+    expected = fft2c(maps.astype(np.complex64)[None] * brain[:, None].astype(np.complex64))
+    np.testing.assert_allclose(sim.raw.kspace, expected, rtol=1e-5, atol=1e-5)
+    assert sim.raw.kspace.shape[1] == 3 and sim.raw.header.num_coils == 3 and sim.noise_covariance.shape == (3, 3)
+    with pytest.raises(UsageError, match="maps must be"):
+        simulate_multicoil(brain, maps=maps[:, :10])
+
+
 def test_phase_is_smooth_seeded_and_keeps_magnitude(brain: np.ndarray) -> None:
     a = simulate_multicoil(brain, snr=None, seed=3)
     b = simulate_multicoil(brain, snr=None, seed=3)

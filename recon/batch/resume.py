@@ -5,7 +5,10 @@ complete. It counts as finished when its attributes match the run:
 
 * ``recon_version`` equals the installed version;
 * ``method`` equals the run's method;
-* ``parameters`` (JSON) minus its ``mask`` entry equals ``{"method": method, **options}``;
+* ``parameters`` (JSON) minus its ``mask`` entry equals ``{"method": method, **options}``, plus
+  ``"prewhiten": false`` when the run has ``--no-prewhiten`` (the default, prewhitening, is not written);
+* the ``prewhitened`` attribute is present (outputs made before noise prewhitening became the default lack
+  it, and may be unwhitened where the input has noise scans);
 * retrospective undersampling: ``parameters["mask"]`` is present exactly when the run undersamples, with the
   run's mask type, one of its accelerations and centre fractions, and its seed (the input's file name when no
   ``--seed`` is given, which is what :class:`recon.pipeline.Undersampling` uses).
@@ -73,6 +76,7 @@ def output_state(
     options: dict[str, Any],
     undersampling: Any = None,
     version: str | None = None,
+    prewhiten: bool = True,
 ) -> OutputState:
     """Compare an existing output's attributes with a run's settings (see the module docstring).
 
@@ -82,6 +86,7 @@ def output_state(
     input_name: the input's file name (the default mask seed).
     method, options, undersampling: the run's :func:`recon.pipeline.reconstruct_file` arguments.
     version: the expected ``recon_version`` (default: the installed one).
+    prewhiten: the run's prewhitening setting (False: ``--no-prewhiten``).
     """
     import h5py
 
@@ -110,10 +115,12 @@ def output_state(
     if not isinstance(stored, dict):
         return OutputState(MISMATCH, "its 'parameters' attribute is not a JSON object")
     stored_mask = stored.pop("mask", None)
-    expected = _normalise({"method": method, **options})
+    expected = _normalise({"method": method, **options, **({} if prewhiten else {"prewhiten": False})})
     if _normalise(stored) != expected:
         return OutputState(MISMATCH, f"made with parameters {json.dumps(stored, sort_keys=True)}, "
                                      f"this run uses {json.dumps(expected, sort_keys=True)}")
+    if "prewhitened" not in attrs:
+        return OutputState(MISMATCH, "made before noise prewhitening was recorded (it may be unwhitened)")
     reason = _mask_mismatch(stored_mask, undersampling, input_name)
     if reason is not None:
         return OutputState(MISMATCH, reason)

@@ -128,6 +128,7 @@ def run_batch(
     pattern: str = DEFAULT_PATTERN,
     target_dir: str | Path | None = None,
     tiers: Sequence[str] | str | None = None,
+    prewhiten: bool = True,
     live: bool | None = None,
     stream: TextIO | None = None,
     command: Sequence[str] | None = None,
@@ -149,6 +150,8 @@ def run_batch(
         target's ``reconstruction_rss`` (NMSE/PSNR/SSIM, as ``recon eval``).
     tiers: metric tiers, ``"pixel,feature,task"`` or a sequence (default ``pixel``): scored against the target
         (``target_dir``) or, without one, the input's own reference; the manifest aggregates every metric.
+    prewhiten: whiten each input with its noise scans when it has them (False: ``--no-prewhiten``; part of
+        the settings a resumed output must match, :mod:`recon.batch.resume`).
     live: progress bar (True) or log lines (False); None = bar when ``stream`` is a terminal.
     stream: where progress goes (stderr); the summary table is the caller's to print (:func:`format_summary`).
     command: the command line, recorded in the manifest.
@@ -192,7 +195,8 @@ def run_batch(
             "output_dir": str(out_root),
             "parameters": {"method": method, "options": options, "undersampling": _undersampling_dict(undersampling),
                            "pattern": pattern, "limit": limit, "resume": resume,
-                           "target_dir": str(target_root) if target_root else None, "tiers": tier_names},
+                           "target_dir": str(target_root) if target_root else None, "tiers": tier_names,
+                           "prewhiten": prewhiten},
             "versions": software_versions(),
             "backend": backend.describe(),
         }
@@ -214,7 +218,7 @@ def run_batch(
                                                            "message": f"{tpath}: no target file"})
             if resume:
                 state = output_state(it.output, input_name=it.input.name, method=method, options=options,
-                                     undersampling=undersampling, version=__version__)
+                                     undersampling=undersampling, version=__version__, prewhiten=prewhiten)
                 if state.state == FINISHED:
                     manifest.record(it.rel, status="skipped", slices=state.slices, seconds=0.0,
                                     metrics=_skipped_metrics(state, target, it.input, it.output, previous, it.rel,
@@ -232,7 +236,8 @@ def run_batch(
                     continue
             tasks.append(FileTask(rel=it.rel, input=str(it.input), output=str(it.output), method=method,
                                   options=options, undersampling=undersampling, overwrite=not resume,
-                                  target=target, threads=backend.threads_per_task(), tiers=tuple(tier_names)))
+                                  target=target, threads=backend.threads_per_task(), tiers=tuple(tier_names),
+                                  prewhiten=prewhiten))
         manifest.write()  # fails here, before any work, if OUTPUT_DIR is not writable
 
         progress = BatchProgress(len(tasks), stream=stream, live=live)

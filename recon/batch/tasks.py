@@ -29,6 +29,7 @@ class FileTask:
     threads: torch intra-op threads for this task (None = leave the worker's setting).
     tiers: metric tiers to score (:data:`recon.metrics.tiers.TIER_NAMES`); without a ``target``, tiers beyond
         ``pixel`` are scored against the input's own ``reconstruction_rss``/``_esc`` when it has one.
+    prewhiten: whiten with the input's noise scans when it has them (False: ``--no-prewhiten``).
     """
 
     rel: str
@@ -41,6 +42,7 @@ class FileTask:
     target: str | None = None
     threads: int | None = None
     tiers: tuple[str, ...] = ("pixel",)
+    prewhiten: bool = True
 
 
 def _error(exc: BaseException) -> dict[str, str]:
@@ -151,7 +153,7 @@ def run_task(task: FileTask) -> dict[str, Any]:
         output = Path(task.output)
         created = _make_parents(output)
         summary = reconstruct_file(task.input, output, method=task.method, overwrite=task.overwrite,
-                                   undersampling=task.undersampling, **task.options)
+                                   undersampling=task.undersampling, prewhiten=task.prewhiten, **task.options)
         created = []  # the output is written: keep its folders
         result.update(status="ok", shape=summary["shape"], slices=int(summary["shape"][0]),
                       metrics=summary.get("metrics"))

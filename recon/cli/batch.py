@@ -100,6 +100,7 @@ def main(args: argparse.Namespace) -> int:
         args.input_dir, args.output_dir, method=args.method, options=options_from_args(args),
         undersampling=undersampling_from_args(args), workers=args.workers, scheduler=args.scheduler,
         threads=threads,
+        prewhiten=getattr(args, "prewhiten", True),
         resume=args.resume, limit=args.limit, pattern=args.pattern or DEFAULT_PATTERN, target_dir=args.target_dir,
         tiers=args.tiers, live=live, command=["recon", *sys.argv[1:]],
     )

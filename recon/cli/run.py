@@ -42,6 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="partial Fourier (phase encode or asymmetric echo, from the header) completed by POCS "
                         "(default), homodyne or zero filling, for zero-filled, grappa and sense; the iterative "
                         "and learned methods leave it as unsampled k-space (data_specs/twix.md)")
+    p.add_argument("--no-prewhiten", dest="prewhiten", action="store_false",
+                   help="do not whiten the coils' noise with the input's noise scans (default: whiten, with the "
+                        "noise/data bandwidth ratio, whenever the input has noise scans; data_specs/conventions.md)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(handler=main)
@@ -169,6 +172,14 @@ def _metrics_text(summary: dict) -> str:
     return f", NMSE {m['nmse']:.4g}, PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}"
 
 
+def _prewhitening_text(summary: dict) -> str:
+    """``, prewhitened (bandwidth ratio 0.967)`` when the noise was whitened, else ``""``."""
+    pw = summary.get("prewhitening") or {}
+    if not pw.get("prewhitened"):
+        return ""
+    return f", prewhitened (bandwidth ratio {pw['bandwidth_ratio']:.4g})"
+
+
 def main(args: argparse.Namespace) -> int:
     from recon.runtime import configure_threads
 
@@ -179,13 +190,15 @@ def main(args: argparse.Namespace) -> int:
 
     summary = reconstruct_file(args.input, args.output, method=args.method, overwrite=args.overwrite,
                                progress=_progress, undersampling=undersampling_from_args(args),
-                               epi_correction=args.epi_correction, **options_from_args(args))
+                               epi_correction=args.epi_correction, prewhiten=args.prewhiten,
+                               **options_from_args(args))
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         shape = " x ".join(str(v) for v in summary["shape"])
         print(f"{summary['output']}: {summary['method']} reconstruction of {summary['input']} "
-              f"({summary['format']}), {shape}, {summary['seconds']:.2f} s" + _metrics_text(summary))
+              f"({summary['format']}), {shape}, {summary['seconds']:.2f} s" + _metrics_text(summary)
+              + _prewhitening_text(summary))
     return 0
 
 

@@ -17,13 +17,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="varnet", choices=["varnet", "modl", "diffusion", "fastmri-varnet"],
                    help="network (default: varnet; fastmri-varnet: fastMRI's E2E-VarNet architecture, "
                         "leaderboard size unless --cascades/--chans/--pools/--sens-chans)")
-    p.add_argument("--train", required=True, metavar="DIR", help="folder of fully sampled training files")
-    p.add_argument("--val", required=True, metavar="DIR", help="folder of fully sampled validation files")
+    p.add_argument("--train", required=True, metavar="DIR",
+                   help="folder of fully sampled training files (--loss ssdu: undersampled files, fastMRI test "
+                        "layout kspace + mask, or fully sampled ones undersampled once per slice)")
+    p.add_argument("--val", required=True, metavar="DIR",
+                   help="folder of validation files (fully sampled; --loss ssdu: as --train, references optional)")
     p.add_argument("--mask-type", default="random", help="mask type (default: random; see recon run --help)")
     p.add_argument("--accelerations", type=float, nargs="+", default=[4, 8], metavar="R")
     p.add_argument("--center-fractions", type=float, nargs="+", default=[0.08, 0.04], metavar="F")
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--loss", default="ssim", choices=["ssim", "l1"])
+    p.add_argument("--loss", default="ssim", choices=["ssim", "l1", "ssdu"],
+                   help="ssim (default) or l1 against the reference; ssdu: self-supervised from the undersampled "
+                        "k-space alone (varnet, modl; Yaman et al. 2020), no reference needed")
     p.add_argument("--batch-size", type=int, default=None,
                    help="slices (diffusion: patches) per optimizer step (default: 1; diffusion 8)")
     p.add_argument("--lr", type=float, default=None,
@@ -97,9 +102,10 @@ def main(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(history, indent=2))
     elif history:
+        from recon.training.loop import describe_validation
+
         last = history[-1]
-        print(f"{args.output}: {args.model} after {last['epoch']} epochs: val PSNR {last['val_psnr']:.2f} dB, "
-              f"SSIM {last['val_ssim']:.4f}, NMSE {last['val_nmse']:.4f}")
+        print(f"{args.output}: {args.model} after {last['epoch']} epochs: {describe_validation(last)}")
     return 0
 
 

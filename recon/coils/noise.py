@@ -3,9 +3,21 @@
 With noise covariance ``Psi = L L^H`` (Cholesky), the whitening matrix is ``W = L^{-1}``: whitened data
 ``W y`` have noise covariance ``W Psi W^H = I``. Apply ``W`` to k-space (or coil images) along the coil axis,
 and to sensitivity maps estimated from unwhitened data (``y = S x + n`` -> ``W y = (W S) x + W n``).
-No receiver-bandwidth ratio scaling is applied: noise scans and data are assumed to share the bandwidth.
+
+Bandwidth ratio (:func:`noise_bandwidth_ratio`, as Gadgetron's noise adjust): white noise variance per sample
+scales with the receiver bandwidth ``1 / dwell``, so noise scans taken with dwell ``t_noise`` describe data of
+dwell ``t_data`` up to the factor ``t_noise / t_data``. :func:`prewhitening_for` therefore scales ``W`` by
+``sqrt(t_data / t_noise)`` (the *bandwidth ratio* ``t_data / t_noise`` = noise bandwidth over data bandwidth),
+after which the *data's* noise covariance is the identity. The dwell times come from the header attributes
+``dwell_time_us`` (of the k-space samples as read, after any readout-oversampling removal) and
+``noise_dwell_time_us`` (the readers fill them: ``data_specs/conventions.md``, "Noise prewhitening"); when
+either is unknown the ratio is 1 and the result says so. Gadgetron's further constant
+``sqrt(2 * relativeReceiverNoiseBandwidth)`` (SNR units, Kellman & McVeigh 2005) is not applied.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -69,21 +81,82 @@ def prewhiten(kspace: ArrayLike, covariance: ArrayLike | None = None, noise_samp
     return apply_coil_matrix(kspace, whitening_matrix(covariance, noise_samples))
 
 
-def prewhiten_raw(raw: RawData) -> RawData:
-    """A copy of ``raw`` with whitened k-space; its header's noise covariance becomes the identity.
+def noise_bandwidth_ratio(header: Any) -> tuple[float, str | None]:
+    """``(t_data / t_noise, note)``: the bandwidth ratio from the header's ``dwell_time_us`` and
+    ``noise_dwell_time_us`` attributes; ``(1.0, why)`` when either is missing or not a positive number."""
+    attrs = getattr(header, "attrs", None) or {}
+    t_data, t_noise = attrs.get("dwell_time_us"), attrs.get("noise_dwell_time_us")
+    try:
+        t_data, t_noise = float(t_data), float(t_noise)
+    except (TypeError, ValueError):
+        missing = [n for n, v in (("data", t_data), ("noise", t_noise)) if v is None]
+        return 1.0, f"bandwidth ratio 1 assumed: {' and '.join(missing) or 'a'} dwell time unknown"
+    if not (np.isfinite(t_data) and np.isfinite(t_noise) and t_data > 0 and t_noise > 0):
+        return 1.0, f"bandwidth ratio 1 assumed: dwell times {t_data} (data) / {t_noise} (noise) us not usable"
+    return t_data / t_noise, None
+
+
+@dataclass(frozen=True)
+class Prewhitening:
+    """The whitening applied to a file's data: ``matrix`` = ``sqrt(bandwidth_ratio) * L^{-1}`` (``(C, C)``
+    complex64), ``unscaled`` = ``L^{-1}``, and what :meth:`record` writes into outputs."""
+
+    matrix: torch.Tensor
+    unscaled: torch.Tensor
+    bandwidth_ratio: float
+    note: str | None = None
+    dwell_time_us: float | None = None
+    noise_dwell_time_us: float | None = None
+
+    def record(self) -> dict[str, Any]:
+        """JSON-serialisable: ``{"prewhitened": True, "bandwidth_ratio", "dwell_time_us",
+        "noise_dwell_time_us", "note"}`` (the last three only when known)."""
+        out: dict[str, Any] = {"prewhitened": True, "bandwidth_ratio": float(self.bandwidth_ratio)}
+        for key in ("dwell_time_us", "noise_dwell_time_us", "note"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return out
+
+
+def prewhitening_for(header: Any, path: Any = None, *, bandwidth_correction: bool = True) -> Prewhitening:
+    """The :class:`Prewhitening` of a header with noise (covariance or samples), bandwidth ratio applied
+    unless ``bandwidth_correction=False``. :class:`DataError` naming ``path`` without noise or for an unusable
+    covariance."""
+    if not header.has_noise:
+        raise DataError("no noise covariance or noise samples to prewhiten with", path)
+    try:
+        w = whitening_matrix(covariance=header.noise_covariance) if header.noise_covariance is not None \
+            else whitening_matrix(noise_samples=header.noise_samples)
+    except (DataError, UsageError) as exc:
+        raise DataError(exc.reason, path) from None
+    ratio, note = noise_bandwidth_ratio(header) if bandwidth_correction else (1.0, "bandwidth correction off")
+    attrs = getattr(header, "attrs", None) or {}
+    dwell = {k: float(attrs[k]) for k in ("dwell_time_us", "noise_dwell_time_us")
+             if isinstance(attrs.get(k), (int, float))}
+    scaled = (w * float(np.sqrt(ratio))).to(torch.complex64)
+    return Prewhitening(scaled, w, float(ratio), note, dwell.get("dwell_time_us"), dwell.get("noise_dwell_time_us"))
+
+
+def apply_prewhitening(raw: RawData, pw: Prewhitening) -> RawData:
+    """A copy of ``raw`` whitened with ``pw``; its header's noise covariance becomes the identity (the data's
+    noise after whitening) and its noise samples ``L^{-1} n`` (identity covariance up to sampling error)."""
+    h = raw.header
+    if pw.matrix.shape[1] != raw.num_coils:
+        raise DataError(f"noise has {pw.matrix.shape[1]} coils, the data {raw.num_coils}", raw.path)
+    k = apply_coil_matrix(raw.kspace, pw.matrix).numpy()
+    eye = np.eye(raw.num_coils, dtype=np.complex64)
+    samples = None if h.noise_samples is None else \
+        (pw.unscaled @ torch.from_numpy(np.asarray(h.noise_samples, np.complex64))).numpy()
+    header = h.copy(noise_covariance=eye, noise_samples=samples,
+                    attrs={**h.attrs, "prewhitened": True, "noise_bandwidth_ratio": pw.bandwidth_ratio})
+    cal = None if raw.calibration is None else apply_coil_matrix(raw.calibration, pw.matrix).numpy()  # same coils
+    return RawData(k, header, raw.mask, raw.reference, raw.reference_name, raw.path, cal, raw.calibration_mask)
+
+
+def prewhiten_raw(raw: RawData, *, bandwidth_correction: bool = True) -> RawData:
+    """A copy of ``raw`` with whitened k-space (bandwidth ratio applied, :func:`prewhitening_for`); its
+    header's noise covariance becomes the identity.
 
     Raises :class:`DataError` naming the file when the header has no noise covariance or noise samples.
     """
-    h = raw.header
-    if not h.has_noise:
-        raise DataError("no noise covariance or noise samples to prewhiten with", raw.path)
-    try:
-        w = whitening_matrix(covariance=h.noise_covariance) if h.noise_covariance is not None \
-            else whitening_matrix(noise_samples=h.noise_samples)
-    except (DataError, UsageError) as exc:
-        raise DataError(exc.reason, raw.path) from None
-    k = apply_coil_matrix(raw.kspace, w).numpy()
-    eye = np.eye(raw.num_coils, dtype=np.complex64)
-    samples = None if h.noise_samples is None else (w @ torch.from_numpy(np.asarray(h.noise_samples, np.complex64))).numpy()
-    header = h.copy(noise_covariance=eye, noise_samples=samples, attrs={**h.attrs, "prewhitened": True})
-    return RawData(k, header, raw.mask, raw.reference, raw.reference_name, raw.path)
+    return apply_prewhitening(raw, prewhitening_for(raw.header, raw.path, bandwidth_correction=bandwidth_correction))

@@ -39,7 +39,7 @@ def write_enhanced_mr(tmp: Path, vol: np.ndarray, stacks: list[tuple[dict[str, i
         ImagePositionPatient of every frame (LPS mm); row_dir / col_dir: unit LPS vectors along W / H;
     voxel_mm: ``(dH, dW, thickness)``; spacing_mm: distance between neighbouring slices.
     """
-    pydicom = require("pydicom", "export", "writing DICOM images")
+    require("pydicom", None, "writing DICOM images")
     from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
     from pydicom.sequence import Sequence
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid

@@ -124,7 +124,7 @@ def _layout(vol: np.ndarray, header: Header | None) -> Any:
 
 
 def _write_nifti(tmp: Path, vol: np.ndarray, header: Header | None, gz: bool) -> None:
-    nib = require("nibabel", "export", "writing NIfTI images")
+    nib = require("nibabel", None, "writing NIfTI images")
     from recon.io.geometry import LPS_TO_RAS
 
     layout = _layout(vol, header)  # scanner geometry (recon.io.geometry) or the display affine

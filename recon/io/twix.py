@@ -138,6 +138,33 @@ def _protocol_attrs(hdr: dict, version: str) -> dict[str, Any]:
     return out
 
 
+def _dwell_times(hdr: dict, version: str, n_col: int, n_col_out: int, noise_samples_per_line: int | None,
+                 notes: list[str]) -> dict[str, float]:
+    """``dwell_time_us`` of the k-space samples as read and ``noise_dwell_time_us`` of the noise lines (each
+    only when known), for the prewhitening's bandwidth ratio (``data_specs/twix.md``, "Noise scans").
+
+    Data: the protocol's ``sRXSPEC.alDwellTime[0]`` (ns, per acquired sample) times ``n_col / n_col_out``
+    (oversampling removal and EPI regridding keep the readout duration on fewer samples). Noise: the MDH
+    carries no dwell time; as siemens_to_ismrmrd (what Gadgetron reads twix through) does, an ``AdjCoilSens``
+    protocol has 5 us and VD/VE noise lines ``floor(76800 / samples) / 10`` us; VB: unknown (ratio 1).
+    """
+    out: dict[str, float] = {}
+    dwell = _get(hdr, "MeasYaps", "sRXSPEC", "alDwellTime", 0)
+    if not isinstance(dwell, (int, float)) or dwell <= 0:
+        dwell = _get(hdr, "Meas", "alDwellTime", 0)
+    if isinstance(dwell, (int, float)) and dwell > 0 and n_col_out > 0:
+        out["dwell_time_us"] = float(dwell) / 1000.0 * n_col / n_col_out
+    if noise_samples_per_line:
+        name = _protocol_name(hdr) or ""
+        if "adjcoilsens" in name.lower():
+            out["noise_dwell_time_us"] = 5.0
+        elif version != "VB":
+            out["noise_dwell_time_us"] = int(76800.0 / noise_samples_per_line) / 10.0
+        else:
+            notes.append("noise dwell time unknown for VB files: prewhitening bandwidth ratio 1")
+    return out
+
+
 def _centre_pad(arr: np.ndarray, axis: int, size: int, centre: int | None) -> tuple[np.ndarray, int]:
     """Zero-fill ``arr`` along ``axis`` to at least ``size`` and so that index ``centre`` lands at ``n // 2``.
 
@@ -176,7 +203,7 @@ def open_twix(path: str | Path, *, remove_oversampling: bool = True, measurement
     path = check_input_file(path)
     version = twix_version(path)
     try:
-        twixtools = require("twixtools", "twix", "reading Siemens twix files")
+        twixtools = require("twixtools", None, "reading Siemens twix files")
     except MissingDependencyError as exc:
         raise MissingDependencyError(exc.reason, path) from None
     measurements, messages = _read_measurements(twixtools, path)
@@ -297,6 +324,8 @@ def open_twix(path: str | Path, *, remove_oversampling: bool = True, measurement
             noise = np.concatenate(blocks, axis=1).astype(np.complex64)
         else:
             notes.append("noise scans ignored: their channel count differs from the image data")
+    dwell_attrs = _dwell_times(hdr, version, n_col, n_col_out, blocks[0].shape[-1] if noise is not None else None,
+                               notes)
 
     # --- header -----------------------------------------------------------------------------------
     slice0 = _get(yaps, "sSliceArray", "asSlice", 0, default={}) or {}
@@ -322,7 +351,7 @@ def open_twix(path: str | Path, *, remove_oversampling: bool = True, measurement
         encoded_fov_mm=encoded_fov, recon_fov_mm=recon_fov, pe_center=w // 2, acquired_pe=acquired_pe,
         acquisition=_protocol_name(hdr), noise_samples=noise, format="twix", geometry=geometry,
         attrs={**_protocol_attrs(hdr, version), "slice_axis": slice_dims or {"Sli": 1},
-               "readout_oversampling_removed": remove,
+               "readout_oversampling_removed": remove, **dwell_attrs,
                **({"asymmetric_echo": True} if asymmetric and epi_info is None else {})},
     )
     a, b = acquired_pe

@@ -111,6 +111,9 @@ class Header:
                 else f"{self.noise_samples.shape[-1]} samples" if self.noise_samples is not None
                 else None
             ),
+            **({"dwell_time_us": {k.replace("_dwell_time_us", "").replace("dwell_time_us", "data"): self.attrs[k]
+                                  for k in ("dwell_time_us", "noise_dwell_time_us") if k in self.attrs}}
+               if self.has_noise else {}),
             "has_xml": self.xml is not None,
             **({"geometry": self.geometry.summary()} if self.geometry is not None else {}),
         }

@@ -74,6 +74,7 @@ def simulate_multicoil(
     noise_correlation: float = 0.0,
     voxel_size_mm: tuple[float, float, float] = (1.0, 1.0, 1.0),
     acquisition: str = "AXT1_SIM",
+    maps: np.ndarray | None = None,
 ) -> SimulatedData:
     """Simulate fully sampled multi-coil k-space from real magnitude images.
 
@@ -88,6 +89,8 @@ def simulate_multicoil(
     noise_correlation: ``rho`` of the coil noise covariance ``sigma^2 rho^|i-j|``, in [0, 1).
     voxel_size_mm: (H, W, slice thickness) in mm; sets the header's fields of view.
     acquisition: the header's acquisition name.
+    maps: ``(C, H, W)`` complex coil sensitivities to use instead of the birdcage maps (e.g. ESPIRiT maps of
+        a real scan resampled to ``(H, W)``); ``num_coils`` is then ``C``.
     """
     x = np.asarray(images)
     if x.ndim == 2:
@@ -111,7 +114,13 @@ def simulate_multicoil(
         for i in range(s):
             clean[i] *= np.exp(1j * smooth_phase((h, w), rng)).astype(np.complex64)
 
-    maps = coil_sensitivities(num_coils, (h, w))
+    if maps is None:
+        maps = coil_sensitivities(num_coils, (h, w))
+    else:
+        maps = np.asarray(maps).astype(np.complex64)
+        if maps.ndim != 3 or maps.shape[1:] != (h, w) or not np.all(np.isfinite(maps)):
+            raise UsageError(f"maps must be finite (coils, {h}, {w}), got shape {maps.shape}")
+        num_coils = maps.shape[0]
     h_enc = h * oversampling
     coil_images = center_crop(maps[None] * clean[:, None], (h_enc, w))  # zero-pads H symmetrically
     kspace = fft2c(coil_images).astype(np.complex64)

@@ -6,6 +6,11 @@ from ``(seed, e, index)`` (:class:`~recon.training.transforms.UndersampleTransfo
 seed and data repeats, and a run resumed from the checkpoint of epoch ``e`` continues exactly as the
 uninterrupted run would (same next-step loss; tested). Checkpoints (model, optimizer, RNG states, epoch,
 history) are written atomically at the end of every epoch.
+
+``loss="ssdu"`` trains without references (:class:`~recon.training.transforms.SelfSupervisedTransform`): each
+step feeds the network the DC subset of a slice's acquired samples and penalises its k-space on the held-back
+loss subset; validation reports the self-validation k-space loss (``val_kspace_loss``) on fixed held-back
+samples of the validation files, and NMSE/PSNR/SSIM only for validation files that have a reference.
 """
 from __future__ import annotations
 
@@ -23,7 +28,11 @@ from recon.errors import DataError, UsageError
 from recon.training.checkpoint import resume_optimizer, save_checkpoint, set_rng_states
 from recon.training.dataset import SliceDataset
 from recon.training.losses import LOSSES, get_loss
-from recon.training.transforms import UndersampleTransform
+from recon.training.transforms import SelfSupervisedTransform, UndersampleTransform
+
+
+#: models ``--loss ssdu`` trains (they return their k-space: ``model(k, mask, return_kspace=True)``)
+SSDU_MODELS = ("varnet", "modl")
 
 
 @dataclass
@@ -51,6 +60,8 @@ class TrainConfig:
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise UsageError(f"--lr must be positive, got {self.lr}")
+        if self.loss == "ssdu" and self.model not in SSDU_MODELS:
+            raise UsageError(f"--loss ssdu trains {' and '.join(SSDU_MODELS)} (k-space output), not {self.model}")
         if len(self.accelerations) != len(self.center_fractions):
             raise UsageError("--accelerations and --center-fractions need the same number of values")
 
@@ -96,6 +107,48 @@ def evaluate(model: torch.nn.Module, dataset: SliceDataset, device: torch.device
     return out
 
 
+def ssdu_predict(model: torch.nn.Module, item: dict[str, Any], device: torch.device | str,
+                 where: str = "dc") -> tuple[torch.Tensor, torch.Tensor]:
+    """The network's ``(image (1, H, W), kspace (1, C, H, W))`` given the ``where`` subset of an SSDU item."""
+    kspace = item["kspace"].to(device)[None]
+    grid = item[where].to(device)[None]
+    return model(kspace * grid, grid, return_kspace=True)
+
+
+def evaluate_self_supervised(model: torch.nn.Module, dataset: SliceDataset, device: torch.device | str = "cpu",
+                             progress: bool = False) -> dict[str, Any]:
+    """SSDU validation: ``kspace_loss``, the mean self-validation k-space loss (network given every acquired
+    sample but the fixed held-back ones, loss on those); and, over the files with a reference, fastMRI's
+    volume ``nmse``/``psnr``/``ssim`` of the network given all acquired samples (None when no file has one);
+    ``files_with_reference``; ``seconds``."""
+    from tqdm import tqdm
+
+    from recon.metrics import volume_metrics
+    from recon.solvers.learned.adapt import kspace_loss
+
+    start = time.perf_counter()
+    model.eval()
+    losses: list[float] = []
+    volumes: dict[str, tuple[list[np.ndarray], list[np.ndarray], float]] = {}
+    with torch.no_grad():
+        for i in tqdm(range(len(dataset)), desc="validation", disable=not progress, file=sys.stderr, leave=False):
+            item = dataset[i]
+            _, k = ssdu_predict(model, item, device, "dc")
+            losses.append(float(kspace_loss(k, item["kspace"].to(device)[None], item["loss"].to(device)[None])))
+            if item["target"] is not None:
+                image, _ = ssdu_predict(model, item, device, "mask")
+                pred = crop_to(image, tuple(item["target"].shape[-2:]))[0].cpu().numpy()
+                preds, targets, _ = volumes.setdefault(item["fname"], ([], [], item["maxval"]))
+                preds.append(pred)
+                targets.append(item["target"].numpy())
+    out: dict[str, Any] = {"kspace_loss": float(np.mean(losses)), "files_with_reference": len(volumes)}
+    per_file = [volume_metrics(np.stack(t), np.stack(p), maxval=m) for p, t, m in volumes.values()]
+    for key in ("nmse", "psnr", "ssim"):
+        out[key] = float(np.mean([r[key] for r in per_file])) if per_file else None
+    out["seconds"] = time.perf_counter() - start
+    return out
+
+
 def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     g = torch.Generator().manual_seed(int(seed) * 100_003 + int(epoch))
     return torch.randperm(n, generator=g).tolist()
@@ -133,10 +186,10 @@ def train(out: str | Path, train_dir: str | Path, val_dir: str | Path, config: T
     config.check()
     dev = torch.device(device)
 
-    train_tf = UndersampleTransform(config.mask_type, config.accelerations, config.center_fractions,
-                                    config.seed, "train")
-    val_tf = UndersampleTransform(config.mask_type, config.accelerations, config.center_fractions,
-                                  config.seed, "val")
+    ssdu = config.loss == "ssdu"
+    transform = SelfSupervisedTransform if ssdu else UndersampleTransform
+    train_tf = transform(config.mask_type, config.accelerations, config.center_fractions, config.seed, "train")
+    val_tf = transform(config.mask_type, config.accelerations, config.center_fractions, config.seed, "val")
     train_set = SliceDataset(train_dir, train_tf, config.max_train_slices)
     val_set = SliceDataset(val_dir, val_tf, config.max_val_slices)
 
@@ -150,7 +203,10 @@ def train(out: str | Path, train_dir: str | Path, val_dir: str | Path, config: T
         set_rng_states(blob["rng"])
         history, start_epoch = resume_optimizer(blob, optimizer, config.lr)
         log(f"resuming {out} after epoch {start_epoch}")
-    loss_fn = get_loss(config.loss)
+    if ssdu:
+        from recon.solvers.learned.adapt import kspace_loss
+    else:
+        loss_fn = get_loss(config.loss)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"{config.model}: {n_params} parameters; {len(train_set)} training / {len(val_set)} validation slices; "
         f"device {dev}")
@@ -170,9 +226,13 @@ def train(out: str | Path, train_dir: str | Path, val_dir: str | Path, config: T
             total = 0.0
             for i in batch:  # gradient accumulation: slices of different sizes and coil counts mix freely
                 item = train_set[i]
-                pred = predict(model, item, dev)
-                maxval = torch.tensor([item["maxval"]], device=dev)
-                loss = loss_fn(pred, item["target"].to(dev)[None], maxval) / len(batch)
+                if ssdu:  # k-space loss on the held-back samples; the reference is never read
+                    _, k = ssdu_predict(model, item, dev, "dc")
+                    loss = kspace_loss(k, item["kspace"].to(dev)[None], item["loss"].to(dev)[None]) / len(batch)
+                else:
+                    pred = predict(model, item, dev)
+                    maxval = torch.tensor([item["maxval"]], device=dev)
+                    loss = loss_fn(pred, item["target"].to(dev)[None], maxval) / len(batch)
                 loss.backward()
                 total += float(loss.detach())
             optimizer.step()
@@ -183,16 +243,29 @@ def train(out: str | Path, train_dir: str | Path, val_dir: str | Path, config: T
             bar.update(len(batch))
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
         bar.close()
-        metrics = evaluate(model, val_set, dev, progress)
+        metrics = (evaluate_self_supervised if ssdu else evaluate)(model, val_set, dev, progress)
         record = {"epoch": epoch + 1, "lr": config.lr, "train_loss": float(np.mean(losses)), "val_nmse": metrics["nmse"],
                   "val_psnr": metrics["psnr"], "val_ssim": metrics["ssim"],
                   "seconds": time.perf_counter() - t0}
+        if ssdu:
+            record["val_kspace_loss"] = metrics["kspace_loss"]
         history.append(record)
         save_checkpoint(out, model, optimizer, epoch=epoch + 1, history=history, train_config=_jsonable(config))
-        log(f"epoch {epoch + 1}/{config.epochs}: train loss {record['train_loss']:.4f}, val NMSE "
-            f"{record['val_nmse']:.4f}, PSNR {record['val_psnr']:.2f} dB, SSIM {record['val_ssim']:.4f} "
+        log(f"epoch {epoch + 1}/{config.epochs}: train loss {record['train_loss']:.4f}, {describe_validation(record)} "
             f"({record['seconds']:.0f} s) -> {out}")
     return history
+
+
+def describe_validation(record: dict[str, Any]) -> str:
+    """``val PSNR .. dB, SSIM .., NMSE ..`` (and the SSDU self-validation loss) of one history record."""
+    parts = []
+    if record.get("val_kspace_loss") is not None:
+        parts.append(f"val k-space loss {record['val_kspace_loss']:.4f}")
+    if record.get("val_psnr") is not None:
+        parts.append(f"val PSNR {record['val_psnr']:.2f} dB, SSIM {record['val_ssim']:.4f}, NMSE {record['val_nmse']:.4f}")
+    elif record.get("val_kspace_loss") is not None:
+        parts.append("no validation references")
+    return ", ".join(parts)
 
 
 def _jsonable(config: TrainConfig) -> dict[str, Any]:

@@ -2,7 +2,10 @@
 
 * ``ssim``: ``1 - SSIM`` with fastMRI's window and constants (:class:`recon.metrics.SSIMLoss`), data range the
   volume maximum, as the E2E-VarNet paper trains;
-* ``l1``: mean absolute error divided by the volume maximum (scale-free, so it weights every file alike).
+* ``l1``: mean absolute error divided by the volume maximum (scale-free, so it weights every file alike);
+* ``ssdu``: no image loss: self-supervised training from undersampled k-space alone (Yaman et al., MRM 2020),
+  the normalised k-space loss of :func:`recon.solvers.learned.adapt.kspace_loss` on a held-back subset of the
+  acquired samples (the loop handles it; :func:`get_loss` refuses it).
 """
 from __future__ import annotations
 
@@ -12,7 +15,9 @@ import torch
 
 from recon.errors import UsageError
 
-LOSSES = ("ssim", "l1")
+LOSSES = ("ssim", "l1", "ssdu")
+#: losses against a reference image (what :func:`get_loss` returns)
+IMAGE_LOSSES = ("ssim", "l1")
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -33,4 +38,6 @@ def get_loss(name: str) -> LossFn:
             return ((pred - target).abs().flatten(1).mean(1) / maxval.to(target.dtype)).mean()
 
         return l1_loss
+    if name == "ssdu":
+        raise UsageError("the ssdu loss is a k-space loss on held-back samples, not an image loss")
     raise UsageError(f"unknown loss {name!r}; available: {', '.join(LOSSES)}")

@@ -312,3 +312,20 @@ def test_iterative_methods_leave_partial_fourier_unsampled(derived, tmp_path) ->
     assert summary["partial_fourier"]["mode"].startswith("unsampled k-space")
     assert summary["partial_fourier"]["readout"] == [80, 320]
     assert "partial_fourier" not in summary["parameters"]
+
+
+def test_prewhitening_whitens_the_reference_lines_too(derived) -> None:
+    from recon.coils.noise import apply_prewhitening, prewhitening_for
+
+    raw = open_raw(derive_pat(GRE, derived / "pw_R2_separate.dat", 2, N_REF, "separate")).read()
+    rng = np.random.default_rng(0)
+    noise = (rng.standard_normal((2, 4000)) + 1j * rng.standard_normal((2, 4000))).astype(np.complex64)
+    noise[1] += 0.5 * noise[0]  # correlated coils
+    raw = RawData(raw.kspace, raw.header.copy(noise_samples=noise * 1e-7), raw.mask,
+                  calibration=raw.calibration, calibration_mask=raw.calibration_mask)
+    pw = prewhitening_for(raw.header, raw.path)
+    white = apply_prewhitening(raw, pw)
+    assert white.calibration is not None and white.calibration_mask is raw.calibration_mask
+    m = np.asarray(pw.matrix)
+    np.testing.assert_allclose(white.calibration, np.einsum("ij,sjhw->sihw", m, raw.calibration), rtol=1e-4,
+                               atol=1e-12)

@@ -8,13 +8,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-import torch
 
 import recon
 from recon.data import sample_path
 from recon.errors import DataError, UsageError
 from recon.io import read_raw
-from recon.io.fourier import center_crop, fft2c, ifft2c, rss
+from recon.io.fourier import fft2c, ifft2c, rss
 from recon.io.types import RawData
 from recon.sampling import apply_mask, mask_from_options
 

@@ -13,7 +13,6 @@ changes from one iteration to the next) the gradient criterion is used instead: 
 """
 from __future__ import annotations
 
-import math
 import time
 
 import torch

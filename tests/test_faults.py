@@ -343,3 +343,48 @@ def test_lock_covers_an_earlier_runs_workers(tmp_path: Path) -> None:
         holder.kill()
         holder.wait()
     del fcntl
+
+
+# 10. no Python warnings reach the user: one clear line, or nothing
+TWIX = Path(__file__).parent / "data" / "twix" / "gre.dat"
+
+
+def _random_cfl(tmp: Path, seed: int, huge: bool) -> Path:
+    """A ``.cfl`` of random bytes read as floats (NaN/Inf among them), or with those replaced by 1e30."""
+    rng = np.random.default_rng(seed)
+    (tmp / f"r{seed}.hdr").write_text("# Dimensions\n64 64 1 4\n")
+    data = np.frombuffer(rng.bytes(64 * 64 * 4 * 8), np.float32).copy()
+    if huge:
+        data[~np.isfinite(data)] = 1e30
+    data.tofile(tmp / f"r{seed}.cfl")
+    return tmp / f"r{seed}.cfl"
+
+
+def _garbled_mdh(tmp: Path, seed: int) -> Path:
+    """The bundled twix file with random bytes written into the headers (MDH) of ten image lines."""
+    twixtools = pytest.importorskip("twixtools")
+    raw = TWIX.read_bytes()
+    scans = twixtools.read_twix(str(TWIX), verbose=False, keep_acqend=True)
+    positions = [int(m.mem_pos) for m in scans[-1]["mdb"]][1:-1]
+    rng = np.random.default_rng(seed)
+    data = bytearray(raw)
+    for p in rng.choice(positions, 10, replace=False):
+        for k in rng.integers(0, 192, 20):
+            data[p + k] = int(rng.integers(0, 256))
+    out = tmp / f"garbled{seed}.dat"
+    out.write_bytes(bytes(data))
+    return out
+
+
+@pytest.mark.parametrize("make", ["cfl-nan", "cfl-huge", "twix-mdh-0", "twix-mdh-6"])
+def test_no_runtime_warning_reaches_stderr(tmp_path: Path, make: str) -> None:
+    if make.startswith("cfl"):
+        src = _random_cfl(tmp_path, 0, huge=make == "cfl-huge")
+        inputs = {src: digest(src), src.with_suffix(".hdr"): digest(src.with_suffix(".hdr"))}
+    else:
+        src = _garbled_mdh(tmp_path, int(make.rsplit("-", 1)[1]))
+        inputs = {src: digest(src)}
+    out = tmp_path / "o.h5"
+    proc = recon("run", src, out)
+    assert "Warning" not in proc.stderr, proc.stderr  # RuntimeWarning from numpy/twixtools: defect 10
+    assert_clean_failure(proc, 2, src.stem, output=out, inputs=inputs)

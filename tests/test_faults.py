@@ -388,3 +388,30 @@ def test_no_runtime_warning_reaches_stderr(tmp_path: Path, make: str) -> None:
     proc = recon("run", src, out)
     assert "Warning" not in proc.stderr, proc.stderr  # RuntimeWarning from numpy/twixtools: defect 10
     assert_clean_failure(proc, 2, src.stem, output=out, inputs=inputs)
+
+
+# 4. (cont.) a mask with no sampled line, and zero iterations: refused before any work
+@pytest.mark.parametrize("method", ["zero-filled", "sense"])
+def test_empty_mask_refused_before_work(tmp_path: Path, edited_sample, method: str) -> None:
+    def edit(f):
+        f["mask"] = np.zeros(f["kspace"].shape[-1], bool)  # the fastMRI test layout's mask, sampling nothing
+
+    src = edited_sample("nomask.h5", edit)
+    h = digest(src)
+    out = tmp_path / "o.h5"
+    proc = recon("run", src, out, "--method", method)
+    assert_clean_failure(proc, 2, str(src), "no sampled line", output=out, inputs={src: h})
+    assert "slice 1/" not in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "batch"])
+@pytest.mark.parametrize("method, iterations", [("sense", "0"), ("l1-wavelet", "0"), ("sense", "-2")])
+def test_zero_iterations_refused_before_work(tmp_path: Path, sample: Path, command: str, method: str,
+                                             iterations: str) -> None:
+    h = digest(sample)
+    out = tmp_path / ("o.h5" if command == "run" else "out")
+    proc = recon(command, sample if command == "run" else tmp_path, out, "--method", method,
+                 "--iterations", iterations)
+    assert_clean_failure(proc, 2, "--iterations", ">= 1", inputs={sample: h})
+    assert "slice 1/" not in proc.stderr
+    assert not out.exists() or (command == "batch" and not list(out.rglob("*.h5")))

@@ -223,6 +223,8 @@ def open_bart(path: str | Path) -> RawFile:
     # NaN/Inf (random bytes read as floats) refused here, before infer_mask compares them with zero and numpy
     # warns on stderr (issue 18 defect 10)
     kspace = validate_kspace(bart_to_raw(arr, cfl), cfl)
+    if not np.any(kspace):  # the mask is inferred from zeros: say what is really wrong
+        raise DataError("k-space is all zeros: nothing was acquired", cfl)
     s, c, h, w = kspace.shape
     full_dims = dims + [1] * (N_DIMS - len(dims))
     header = Header(

@@ -415,3 +415,50 @@ def test_zero_iterations_refused_before_work(tmp_path: Path, sample: Path, comma
     assert_clean_failure(proc, 2, "--iterations", ">= 1", inputs={sample: h})
     assert "slice 1/" not in proc.stderr
     assert not out.exists() or (command == "batch" and not list(out.rglob("*.h5")))
+
+
+# 3. (cont.) a recon or encoded matrix of 10^8 in an ISMRMRD XML header: one line, exit 2, no MemoryError
+def _matrix(space: str, x: int, y: int | None = None):
+    """An XML edit setting ``<space><matrixSize>`` x (and y)."""
+    import re
+
+    def edit(xml: str) -> str:
+        xml = re.sub(rf"(<{space}>\s*<matrixSize>\s*<x>)\d+", rf"\g<1>{x}", xml)
+        if y is not None:
+            xml = re.sub(rf"(<{space}>\s*<matrixSize>\s*<x>\d+</x>\s*<y>)\d+", rf"\g<1>{y}", xml)
+        return xml
+    return edit
+
+
+@pytest.mark.parametrize("space", ["reconSpace", "encodedSpace"])
+def test_huge_matrix_in_fastmri_xml_header(tmp_path: Path, edited_sample, space: str) -> None:
+    def edit(f):
+        xml = f["ismrmrd_header"][()]
+        xml = _matrix(space, 10 ** 8)(xml.decode() if isinstance(xml, bytes) else xml)
+        del f["ismrmrd_header"]
+        f["ismrmrd_header"] = xml
+
+    src = edited_sample("big.h5", edit)
+    h = digest(src)
+    out = tmp_path / "o.h5"
+    proc = recon("run", src, out)
+    assert "MemoryError" not in proc.stderr
+    assert_clean_failure(proc, 2, str(src), output=out, inputs={src: h})
+    assert "slice 1/" not in proc.stderr
+
+
+@pytest.mark.parametrize("space, x, y, words", [
+    ("reconSpace", 10 ** 8, None, ("recon size", "100000000")),
+    ("encodedSpace", 10 ** 8, None, ("encodedSpace", "100000000")),
+    # each side valid, together 16000 x 16000 x 2 coils = 4 GB zero-filled from a few KB of samples
+    ("encodedSpace", 16000, 16000, ("declares", "MRD encodedSpace")),
+])
+def test_huge_matrix_in_mrd_xml_header(tmp_path: Path, mrd_file, space: str, x: int, y, words) -> None:
+    src = mrd_file("big.mrd.h5", xml_edit=_matrix(space, x, y))
+    h = digest(src)
+    out = tmp_path / "o.h5"
+    t0 = time.perf_counter()
+    proc = recon("run", src, out)
+    assert time.perf_counter() - t0 < 60
+    assert "MemoryError" not in proc.stderr
+    assert_clean_failure(proc, 2, str(src), *words, output=out, inputs={src: h})

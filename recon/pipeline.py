@@ -341,7 +341,8 @@ def reconstruct_file(
     else:
         from recon.io.images import write_image
 
-        write_image(out, reconstruction, header=header, overwrite=overwrite)
+        write_image(out, reconstruction, header=header, overwrite=overwrite,  # threads: issue 18 defect 14
+                    provenance=f"recon {__version__} {method} threads={_torch_threads()}")
     panels = None
     if "uncertainty" in datasets:  # posterior sampling: PNG panels next to the output (OUT_panels.png)
         from recon.report.panels import write_panels

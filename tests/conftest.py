@@ -15,6 +15,10 @@
   after ``edit(h5py.File)`` ran on it (a broken fastMRI input made from a valid one).
 * ``tiny_prior_weights`` (module scope): an untrained small ``DenoiserPrior`` saved as a weights file, for
   tests of the diffusion plumbing (not of its quality).
+* ``mrd_file``: ``mrd_file(name, encoded=(64, 32), recon=None, xml_edit=None, edit=None)`` -> Path of a small
+  valid ISMRMRD file (2 coils, every line sampled, random k-space) written with the ``ismrmrd`` package
+  (skipped without it); ``xml_edit(str) -> str`` changes its XML header first, ``edit(h5py.File)`` the file
+  after (broken MRD inputs made from a valid one).
 """
 from __future__ import annotations
 
@@ -195,3 +199,39 @@ def tiny_prior_weights(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("w") / "tiny.pt"
     torch.save({"config": prior.config, "state_dict": prior.state_dict()}, path)
     return path
+
+
+@pytest.fixture
+def mrd_file(tmp_path: Path) -> Callable[..., Path]:
+    ismrmrd = pytest.importorskip("ismrmrd")
+
+    def make(name: str, encoded: tuple[int, int] = (64, 32), recon: tuple[int, int] | None = None,
+             xml_edit: Callable[[str], str] | None = None, edit: Callable[[h5py.File], Any] | None = None) -> Path:
+        h, w = encoded
+        rx, ry = recon if recon is not None else (h // 2, w)
+        xml = ('<?xml version="1.0"?><ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD">'
+               "<acquisitionSystemInformation><receiverChannels>2</receiverChannels></acquisitionSystemInformation>"
+               "<experimentalConditions><H1resonanceFrequency_Hz>63500000</H1resonanceFrequency_Hz>"
+               f"</experimentalConditions><encoding><encodedSpace><matrixSize><x>{h}</x><y>{w}</y><z>1</z>"
+               f"</matrixSize><fieldOfView_mm><x>{2.0 * h}</x><y>{2.0 * w}</y><z>5</z></fieldOfView_mm>"
+               f"</encodedSpace><reconSpace><matrixSize><x>{rx}</x><y>{ry}</y><z>1</z></matrixSize>"
+               f"<fieldOfView_mm><x>{2.0 * rx}</x><y>{2.0 * ry}</y><z>5</z></fieldOfView_mm></reconSpace>"
+               "<encodingLimits/><trajectory>cartesian</trajectory></encoding></ismrmrdHeader>")
+        if xml_edit is not None:
+            xml = xml_edit(xml)
+        g = np.random.default_rng(7)
+        path = tmp_path / name
+        with ismrmrd.Dataset(str(path), "dataset", create_if_needed=True) as ds:
+            ds.write_xml_header(xml.encode())
+            for step in range(w):
+                line = (g.standard_normal((2, h)) + 1j * g.standard_normal((2, h))).astype(np.complex64)
+                acq = ismrmrd.Acquisition.from_array(line)
+                acq.center_sample = h // 2
+                acq.idx.kspace_encode_step_1 = step
+                ds.append_acquisition(acq)
+        if edit is not None:
+            with h5py.File(path, "r+") as f:
+                edit(f)
+        return path
+
+    return make

@@ -117,13 +117,48 @@ def test_sigkill_mid_run_then_resume(dataset: Path, reference: Path, tmp_path: P
     complete = sorted(p.name for p in out.glob("*.h5"))
     assert 1 <= len(complete) < FILES, "the kill came too late to test anything"
     assert sum(e["status"] == "ok" for e in killed["files"].values()) <= len(complete)
+    assert killed["pid"] == proc.pid
 
+    # the stale "running" manifest is recognised: recon report says the run was killed ...
+    report = subprocess.run([sys.executable, "-m", "recon", "report", str(out), "--tiers", "pixel"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert report.returncode == 0, report.stderr
+    assert "Traceback" not in report.stderr
+    assert "was killed before it finished" in report.stderr and str(proc.pid) in report.stderr, report.stderr
+    assert "killed before it finished" in (out / "report.html").read_text()
+
+    # ... and the next batch says it resumes a killed run, and does
     rerun = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stderr
     assert f"skipped {len(complete)} finished" in rerun.stderr
+    assert f"(pid {proc.pid}, started {killed['started']}) was killed" in rerun.stderr, rerun.stderr
     m = json.loads((out / MANIFEST_NAME).read_text())
     assert m["state"] == "finished"
+    assert m["previous_run"]["state"] == "killed" and m["previous_run"]["pid"] == proc.pid
     assert m["summary"]["skipped"] == len(complete) and m["summary"]["ok"] == FILES - len(complete)
     assert {rel for rel, e in m["files"].items() if e["status"] == "skipped"} == set(complete)
     assert not list(out.glob(".*.part"))  # the killed run's temporary was cleaned up
     _same_outputs(out, reference)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="flock")
+def test_running_manifest_is_stale_only_when_its_process_is_gone(tmp_path: Path) -> None:
+    """A live run (another process holds the output lock) is not called killed; a free lock, or a gone pid,
+    is."""
+    from recon.batch.lifetime import LOCK_NAME, owner, stale_run
+
+    m = {"state": "running", "started": "2026-01-01T00:00:00+00:00", "files": {}, **owner()}
+    assert stale_run(tmp_path, {**m, "state": "finished"}) is None
+    assert "was killed" in stale_run(tmp_path, m)  # no lock file at all: nobody runs here
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; fh = open(sys.argv[1], 'a+'); "
+                               "fcntl.flock(fh, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)",
+                               str(tmp_path / LOCK_NAME)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert stale_run(tmp_path, {**m, "pid": holder.pid}) is None  # alive: still running
+    finally:
+        holder.kill()
+        holder.wait()
+    why = stale_run(tmp_path, {**m, "pid": holder.pid})
+    assert why is not None and f"pid {holder.pid}" in why
+    assert (tmp_path / LOCK_NAME).exists() and not list(tmp_path.glob("manifest.json"))

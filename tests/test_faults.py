@@ -343,3 +343,122 @@ def test_lock_covers_an_earlier_runs_workers(tmp_path: Path) -> None:
         holder.kill()
         holder.wait()
     del fcntl
+
+
+# 10. no Python warnings reach the user: one clear line, or nothing
+TWIX = Path(__file__).parent / "data" / "twix" / "gre.dat"
+
+
+def _random_cfl(tmp: Path, seed: int, huge: bool) -> Path:
+    """A ``.cfl`` of random bytes read as floats (NaN/Inf among them), or with those replaced by 1e30."""
+    rng = np.random.default_rng(seed)
+    (tmp / f"r{seed}.hdr").write_text("# Dimensions\n64 64 1 4\n")
+    data = np.frombuffer(rng.bytes(64 * 64 * 4 * 8), np.float32).copy()
+    if huge:
+        data[~np.isfinite(data)] = 1e30
+    data.tofile(tmp / f"r{seed}.cfl")
+    return tmp / f"r{seed}.cfl"
+
+
+def _garbled_mdh(tmp: Path, seed: int) -> Path:
+    """The bundled twix file with random bytes written into the headers (MDH) of ten image lines."""
+    twixtools = pytest.importorskip("twixtools")
+    raw = TWIX.read_bytes()
+    scans = twixtools.read_twix(str(TWIX), verbose=False, keep_acqend=True)
+    positions = [int(m.mem_pos) for m in scans[-1]["mdb"]][1:-1]
+    rng = np.random.default_rng(seed)
+    data = bytearray(raw)
+    for p in rng.choice(positions, 10, replace=False):
+        for k in rng.integers(0, 192, 20):
+            data[p + k] = int(rng.integers(0, 256))
+    out = tmp / f"garbled{seed}.dat"
+    out.write_bytes(bytes(data))
+    return out
+
+
+@pytest.mark.parametrize("make", ["cfl-nan", "cfl-huge", "twix-mdh-0", "twix-mdh-6"])
+def test_no_runtime_warning_reaches_stderr(tmp_path: Path, make: str) -> None:
+    if make.startswith("cfl"):
+        src = _random_cfl(tmp_path, 0, huge=make == "cfl-huge")
+        inputs = {src: digest(src), src.with_suffix(".hdr"): digest(src.with_suffix(".hdr"))}
+    else:
+        src = _garbled_mdh(tmp_path, int(make.rsplit("-", 1)[1]))
+        inputs = {src: digest(src)}
+    out = tmp_path / "o.h5"
+    proc = recon("run", src, out)
+    assert "Warning" not in proc.stderr, proc.stderr  # RuntimeWarning from numpy/twixtools: defect 10
+    assert_clean_failure(proc, 2, src.stem, output=out, inputs=inputs)
+
+
+# 4. (cont.) a mask with no sampled line, and zero iterations: refused before any work
+@pytest.mark.parametrize("method", ["zero-filled", "sense"])
+def test_empty_mask_refused_before_work(tmp_path: Path, edited_sample, method: str) -> None:
+    def edit(f):
+        f["mask"] = np.zeros(f["kspace"].shape[-1], bool)  # the fastMRI test layout's mask, sampling nothing
+
+    src = edited_sample("nomask.h5", edit)
+    h = digest(src)
+    out = tmp_path / "o.h5"
+    proc = recon("run", src, out, "--method", method)
+    assert_clean_failure(proc, 2, str(src), "no sampled line", output=out, inputs={src: h})
+    assert "slice 1/" not in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "batch"])
+@pytest.mark.parametrize("method, iterations", [("sense", "0"), ("l1-wavelet", "0"), ("sense", "-2")])
+def test_zero_iterations_refused_before_work(tmp_path: Path, sample: Path, command: str, method: str,
+                                             iterations: str) -> None:
+    h = digest(sample)
+    out = tmp_path / ("o.h5" if command == "run" else "out")
+    proc = recon(command, sample if command == "run" else tmp_path, out, "--method", method,
+                 "--iterations", iterations)
+    assert_clean_failure(proc, 2, "--iterations", ">= 1", inputs={sample: h})
+    assert "slice 1/" not in proc.stderr
+    assert not out.exists() or (command == "batch" and not list(out.rglob("*.h5")))
+
+
+# 3. (cont.) a recon or encoded matrix of 10^8 in an ISMRMRD XML header: one line, exit 2, no MemoryError
+def _matrix(space: str, x: int, y: int | None = None):
+    """An XML edit setting ``<space><matrixSize>`` x (and y)."""
+    import re
+
+    def edit(xml: str) -> str:
+        xml = re.sub(rf"(<{space}>\s*<matrixSize>\s*<x>)\d+", rf"\g<1>{x}", xml)
+        if y is not None:
+            xml = re.sub(rf"(<{space}>\s*<matrixSize>\s*<x>\d+</x>\s*<y>)\d+", rf"\g<1>{y}", xml)
+        return xml
+    return edit
+
+
+@pytest.mark.parametrize("space", ["reconSpace", "encodedSpace"])
+def test_huge_matrix_in_fastmri_xml_header(tmp_path: Path, edited_sample, space: str) -> None:
+    def edit(f):
+        xml = f["ismrmrd_header"][()]
+        xml = _matrix(space, 10 ** 8)(xml.decode() if isinstance(xml, bytes) else xml)
+        del f["ismrmrd_header"]
+        f["ismrmrd_header"] = xml
+
+    src = edited_sample("big.h5", edit)
+    h = digest(src)
+    out = tmp_path / "o.h5"
+    proc = recon("run", src, out)
+    assert "MemoryError" not in proc.stderr
+    assert_clean_failure(proc, 2, str(src), output=out, inputs={src: h})
+    assert "slice 1/" not in proc.stderr
+
+
+@pytest.mark.parametrize("space, x, y, words", [
+    ("reconSpace", 10 ** 8, None, ("recon size", "100000000")),
+    ("encodedSpace", 10 ** 8, None, ("encodedSpace", "100000000")),
+    # each side valid, together 16000 x 16000 x 2 coils = 4 GB zero-filled from a few KB of samples
+    ("encodedSpace", 16000, 16000, ("declares", "MRD encodedSpace")),
+])
+def test_huge_matrix_in_mrd_xml_header(tmp_path: Path, mrd_file, space: str, x: int, y, words) -> None:
+    src = mrd_file("big.mrd.h5", xml_edit=_matrix(space, x, y))
+    h = digest(src)
+    out = tmp_path / "o.h5"
+    t0 = time.perf_counter()
+    proc = recon("run", src, out)
+    assert time.perf_counter() - t0 < 60
+    assert "MemoryError" not in proc.stderr
+    assert_clean_failure(proc, 2, str(src), *words, output=out, inputs={src: h})

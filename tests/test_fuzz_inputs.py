@@ -1,7 +1,8 @@
 """issue 18: a fast fuzz of every reader with malformed inputs, all held to the bad-input contract.
 
-Inputs generated from the bundled sample (fastMRI), the bundled twix files and BART ``.cfl`` pairs written
-here: truncations at many offsets, wrong dtypes and ranks, absurd declared shapes, corrupt headers, NaN/Inf.
+Inputs generated from the bundled sample (fastMRI), the bundled twix files, BART ``.cfl`` pairs and small
+ISMRMRD files written here: truncations at many offsets, wrong dtypes and ranks, absurd declared shapes,
+corrupt or missing headers, NaN/Inf.
 Each goes through ``recon run`` in-process (``recon.cli.main``, fast enough for CI) and must end either in
 exit 2 with one stderr line naming the file, or (for a truncation that still leaves a readable file) exit 0
 with a finite, non-zero image; never a traceback, nothing under the output name or as ``.part`` on failure,
@@ -78,6 +79,9 @@ def _cases(tmp: Path, edited_sample) -> list[tuple[str, Path]]:
         ("bart-short", _cfl(tmp, "short", [64, 64, 1, 8], data=np.zeros(100, np.complex64))),
         ("bart-garbage-hdr", _cfl(tmp, "garb", [1], hdr="# Dimensions\nfoo bar\n")),
         ("bart-nan", _cfl(tmp, "bnan", [32, 32, 1, 4], data=np.full(32 * 32 * 4, np.nan, np.complex64))),
+        ("bart-zero", _cfl(tmp, "bzero", [32, 32, 1, 4], data=np.zeros(32 * 32 * 4, np.complex64))),
+        ("bart-random-bytes", _cfl(tmp, "brand", [32, 32, 1, 4],
+                                   data=np.frombuffer(np.random.default_rng(2).bytes(32 * 32 * 4 * 8), np.complex64))),
         ("garbage-h5", tmp / "garbage.h5"),
         ("garbage-dat", tmp / "garbage.dat"),
     ]
@@ -87,9 +91,10 @@ def _cases(tmp: Path, edited_sample) -> list[tuple[str, Path]]:
     return cases
 
 
-def test_every_reader_holds_the_contract_on_malformed_input(tmp_path: Path, edited_sample, capsys) -> None:
+def _contract_failures(cases: list[tuple[str, Path]], tmp_path: Path, capsys) -> list[str]:
+    """Run ``recon run`` on each case; the ways it broke the contract (empty: none)."""
     failures = []
-    for name, src in _cases(tmp_path, edited_sample):
+    for name, src in cases:
         inputs = [src] + ([src.with_suffix(".hdr")] if src.suffix == ".cfl" else [])
         before = {p: _digest(p) for p in inputs}
         out = tmp_path / f"out-{name}.h5"
@@ -113,4 +118,70 @@ def test_every_reader_holds_the_contract_on_malformed_input(tmp_path: Path, edit
             failures.append(f"{name}: .part left")
         if {p: _digest(p) for p in inputs} != before:
             failures.append(f"{name}: input changed")
+    return failures
+
+
+def test_every_reader_holds_the_contract_on_malformed_input(tmp_path: Path, edited_sample, capsys) -> None:
+    failures = _contract_failures(_cases(tmp_path, edited_sample), tmp_path, capsys)
+    assert not failures, "\n".join(failures)
+
+
+def _set_sample(index: int, value):
+    """Edit one stored sample of acquisition ``index`` in an MRD file (``data`` is a vlen float32 field)."""
+    def edit(f):
+        recs = f["dataset/data"][()]
+        data = recs[index]["data"].copy()
+        data[0] = value
+        recs[index]["data"] = data
+        f["dataset/data"][...] = recs
+    return edit
+
+
+def _zero_samples(f) -> None:
+    """Every stored sample of an MRD file set to 0 (a valid file that acquired nothing)."""
+    recs = f["dataset/data"][()]
+    for r in recs:
+        r["data"][...] = 0
+    f["dataset/data"][...] = recs
+
+
+def _replace_mrd(name: str, value):
+    def edit(f):
+        del f[f"dataset/{name}"]
+        if value is not None:
+            f[f"dataset/{name}"] = value
+    return edit
+
+
+def _mrd_cases(tmp: Path, mrd_file) -> list[tuple[str, Path]]:
+    import re
+
+    valid = mrd_file("valid.mrd.h5")
+    cases = [(f"mrd-trunc-{fr}", _truncated(valid, tmp / f"t{i}.mrd.h5", fr)) for i, fr in enumerate(FRACTIONS)]
+
+    def sub(pattern: str, repl: str):
+        return lambda xml: re.sub(pattern, repl, xml)
+
+    cases += [
+        ("mrd-zero", mrd_file("zero.mrd.h5", edit=_zero_samples)),
+        ("mrd-no-header", mrd_file("nohdr.mrd.h5", edit=_replace_mrd("xml", None))),
+        ("mrd-garbage-header", mrd_file("garb.mrd.h5", xml_edit=lambda x: x[: len(x) // 2])),
+        ("mrd-no-encoding", mrd_file("noenc.mrd.h5", xml_edit=sub(r"<encoding>.*</encoding>", ""))),
+        ("mrd-no-data", mrd_file("nodata.mrd.h5", edit=_replace_mrd("data", None))),
+        ("mrd-data-wrong-dtype", mrd_file("int.mrd.h5", edit=_replace_mrd("data", np.ones((32, 4), np.int16)))),
+        ("mrd-data-wrong-rank", mrd_file("rank.mrd.h5", edit=_replace_mrd("data", np.ones((2, 3, 4), np.float32)))),
+        ("mrd-nan", mrd_file("nan.mrd.h5", edit=_set_sample(3, np.nan))),
+        ("mrd-inf", mrd_file("inf.mrd.h5", edit=_set_sample(5, np.inf))),
+        ("mrd-huge-encoded", mrd_file("huge.mrd.h5", xml_edit=sub(r"(<encodedSpace><matrixSize><x>)\d+",
+                                                                  r"\g<1>100000000"))),
+        ("mrd-negative-recon", mrd_file("neg.mrd.h5", xml_edit=sub(r"(<reconSpace><matrixSize><x>)\d+", r"\g<1>-5"))),
+        ("mrd-radial", mrd_file("radial.mrd.h5", xml_edit=sub(r"cartesian", "radial"))),
+        ("mrd-readout-too-long", mrd_file("short.mrd.h5", xml_edit=sub(r"(<encodedSpace><matrixSize><x>)\d+",
+                                                                       r"\g<1>16"))),
+    ]
+    return cases
+
+
+def test_mrd_reader_holds_the_contract_on_malformed_input(tmp_path: Path, mrd_file, capsys) -> None:
+    failures = _contract_failures(_mrd_cases(tmp_path, mrd_file), tmp_path, capsys)
     assert not failures, "\n".join(failures)

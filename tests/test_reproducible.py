@@ -13,6 +13,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 
 from recon.data import sample_path
 
@@ -41,3 +42,49 @@ def test_run_is_bit_identical_idle_and_under_load(tmp_path: Path) -> None:
             b.wait()
     assert threads_idle == threads_busy >= 1
     assert np.array_equal(idle, busy)
+
+
+def _provenance(path: Path) -> str:
+    """The provenance line stored in an image output (PNG text chunk, NIfTI descrip, DICOM ImageComments,
+    MRD images' ImageComments meta attribute)."""
+    name = path.name
+    if name.endswith(".png"):
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return im.info["Description"]
+    if name.endswith((".nii", ".nii.gz")):
+        import nibabel
+
+        return nibabel.load(path).header["descrip"].item().decode()
+    if name.endswith(".dcm"):
+        import pydicom
+
+        return str(pydicom.dcmread(path).ImageComments)
+    import ismrmrd
+
+    dset = ismrmrd.Dataset(str(path), "dataset", create_if_needed=False)
+    try:
+        text = dset.read_image("image_0", 0).attribute_string
+    finally:
+        dset.close()
+    return ismrmrd.Meta.deserialize(text)["ImageComments"]
+
+
+@pytest.mark.parametrize("suffix", [".png", ".nii", ".nii.gz", ".dcm", ".mrd.h5"])
+def test_image_outputs_record_the_thread_count(tmp_path: Path, suffix: str) -> None:
+    """The thread count (which decides the last bits of the result) is in every output, not only .h5."""
+    from recon import __version__
+
+    if suffix in (".nii", ".nii.gz"):
+        pytest.importorskip("nibabel")
+    if suffix == ".dcm":
+        pytest.importorskip("pydicom")
+    if suffix == ".mrd.h5":
+        pytest.importorskip("ismrmrd")
+    out = tmp_path / f"o{suffix}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "recon", "run", str(sample_path()), str(out), "--threads", "2"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert _provenance(out) == f"recon {__version__} zero-filled threads=2"

@@ -7,17 +7,22 @@
 * Each worker holds a shared ``flock`` on ``OUTPUT_DIR/.recon_batch.workers.lock`` for its whole life;
   :func:`check_no_live_workers` (called by the parent once it holds the folder's exclusive lock) refuses to
   start while any worker of an earlier run still holds it, instead of marking that worker's file FAILED.
+* A ``SIGKILL`` of ``recon batch`` leaves its manifest saying ``"running"``. :func:`stale_run` tells such a dead
+  run from a live one (the folder's exclusive lock is free, or the recorded owner pid is gone on this host):
+  the next ``recon batch`` says that it resumes a killed run, and ``recon report`` says the run was killed.
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import signal
 import sys
 from pathlib import Path
 
 from recon.errors import UsageError
 
+LOCK_NAME = ".recon_batch.lock"  # held exclusively by the running ``recon batch`` (recon.batch.runner)
 WORKERS_LOCK_NAME = ".recon_batch.workers.lock"
 _PR_SET_PDEATHSIG = 1
 _held: list = []  # the worker's lock file, kept open for the process's life
@@ -103,3 +108,62 @@ def run_guarded(task):
         return run_task(task)
     except WorkerTerminated:
         os._exit(143)
+
+
+def owner() -> dict[str, object]:
+    """Who runs this batch, for the manifest: ``{"pid", "host"}``."""
+    return {"pid": os.getpid(), "host": socket.gethostname()}
+
+
+def _lock_free(folder: Path) -> bool | None:
+    """Whether no process holds ``folder``'s exclusive batch lock (None: cannot tell). Opens the lock file
+    read-only and never creates it; tries a shared lock, which a running batch's exclusive lock refuses."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    try:
+        fd = os.open(folder / LOCK_NAME, os.O_RDONLY)
+    except FileNotFoundError:
+        return True  # a running batch creates it before anything else
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # closing releases the lock
+    return True
+
+
+def _pid_gone(manifest: dict) -> bool | None:
+    """Whether the manifest's owner pid no longer exists (None: no pid, or another host's)."""
+    pid, host = manifest.get("pid"), manifest.get("host")
+    if not isinstance(pid, int) or host != socket.gethostname():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, owned by someone else
+        return False
+    return False
+
+
+def stale_run(folder: str | Path, manifest: dict | None) -> str | None:
+    """Why ``manifest`` (of the run in ``folder``) says ``"running"`` although that run is dead, or None when it
+    does not say so or the run may still be alive. A run is dead when its output lock is free (the OS releases
+    it when the process dies, however it died) or, without locks, when its owner pid is gone."""
+    if not manifest or manifest.get("state") != "running":
+        return None
+    free = _lock_free(Path(folder))
+    gone = _pid_gone(manifest)
+    if free is False:
+        return None
+    if free is None and not gone:
+        return None
+    who = f"pid {manifest['pid']}" if manifest.get("pid") is not None else "its process"
+    started = f", started {manifest['started']}" if manifest.get("started") else ""
+    return (f"the run in this folder ({who}{started}) was killed before it finished: its manifest still says "
+            "'running' but its process is gone")

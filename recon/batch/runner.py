@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 from recon.batch.backends import Backend, make_backend
 from recon.batch.discovery import DEFAULT_PATTERN, find_inputs
+from recon.batch.lifetime import LOCK_NAME, owner
 from recon.batch.manifest import MANIFEST_NAME, Manifest, load_manifest, software_versions
 from recon.batch.progress import BatchProgress
 from recon.batch.resume import FINISHED, MISMATCH, MISSING, output_state
@@ -26,7 +27,6 @@ from recon.metrics.tiers import TIER_NAMES, parse_tiers, tier_metric_names
 
 #: metric tiers ``recon batch --tiers`` accepts (pixel: NMSE/PSNR/SSIM, feature, task)
 SUPPORTED_TIERS = TIER_NAMES
-LOCK_NAME = ".recon_batch.lock"
 
 
 @dataclass
@@ -189,7 +189,10 @@ def run_batch(
         if hasattr(backend, "lock_path"):
             backend.lock_path = str(out_root / WORKERS_LOCK_NAME)
         previous = load_manifest(out_root / MANIFEST_NAME) or {"files": {}}
+        # we hold the lock, so an earlier run whose manifest still says "running" is dead (SIGKILL, power loss)
+        killed = previous.get("state") == "running"
         header = {
+            **owner(),
             "command": list(command) if command is not None else None,
             "input_dir": str(Path(input_dir).absolute()),
             "output_dir": str(out_root),
@@ -200,6 +203,9 @@ def run_batch(
             "versions": software_versions(),
             "backend": backend.describe(),
         }
+        if killed:
+            header["previous_run"] = {"state": "killed", "started": previous.get("started"),
+                                      "updated": previous.get("updated"), "pid": previous.get("pid")}
         manifest = Manifest(out_root / MANIFEST_NAME, header,
                             [(it.rel, str(it.input), str(it.output)) for it in items],
                             metric_names=tier_metric_names(tier_names))
@@ -242,6 +248,11 @@ def run_batch(
 
         progress = BatchProgress(len(tasks), stream=stream, live=live)
         pre_failed = sum(1 for e in manifest.files.values() if e["status"] == "failed")
+        if killed:
+            who = f"pid {previous['pid']}, " if previous.get("pid") is not None else ""
+            then = "resuming from its finished outputs" if resume else "--no-resume: redoing every file"
+            progress.log(f"the previous run in {out_root} ({who}started {previous.get('started')}) was killed "
+                         f"before it finished (its manifest said 'running'); {then}")
         progress.log(f"{len(items)} input(s) under {Path(input_dir)}; skipped {skipped} finished"
                      + (f"; {pre_failed} with conflicting outputs" if pre_failed else "")
                      + f"; {len(tasks)} to reconstruct on {backend.name} ({backend.workers} worker(s))")

@@ -30,8 +30,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    import sys
+
+    from recon.batch.lifetime import stale_run
+    from recon.batch.manifest import MANIFEST_NAME, load_manifest
     from recon.report import build_report
 
+    why = stale_run(args.run_dir, load_manifest(args.run_dir / MANIFEST_NAME))
+    if why:  # a SIGKILLed batch: its manifest still says "running"
+        print(f"recon: {args.run_dir}: {why}; rerun recon batch to resume", file=sys.stderr)
     path = build_report(args.run_dir, tiers=args.tiers, target_dir=args.target_dir, overwrite=args.overwrite)
     print(f"wrote {path}")
     return 0

@@ -226,9 +226,15 @@ CALIBRATABLE = ("diffusion",)
 
 def check_run_args(args: argparse.Namespace) -> None:
     """For ``recon run|batch --calibration FILE``: refuse, before any work, a calibration made for another
-    method, other weights or options, or another nominal undersampling (slices are checked again); and
-    ``--adapt*`` for a method without adaptation (:func:`check_adapt_args`)."""
+    method, other weights or options, or another nominal undersampling (slices are checked again);
+    ``--adapt*`` for a method without adaptation (:func:`check_adapt_args`); and ``--iterations`` below 1."""
     check_adapt_args(args)
+    iterations = getattr(args, "iterations", None)
+    if iterations is not None and iterations < 1:  # 0 would return the solver's start image as its result
+        from recon.errors import UsageError
+
+        raise UsageError(f"--iterations must be >= 1, got {iterations} (0 iterations would return the "
+                         f"starting image as a {args.method} reconstruction)")
     path = getattr(args, "calibration", None)
     if path is None:
         return

@@ -22,7 +22,7 @@ import numpy as np
 
 from recon.errors import CorruptFileError, DataError, InputError, OutputError, UsageError
 from recon.io.atomic import check_output_path
-from recon.io.types import Header, InMemoryRawFile, RawData, RawFile
+from recon.io.types import Header, InMemoryRawFile, RawData, RawFile, validate_kspace
 
 __all__ = [
     "BART_DIMS", "bart_pair", "read_cfl", "write_cfl", "open_bart", "write_bart_kspace",
@@ -220,7 +220,11 @@ def open_bart(path: str | Path) -> RawFile:
     cfl, hdr = bart_pair(path)
     dims = read_hdr(hdr)
     arr = read_cfl(cfl)
-    kspace = bart_to_raw(arr, cfl)
+    # NaN/Inf (random bytes read as floats) refused here, before infer_mask compares them with zero and numpy
+    # warns on stderr (issue 18 defect 10)
+    kspace = validate_kspace(bart_to_raw(arr, cfl), cfl)
+    if not np.any(kspace):  # the mask is inferred from zeros: say what is really wrong
+        raise DataError("k-space is all zeros: nothing was acquired", cfl)
     s, c, h, w = kspace.shape
     full_dims = dims + [1] * (N_DIMS - len(dims))
     header = Header(

@@ -32,12 +32,13 @@ def _ds(s: float) -> str:
 def write_enhanced_mr(tmp: Path, vol: np.ndarray, stacks: list[tuple[dict[str, int], list[int]]],
                       positions: np.ndarray, row_dir: np.ndarray, col_dir: np.ndarray,
                       voxel_mm: tuple[float, float, float], spacing_mm: float,
-                      description: str = "recon reconstruction") -> None:
+                      description: str = "recon reconstruction", comments: str | None = None) -> None:
     """Write ``vol`` ``(S, H, W)`` as one Enhanced MR file at ``tmp``.
 
     stacks: ``[(contrast labels, frame indices in spatial order)]``; positions: ``(S, 3)``
         ImagePositionPatient of every frame (LPS mm); row_dir / col_dir: unit LPS vectors along W / H;
     voxel_mm: ``(dH, dW, thickness)``; spacing_mm: distance between neighbouring slices.
+    comments: ``ImageComments`` (how the image was made: version, method, threads), if given.
     """
     require("pydicom", None, "writing DICOM images")
     from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
@@ -63,6 +64,8 @@ def write_enhanced_mr(tmp: Path, vol: np.ndarray, stacks: list[tuple[dict[str, i
     ds.SeriesDescription = description
     ds.Manufacturer = "recon"
     ds.SoftwareVersions = str(__version__)
+    if comments:
+        ds.ImageComments = comments
     for tag in ("ContentDate", "StudyDate", "SeriesDate", "AcquisitionDateTime"):
         setattr(ds, tag, now.strftime("%Y%m%d") if not tag.endswith("Time") else now.strftime("%Y%m%d%H%M%S"))
     ds.ContentTime = ds.StudyTime = ds.SeriesTime = now.strftime("%H%M%S")

@@ -27,7 +27,7 @@ from recon.errors import (
 from recon.io.atomic import atomic_path
 from recon.io.fastmri_header import parse_encoding, header_xml
 from recon.io.hdf5 import open_h5
-from recon.io.types import Header, RawData, RawFile, describe_mask, validate_kspace
+from recon.io.types import NO_SAMPLED_LINE, Header, RawData, RawFile, describe_mask, validate_kspace
 
 __all__ = [
     "FastMRIFile", "open_fastmri", "describe_h5", "validate_layout",
@@ -208,6 +208,8 @@ class FastMRIFile(RawFile):
             raise DataError(f"'mask' has length {mask.shape[0]} but k-space W (phase encode) is {width}", self.path)
         if not np.all(np.isin(mask, (0, 1))):
             raise DataError("'mask' must contain only 0/1 (or booleans)", self.path)
+        if not mask.any():  # refused at opening, before any slice is read
+            raise DataError(f"'mask': {NO_SAMPLED_LINE}", self.path)
         return mask.astype(bool)
 
     def _parse_header(self, coils: int, height: int, width: int, attrs: dict[str, Any]) -> Header:

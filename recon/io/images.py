@@ -103,7 +103,7 @@ def nifti_affine(voxel_mm: tuple[float, float, float], shape: tuple[int, int, in
     return affine
 
 
-def _write_png(tmp: Path, vol: np.ndarray) -> None:
+def _write_png(tmp: Path, vol: np.ndarray, provenance: str | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -113,7 +113,8 @@ def _write_png(tmp: Path, vol: np.ndarray) -> None:
     if vmax <= 0:
         vmax = float(vol.max()) or 1.0
     grey = np.rint(np.clip(montage(vol) / vmax, 0.0, 1.0) * 255).astype(np.uint8)
-    mpimg.imsave(tmp, np.repeat(grey[..., None], 3, axis=-1), format="png")  # linear 8-bit, no colormap LUT
+    mpimg.imsave(tmp, np.repeat(grey[..., None], 3, axis=-1), format="png",  # linear 8-bit, no colormap LUT
+                 metadata={"Description": provenance} if provenance else None)  # a PNG tEXt chunk
 
 
 def _layout(vol: np.ndarray, header: Header | None) -> Any:
@@ -123,7 +124,7 @@ def _layout(vol: np.ndarray, header: Header | None) -> Any:
     return output_layout(header, vol.shape, voxel_size_mm(header), nifti_affine(voxel_size_mm(header), (h, w, s)))
 
 
-def _write_nifti(tmp: Path, vol: np.ndarray, header: Header | None, gz: bool) -> None:
+def _write_nifti(tmp: Path, vol: np.ndarray, header: Header | None, gz: bool, provenance: str | None = None) -> None:
     nib = require("nibabel", None, "writing NIfTI images")
     from recon.io.geometry import LPS_TO_RAS
 
@@ -140,6 +141,8 @@ def _write_nifti(tmp: Path, vol: np.ndarray, header: Header | None, gz: bool) ->
     img.header.set_xyzt_units("mm")
     img.header.set_qform(img.affine, code=1)
     img.header.set_sform(img.affine, code=1)
+    if provenance:
+        img.header["descrip"] = provenance.encode("ascii", "replace")[:79]  # NIfTI-1 allows 80 bytes
     # nibabel picks gzip from the file name; the temporary name ends in .part, so write bytes ourselves
     import gzip
 
@@ -151,18 +154,19 @@ def _write_nifti(tmp: Path, vol: np.ndarray, header: Header | None, gz: bool) ->
         tmp.write_bytes(raw)
 
 
-def _write_enhanced_dicom(tmp: Path, vol: np.ndarray, header: Header | None) -> None:
+def _write_enhanced_dicom(tmp: Path, vol: np.ndarray, header: Header | None, provenance: str | None = None) -> None:
     from recon.io.dicom_enhanced import write_enhanced_mr
 
     layout = _layout(vol, header)
     write_enhanced_mr(tmp, vol, layout.stacks, layout.positions, layout.row_dir, layout.col_dir,
                       voxel_size_mm(header), layout.spacing_mm,
                       description=f"recon {header.acquisition}" if header is not None and header.acquisition
-                      else "recon reconstruction")
+                      else "recon reconstruction", comments=provenance)
 
 
 def write_image(
-    path: str | Path, volume: Any, *, header: Header | None = None, overwrite: bool = False
+    path: str | Path, volume: Any, *, header: Header | None = None, overwrite: bool = False,
+    provenance: str | None = None,
 ) -> Path:
     """Write a magnitude volume as PNG, NIfTI or DICOM, chosen by the extension (see module doc).
 
@@ -172,6 +176,9 @@ def write_image(
     volume: ``(S, H, W)`` (or ``(H, W)``) magnitude; complex input is written as its magnitude.
     header: supplies voxel sizes (mm) for NIfTI/DICOM; None = 1 mm.
     overwrite: replace an existing file (else :class:`OutputError`, file untouched).
+    provenance: one line on how the image was made (``recon run`` gives version, method and torch threads):
+        the PNG ``Description`` text chunk, the NIfTI ``descrip`` (80 bytes), DICOM ``ImageComments``, the
+        MRD images' ``ImageComments`` meta attribute.
 
     Returns
     -------
@@ -183,13 +190,13 @@ def write_image(
     vol = _as_volume(volume)
     with atomic_path(path, overwrite) as tmp:
         if fmt == "png":
-            _write_png(tmp, vol)
+            _write_png(tmp, vol, provenance)
         elif fmt == "nifti":
-            _write_nifti(tmp, vol, header, gz=path.name.lower().endswith(".gz"))
+            _write_nifti(tmp, vol, header, gz=path.name.lower().endswith(".gz"), provenance=provenance)
         elif fmt == "mrd":
             from recon.io.mrd_images import write_mrd_images
 
-            write_mrd_images(tmp, vol, header, voxel_size_mm(header), _layout(vol, header))
+            write_mrd_images(tmp, vol, header, voxel_size_mm(header), _layout(vol, header), provenance=provenance)
         else:
-            _write_enhanced_dicom(tmp, vol, header)
+            _write_enhanced_dicom(tmp, vol, header, provenance)
     return path

@@ -29,6 +29,7 @@ import numpy as np
 from recon.errors import CorruptFileError, DataError, FormatError, UsageError
 from recon.io.hdf5 import open_h5
 from recon.io.types import Header, InMemoryRawFile, RawData
+from recon.io.validate import MAX_MATRIX_SIDE, check_declared_shape
 
 __all__ = ["open_mrd", "read_mrd", "FRAME_FIELDS"]
 
@@ -158,6 +159,9 @@ def _encoding(hdr: Any, path: Path) -> _Encoding:
         raise FormatError(f"MRD XML header has an incomplete encodedSpace/reconSpace: {exc}", path) from None
     if matrix[0] < 1 or matrix[1] < 1:
         raise FormatError(f"MRD encodedSpace.matrixSize {matrix} has an empty axis", path)
+    if max(matrix) > MAX_MATRIX_SIDE:  # allocated whole below: 10^8 would be a MemoryError (issue 18 defect 3)
+        raise FormatError(f"MRD encodedSpace.matrixSize {matrix} is not a valid matrix (each side "
+                          f"1..{MAX_MATRIX_SIDE})", path)
     lim = enc.encodingLimits.kspace_encoding_step_1 if enc.encodingLimits is not None else None
     pe_limits = (int(lim.minimum), int(lim.maximum), int(lim.center)) if lim is not None else None
     accel, mode = None, None
@@ -314,6 +318,10 @@ def open_mrd(path: str | Path, *, repetition: int | None = None, contrast: int |
         pad_left, acquired_pe = 0, None
 
     F = frames.shape[0]
+    # the zero-filled grid against the samples really stored (a forged header must not allocate gigabytes)
+    stored = int(np.sum(head["number_of_samples"][keep].astype(np.int64))) * coils * 8
+    check_declared_shape((F, coils, H, W), 8, path, "k-space (MRD encodedSpace)", stored_bytes=stored,
+                         file_bytes=max(stored, path.stat().st_size))
     kspace = np.zeros((F, coils, H, W), dtype=np.complex64)
     counts = np.zeros((F, W), dtype=np.int64)
     calib = np.zeros((F, W), dtype=bool)

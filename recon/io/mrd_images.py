@@ -22,9 +22,10 @@ __all__ = ["write_mrd_images", "read_mrd_images"]
 
 
 def write_mrd_images(tmp: Path, vol: np.ndarray, header: Any, voxel_mm: tuple[float, float, float],
-                     layout: Any) -> None:
+                     layout: Any, provenance: str | None = None) -> None:
     """Write ``vol`` ``(S, H, W)`` (magnitude) at ``tmp`` as ISMRMRD images (see module doc); ``voxel_mm`` and
-    ``layout`` (:func:`recon.io.geometry.output_layout`) come from the image writer (:mod:`recon.io.images`)."""
+    ``layout`` (:func:`recon.io.geometry.output_layout`) come from the image writer (:mod:`recon.io.images`);
+    ``provenance`` becomes each image's ``ImageComments`` meta attribute."""
     import ismrmrd
 
     s, h, w = vol.shape
@@ -55,6 +56,10 @@ def write_mrd_images(tmp: Path, vol: np.ndarray, header: Any, voxel_mm: tuple[fl
             img.image_index = e + 1
             img.image_series_index = int(series[e])
             img.image_type = ismrmrd.IMTYPE_MAGNITUDE
+            if provenance:
+                meta = ismrmrd.Meta()
+                meta["ImageComments"] = provenance
+                img.attribute_string = meta.serialize()
             dset.append_image("image_0", img)
     finally:
         dset.close()

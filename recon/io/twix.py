@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,11 +64,31 @@ def twix_version(path: str | Path) -> str:
     return "VB"
 
 
+@contextlib.contextmanager
+def _quiet(messages: list[str]) -> Iterator[None]:
+    """Run twixtools without letting it talk to the user: what it prints (stdout) and the Python warnings it
+    raises (numpy ``RuntimeWarning`` overflows when a garbled MDH declares absurd sizes, issue 18 defect 10)
+    are appended to ``messages`` (kept in the reader's ``extra``), never shown. A file they describe as broken
+    is refused by the checks that follow, in one line."""
+    buf = io.StringIO()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with contextlib.redirect_stdout(buf):
+                yield
+        finally:
+            messages.extend(line.strip() for line in buf.getvalue().splitlines() if line.strip())
+            for w in caught:
+                text = f"{w.category.__name__}: {w.message}"
+                if text not in messages:
+                    messages.append(text)
+
+
 def _read_measurements(twixtools: Any, path: Path) -> tuple[list[dict], list[str]]:
     """Parse the file with twixtools; return its mapped measurements and twixtools' printed warnings."""
-    buf = io.StringIO()
+    messages: list[str] = []
     try:
-        with contextlib.redirect_stdout(buf):
+        with _quiet(messages):
             scans = twixtools.read_twix(str(path), verbose=False, keep_acqend=True, parse_pmu=False,
                                         parse_geometry=False)
     except MemoryError:
@@ -87,11 +109,10 @@ def _read_measurements(twixtools: Any, path: Path) -> tuple[list[dict], list[str
         if "Meas" not in scan.get("hdr", {}):
             raise CorruptFileError(f"measurement {i} has no protocol header", path)
     try:
-        with contextlib.redirect_stdout(buf):
+        with _quiet(messages):
             mapped = twixtools.map_twix(scans, verbose=False)
     except Exception as exc:
         raise CorruptFileError(f"twix data could not be sorted ({type(exc).__name__}: {exc})", path) from None
-    messages = [line.strip() for line in buf.getvalue().splitlines() if line.strip()]
     return mapped, messages
 
 
@@ -251,7 +272,7 @@ def open_twix(path: str | Path, *, remove_oversampling: bool = True, measurement
     scan.flags["zf_missing_lines"] = False
     scan.flags["skip_empty_lead"] = False
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with _quiet(messages):
             arr = scan[:]  # full 16-dim array in DIM_ORDER, Ave and Seg of size 1
     except MemoryError:
         raise

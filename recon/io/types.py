@@ -163,6 +163,8 @@ class RawData:
                         f"mask of shape {self.mask.shape} does not fit k-space of shape {self.kspace.shape}",
                         self.path,
                     ) from None
+            if not self.mask.any():  # nothing acquired: every method would return zeros (issue 18 defect 4)
+                raise DataError(NO_SAMPLED_LINE, self.path)
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -217,6 +219,10 @@ def expand_mask(mask: Any) -> Any:
     if mask.ndim == 3:
         return mask[:, None]
     return mask
+
+
+#: the one message for a sampling mask that samples nothing, whichever reader finds it
+NO_SAMPLED_LINE = "the sampling mask has no sampled line: nothing was acquired"
 
 
 def validate_kspace(kspace: Any, path: Path | str | None = None) -> np.ndarray:

@@ -178,7 +178,12 @@ def read_batch(root: Path, manifest: dict[str, Any], target_dir: Path | None) ->
     params = manifest.get("parameters") or {}
     versions = manifest.get("versions") or {}
     command = manifest.get("command")
-    summary: list[tuple[str, str]] = [("run", f"recon batch ({manifest.get('state', 'unknown state')})")]
+    from recon.batch.lifetime import stale_run
+
+    state = str(manifest.get("state", "unknown state"))
+    if stale_run(root, manifest):  # SIGKILLed: the manifest could not say so itself
+        state = "killed before it finished; rerun recon batch to resume"
+    summary: list[tuple[str, str]] = [("run", f"recon batch ({state})")]
     if command:
         summary.append(("command", " ".join(str(c) for c in command)))
     for label, key in (("input folder", "input_dir"), ("output folder", "output_dir"),

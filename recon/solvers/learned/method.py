@@ -52,15 +52,28 @@ def get_model(name: str, weights: str | Path | None = None, device: str = "cpu")
 def ensemble_masks(mask: np.ndarray, members: int, fraction: float = DEFAULT_ENSEMBLE_FRACTION,
                    seed: int = 0) -> list[np.ndarray]:
     """The ``members`` k-space split masks of one slice mask (``(W,)``, ``(1, W)`` or ``(H, W)`` bool), each of
-    ``mask``'s shape: member ``j`` = the acquired samples minus a random ``fraction`` of those outside the
-    calibration region (:func:`recon.solvers.learned.adapt.make_split`: lines for a column mask, points for a
-    2D one), drawn from ``numpy.random.default_rng([seed, j])``; the calibration region is always kept."""
+    ``mask``'s shape: member ``j`` = the acquired samples minus ``n = round(fraction * N)`` of the ``N`` acquired
+    samples outside the calibration region (lines for a column mask, points for a 2D one:
+    :func:`~recon.solvers.learned.adapt.sample_grid`, :func:`~recon.solvers.learned.adapt.calibration_region`;
+    at least 1, at most ``N - 1``). The ``N`` samples are shuffled once (``numpy.random.default_rng(seed)``) and
+    member ``j`` leaves out the ``n`` after position ``j n`` (cyclically): each member's left-out set is a uniform
+    random subset, and the members' sets are disjoint while ``members * n <= N`` (so no two members coincide
+    by chance, as independent draws of few lines would). The calibration region is always kept."""
     m = np.asarray(mask, dtype=bool)
+    grid = adapt_defaults.sample_grid(m)
+    outside = grid & ~(adapt_defaults.calibration_region(grid) & grid)
+    idx = np.flatnonzero(outside)
+    if idx.size < 3:
+        raise UsageError("--ensemble needs acquired samples outside the calibration region (the mask is fully "
+                         f"sampled or has only {idx.size} such samples)")
+    n = min(max(round(float(fraction) * idx.size), 1), idx.size - 1)
+    order = np.random.default_rng(int(seed)).permutation(idx)
     out = []
     for j in range(int(members)):
-        split = adapt_defaults.make_split(m, np.random.default_rng([int(seed), j]), fraction)
-        out.append(np.broadcast_to(split.train.reshape((1,) * (m.ndim - 2) + split.train.shape)
-                                   if m.ndim >= 2 else split.train[0], m.shape).copy())
+        keep = grid.reshape(-1).copy()
+        keep[order[(j * n + np.arange(n)) % idx.size]] = False
+        keep = keep.reshape(grid.shape)
+        out.append(np.broadcast_to(keep if m.ndim == 2 else keep[0], m.shape).copy())
     return out
 
 

@@ -183,3 +183,13 @@ def test_calibrate_varnet_needs_an_ensemble(cal_folder, tmp_path, capsys):
 
     assert main(["calibrate", str(cal_folder), str(tmp_path / "c.json"), "--method", "varnet", *UNDER]) == 2
     assert "--ensemble" in capsys.readouterr().err
+
+
+def test_the_cli_and_the_calibration_files_agree_on_the_calibratable_methods():
+    from recon.cli.run import CALIBRATABLE, ENSEMBLE_METHODS
+    from recon.solvers.diffusion import calibration as calib
+
+    assert set(CALIBRATABLE) == set(calib.CALIBRATABLE) and set(ENSEMBLE_METHODS) <= set(CALIBRATABLE)
+    assert calib.resolved_options("varnet", {"ensemble": 3}) == {"ensemble": 3, "ensemble_fraction": 0.2,
+                                                                 "adapt": False}
+    assert calib.resolved_options("diffusion", {"steps": 12}) == calib.resolved_options("diffusion", {})

@@ -21,7 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from recon.cli.run import CALIBRATABLE  # methods that produce samples (and so spreads to calibrate)
+from recon.cli.run import (
+    CALIBRATABLE,  # methods that produce samples (and so spreads to calibrate)
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -112,8 +114,13 @@ def main(args: argparse.Namespace) -> int:
     from recon import __version__
     from recon.batch import DEFAULT_PATTERN
     from recon.batch.discovery import find_inputs
-    from recon.cli.run import ENSEMBLE_METHODS, check_adapt_args, check_ensemble_args, options_from_args, \
-        undersampling_from_args
+    from recon.cli.run import (
+        ENSEMBLE_METHODS,
+        check_adapt_args,
+        check_ensemble_args,
+        options_from_args,
+        undersampling_from_args,
+    )
     from recon.errors import UsageError
     from recon.io.atomic import atomic_path, check_output_path
     from recon.metrics.conformal import fit_scale

@@ -213,7 +213,7 @@ def check_adapt_args(args: argparse.Namespace) -> None:
 
 
 #: methods whose intervals ``recon calibrate`` fits and ``--calibration`` applies (varnet/modl with --ensemble)
-CALIBRATABLE = ("diffusion", "varnet", "modl")
+CALIBRATABLE = ("diffusion", "varnet", "modl")  # = calibration.CALIBRATABLE (kept literal: no torch at parse time)
 #: methods with a k-space split ensemble (``--ensemble K``)
 ENSEMBLE_METHODS = ("varnet", "modl")
 

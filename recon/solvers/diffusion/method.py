@@ -31,7 +31,7 @@ import torch
 
 from recon.errors import UsageError
 from recon.io.types import RawData, expand_mask
-from recon.solvers.diffusion.defaults import DEFAULT_START_SIGMA, DEFAULT_STEPS  # noqa: F401 (public names here too)
+from recon.solvers.diffusion.defaults import DEFAULT_START_SIGMA, DEFAULT_STEPS
 
 #: CG-SENSE iterations of the image that sets the normalisation
 INIT_ITERATIONS = 5

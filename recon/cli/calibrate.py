@@ -1,8 +1,9 @@
-"""``recon calibrate CAL_DIR OUT.json --method diffusion``: fit calibrated uncertainty intervals (issue 14).
+"""``recon calibrate CAL_DIR OUT.json --method diffusion|varnet|modl``: fit calibrated uncertainty intervals (issue 14).
 
 Every raw file of CAL_DIR (fastMRI layout with fully sampled k-space; their ``reconstruction_rss``, or the RSS
 of the k-space, is the truth) is undersampled as ``--mask-type/--accel/--center-fraction`` say and
-reconstructed with posterior sampling. The scale ``lam`` of the intervals ``[mean - lam lo, mean + lam hi]``
+reconstructed with posterior sampling (diffusion) or with a k-space split ensemble (varnet/modl
+``--ensemble K``: the spread of K reconstructions each missing 20 % of the lines outside the centre). The scale ``lam`` of the intervals ``[mean - lam lo, mean + lam hi]``
 (:mod:`recon.solvers.diffusion.calibration`) is then fitted so that the fraction of object pixels outside their
 interval is at most ``--alpha``: in expectation over new slices (``--guarantee crc``, conformal risk control,
 the default) or with probability ``1 - --delta`` (``--guarantee rcps``, Hoeffding-Bentkus RCPS; needs many
@@ -20,11 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from recon.cli.run import CALIBRATABLE  # methods that produce samples (and so spreads to calibrate)
+from recon.cli.run import (
+    CALIBRATABLE,  # methods that produce samples (and so spreads to calibrate)
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from recon.cli.run import add_undersampling_arguments
+    from recon.cli.run import add_adapt_arguments, add_undersampling_arguments
 
     p = sub.add_parser("calibrate", help="fit calibrated uncertainty intervals on slices with references",
                        description=__doc__.split("\n\n")[1])
@@ -39,11 +42,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_undersampling_arguments(p)
     p.add_argument("--device", default=None, help="torch device (default: cpu)")
     p.add_argument("--threads", type=int, default=None, metavar="N", help="torch CPU threads (as recon run)")
-    p.add_argument("--weights", default=None, metavar="PATH", help="prior weights (default: the bundled ones)")
+    p.add_argument("--weights", default=None, metavar="PATH", help="weights (default: the bundled ones)")
     g = p.add_argument_group("posterior sampling (diffusion)")
     g.add_argument("--samples", type=int, default=None, metavar="K", help="posterior samples per slice (default 4)")
     g.add_argument("--steps", type=int, default=None, metavar="N", help="sampler steps (default: 12 for dds)")
     g.add_argument("--sampler", choices=("dds", "dps"), default=None, help="posterior sampler (default: dds)")
+    g = p.add_argument_group("k-space split ensemble (varnet, modl)")
+    g.add_argument("--ensemble", type=int, default=None, metavar="K",
+                   help="members of the split ensemble (K >= 2; required for varnet/modl)")
+    add_adapt_arguments(p)
     p.add_argument("--pattern", default=None, metavar="GLOB", help="input file names to take (as recon batch)")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N files (sorted)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT.json")
@@ -107,7 +114,13 @@ def main(args: argparse.Namespace) -> int:
     from recon import __version__
     from recon.batch import DEFAULT_PATTERN
     from recon.batch.discovery import find_inputs
-    from recon.cli.run import options_from_args, undersampling_from_args
+    from recon.cli.run import (
+        ENSEMBLE_METHODS,
+        check_adapt_args,
+        check_ensemble_args,
+        options_from_args,
+        undersampling_from_args,
+    )
     from recon.errors import UsageError
     from recon.io.atomic import atomic_path, check_output_path
     from recon.metrics.conformal import fit_scale
@@ -124,6 +137,11 @@ def main(args: argparse.Namespace) -> int:
     undersampling = undersampling_from_args(args)
     if undersampling is None:
         raise UsageError("recon calibrate needs --accel R (the calibration holds for one undersampling)")
+    check_adapt_args(args)
+    check_ensemble_args(args)
+    if args.method in ENSEMBLE_METHODS and args.ensemble is None:
+        raise UsageError(f"recon calibrate --method {args.method} needs --ensemble K (K >= 2): the spread of the "
+                         "k-space split ensemble is what the intervals are made of")
     options = options_from_args(args)
     with tempfile.TemporaryDirectory(prefix="recon-calibrate-") as tmp:
         items = find_inputs(cal_dir, Path(tmp) / "unused", pattern=args.pattern or DEFAULT_PATTERN, limit=args.limit)
@@ -137,8 +155,7 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(str(exc), cal_dir) from None
     record = {
         "format": calib.FORMAT, "version": calib.VERSION, "method": args.method,
-        "options": calib.resolved_options(options.get("samples", 4), options.get("steps"),
-                                          options.get("sampler", "dds"), None),
+        "options": calib.resolved_options(args.method, options),
         "weights": calib.weights_identity(args.method, options.get("weights")),
         "undersampling": {"mask_type": undersampling.mask_type,
                           "accelerations": [float(a) for a in undersampling.accelerations],

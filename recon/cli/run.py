@@ -26,6 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", default=None, metavar="PATH",
                    help="weights for varnet/modl/diffusion (a recon train checkpoint; default: the bundled ones)")
     add_adapt_arguments(p)
+    add_ensemble_arguments(p)
     g = p.add_argument_group("posterior sampling (diffusion)")
     g.add_argument("--samples", type=int, default=None, metavar="K",
                    help="number of posterior samples per slice (default 4); their mean is the reconstruction")
@@ -62,6 +63,16 @@ def add_adapt_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--adapt-per", choices=("slice", "volume"), default=None,
                    help="adapt per slice (default), or once per file (on its first slice) for all its slices")
     g.add_argument("--adapt-lr", type=float, default=None, metavar="LR", help="Adam learning rate (default 1e-3)")
+
+
+def add_ensemble_arguments(p: argparse.ArgumentParser) -> None:
+    """``--ensemble K``: a k-space split ensemble of a learned method, whose spread is its ``uncertainty`` and what
+    ``recon calibrate`` turns into intervals (:func:`recon.solvers.learned.method.learned_reconstruction`)."""
+    g = p.add_argument_group("uncertainty ensemble (varnet, modl)")
+    g.add_argument("--ensemble", type=int, default=None, metavar="K",
+                   help="also run the network K >= 2 more times, each without a random 20%% of the acquired lines "
+                        "outside the calibration region; uncertainty = std of those K reconstructions (the "
+                        "reconstruction itself is unchanged); needed for --calibration with varnet/modl")
 
 
 def add_undersampling_arguments(p: argparse.ArgumentParser) -> None:
@@ -156,7 +167,7 @@ def options_from_args(args: argparse.Namespace) -> dict:
         options["save_samples"] = True
     if getattr(args, "adapt", False):
         options["adapt"] = True
-    for name in ("adapt_steps", "adapt_per", "adapt_lr"):
+    for name in ("adapt_steps", "adapt_per", "adapt_lr", "ensemble"):
         if getattr(args, name, None) is not None:
             options[name] = getattr(args, name)
     if getattr(args, "partial_fourier", None) not in (None, "pocs"):  # the default is not an option (resume)
@@ -220,15 +231,33 @@ def check_adapt_args(args: argparse.Namespace) -> None:
         raise UsageError(f"--adapt is for methods with learnable weights (varnet, modl), not {args.method!r}")
 
 
-#: methods whose intervals ``recon calibrate`` fits and ``--calibration`` applies
-CALIBRATABLE = ("diffusion",)
+#: methods whose intervals ``recon calibrate`` fits and ``--calibration`` applies (varnet/modl with --ensemble)
+CALIBRATABLE = ("diffusion", "varnet", "modl")  # = calibration.CALIBRATABLE (kept literal: no torch at parse time)
+#: methods with a k-space split ensemble (``--ensemble K``)
+ENSEMBLE_METHODS = ("varnet", "modl")
+
+
+def check_ensemble_args(args: argparse.Namespace) -> None:
+    """``--ensemble K`` with K < 2 or with a method that has no ensemble: a :class:`UsageError`."""
+    from recon.errors import UsageError
+
+    k = getattr(args, "ensemble", None)
+    if k is None:
+        return
+    if args.method not in ENSEMBLE_METHODS:
+        raise UsageError(f"--ensemble is for methods {', '.join(ENSEMBLE_METHODS)}, not {args.method!r}"
+                         + (" (diffusion: --samples K)" if args.method == "diffusion" else ""))
+    if k < 2:
+        raise UsageError(f"--ensemble needs K >= 2 members (their spread is the uncertainty), got {k}")
 
 
 def check_run_args(args: argparse.Namespace) -> None:
     """For ``recon run|batch --calibration FILE``: refuse, before any work, a calibration made for another
     method, other weights or options, or another nominal undersampling (slices are checked again);
-    ``--adapt*`` for a method without adaptation (:func:`check_adapt_args`); and ``--iterations`` below 1."""
+    ``--adapt*`` for a method without adaptation (:func:`check_adapt_args`), ``--ensemble`` for a method without
+    an ensemble (:func:`check_ensemble_args`); and ``--iterations`` below 1."""
     check_adapt_args(args)
+    check_ensemble_args(args)
     iterations = getattr(args, "iterations", None)
     if iterations is not None and iterations < 1:  # 0 would return the solver's start image as its result
         from recon.errors import UsageError
@@ -245,8 +274,10 @@ def check_run_args(args: argparse.Namespace) -> None:
     if args.method not in CALIBRATABLE:
         raise UsageError(f"--calibration is for method(s) {', '.join(CALIBRATABLE)}, not {args.method!r}"
                          f" (the calibration was made for {cal.get('method')!r})", path)
+    if args.method in ENSEMBLE_METHODS and getattr(args, "ensemble", None) is None:
+        raise UsageError(f"--calibration for {args.method} needs --ensemble K (the calibration was made with "
+                         f"{(cal.get('options') or {}).get('ensemble')!r})", path)
     o = options_from_args(args)
     calib.check_calibration(cal, path, method=args.method, weights=o.get("weights"),
-                            options=calib.resolved_options(o.get("samples", 4), o.get("steps"),
-                                                           o.get("sampler", "dds"), None),
+                            options=calib.resolved_options(args.method, o),
                             undersampling=undersampling_from_args(args))

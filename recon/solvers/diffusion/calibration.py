@@ -1,12 +1,14 @@
 """Calibration files of ``recon calibrate`` and their use by ``recon run|batch --calibration FILE`` (issue 14).
 
 The heuristic spreads of one slice are symmetric: ``lo = hi = std + sigma_noise`` (the std of the posterior
-sample magnitudes, plus the image-domain noise level so that no interval has zero width where the K samples
-happen to agree). The calibrated interval is ``[mean - lam lo, mean + lam hi]`` with the scale ``lam`` that
+sample magnitudes, or for varnet/modl of the k-space split ensemble's members,
+:func:`recon.solvers.learned.method.learned_reconstruction`; plus the image-domain noise level so that no
+interval has zero width where the K samples happen to agree). The calibrated interval is ``[mean - lam lo, mean + lam hi]`` with the scale ``lam`` that
 :mod:`recon.metrics.conformal` fitted; the calibrated ``uncertainty`` is its half-width ``lam (std + noise)``.
 
-A calibration holds only for what it was fitted on: the method and its sampling options (samples, steps,
-sampler, start noise: the spread's scale depends on them), the weights (SHA-256 of the file), and the
+A calibration holds only for what it was fitted on: the method and its options that set the spread's scale
+(:data:`MATCHED_OPTIONS`: diffusion samples, steps, sampler, start noise; varnet/modl ensemble size, split
+fraction and adaptation), the weights (SHA-256 of the file), and the
 acceleration (the measured one, ``mask size / sampled``, of every calibration slice; a slice whose own lies
 outside that range by more than :data:`ACCEL_TOLERANCE` is refused, as is a nominal ``--accel`` that the
 calibration did not use). Everything else is a :class:`~recon.errors.UsageError` (exit 2) naming the file.
@@ -34,8 +36,16 @@ VERSION = 1
 ACCEL_TOLERANCE = 0.15
 #: the spread heuristic (recorded in the file)
 HEURISTIC = "std+noise"
-#: sampling options that must match between calibration and use
-MATCHED_OPTIONS = ("samples", "steps", "sampler", "start_sigma")
+#: per method, the options that set the spread's scale and so must match between calibration and use
+#: (diffusion: the sampling; varnet/modl: the k-space split ensemble and any scan-specific adaptation)
+_LEARNED_OPTIONS = ("ensemble", "ensemble_fraction", "adapt", "adapt_steps", "adapt_per", "adapt_lr")
+MATCHED_OPTIONS: dict[str, tuple[str, ...]] = {
+    "diffusion": ("samples", "steps", "sampler", "start_sigma"),
+    "varnet": _LEARNED_OPTIONS,
+    "modl": _LEARNED_OPTIONS,
+}
+#: the methods a calibration file can be made for (those that produce a spread)
+CALIBRATABLE = tuple(MATCHED_OPTIONS)
 
 
 @functools.lru_cache(maxsize=16)
@@ -57,13 +67,36 @@ def weights_identity(method: str, weights: str | Path | None) -> dict[str, str]:
     return {"name": path.name, "sha256": _sha256(str(path.resolve()), path.stat().st_mtime)}
 
 
-def resolved_options(samples: int = 4, steps: int | None = None, sampler: str = "dds",
-                     start_sigma: float | None = None) -> dict[str, Any]:
-    """The sampling options as recorded (defaults filled in, so that ``--steps 12`` equals the default)."""
-    from recon.solvers.diffusion.method import DEFAULT_START_SIGMA, DEFAULT_STEPS
+def resolved_options(method: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The options of ``method`` that a calibration depends on (:data:`MATCHED_OPTIONS`), as recorded: defaults
+    filled in, so that ``--steps 12`` equals the default. ``options``: the method's keyword options as
+    ``recon run`` passes them (others are ignored). Diffusion: ``samples``, ``steps``, ``sampler``,
+    ``start_sigma``; varnet/modl: ``ensemble`` (0 = none), ``ensemble_fraction``, ``adapt`` and, when adapting,
+    ``adapt_steps``/``adapt_per``/``adapt_lr``."""
+    o = dict(options or {})
+    if method == "diffusion":
+        from recon.solvers.diffusion.defaults import DEFAULT_START_SIGMA, DEFAULT_STEPS
 
-    return {"samples": int(samples), "steps": int(DEFAULT_STEPS[sampler] if steps is None else steps),
-            "sampler": sampler, "start_sigma": DEFAULT_START_SIGMA if start_sigma is None else float(start_sigma)}
+        sampler = o.get("sampler") or "dds"
+        steps, start = o.get("steps"), o.get("start_sigma")
+        return {"samples": int(o.get("samples") or 4),
+                "steps": int(DEFAULT_STEPS[sampler] if steps is None else steps),
+                "sampler": sampler, "start_sigma": DEFAULT_START_SIGMA if start is None else float(start)}
+    if method in ("varnet", "modl"):
+        from recon.solvers.learned import adapt as learned_adapt
+
+        fraction = o.get("ensemble_fraction")
+        out: dict[str, Any] = {
+            "ensemble": int(o.get("ensemble") or 0),
+            "ensemble_fraction": float(learned_adapt.VALIDATION_FRACTION if fraction is None else fraction),
+            "adapt": bool(o.get("adapt", False))}
+        if out["adapt"]:
+            steps, lr = o.get("adapt_steps"), o.get("adapt_lr")
+            out.update({"adapt_steps": int(learned_adapt.DEFAULT_STEPS if steps is None else steps),
+                        "adapt_per": o.get("adapt_per") or "slice",
+                        "adapt_lr": float(learned_adapt.DEFAULT_LR if lr is None else lr)})
+        return out
+    raise UsageError(f"no calibration for method {method!r}; calibratable: {', '.join(CALIBRATABLE)}")
 
 
 def measured_acceleration(mask: np.ndarray) -> float:
@@ -113,8 +146,8 @@ def check_calibration(cal: dict[str, Any], path: str | Path, *, method: str, wei
                          f"({ident['sha256'][:12]}...)", path)
     if options is not None:
         want = cal.get("options", {})
-        for key in MATCHED_OPTIONS:
-            if key in want and key in options and want[key] != options[key]:
+        for key in MATCHED_OPTIONS.get(method, ()):
+            if (key in want or key in options) and want.get(key) != options.get(key):
                 raise UsageError(f"calibration was made with {key} {want[key]!r}, not {options[key]!r}", path)
     if undersampling is not None:
         nominal = cal.get("undersampling") or {}

@@ -20,6 +20,12 @@ from recon.solvers.learned import adapt as adapt_defaults
 from recon.solvers.learned.masks import slice_mask, slice_masks  # noqa: F401 (public names of this module)
 from recon.solvers.readout import remove_readout_oversampling
 
+#: defaults of the ``adapt_*`` options (``recon run --adapt-steps/--adapt-lr``)
+DEFAULT_ADAPT_STEPS = adapt_defaults.DEFAULT_STEPS
+DEFAULT_ADAPT_LR = adapt_defaults.DEFAULT_LR
+#: fraction of the acquired samples outside the calibration region that each ensemble member leaves out
+DEFAULT_ENSEMBLE_FRACTION = adapt_defaults.VALIDATION_FRACTION
+
 
 @lru_cache(maxsize=8)
 def _cached_model(path: str, mtime: float, device: str, expect: str) -> torch.nn.Module:
@@ -43,8 +49,37 @@ def get_model(name: str, weights: str | Path | None = None, device: str = "cpu")
     return _cached_model(str(path), mtime, str(dev), name)
 
 
+def ensemble_masks(mask: np.ndarray, members: int, fraction: float = DEFAULT_ENSEMBLE_FRACTION,
+                   seed: int = 0) -> list[np.ndarray]:
+    """The ``members`` k-space split masks of one slice mask (``(W,)``, ``(1, W)`` or ``(H, W)`` bool), each of
+    ``mask``'s shape: member ``j`` = the acquired samples minus ``n = round(fraction * N)`` of the ``N`` acquired
+    samples outside the calibration region (lines for a column mask, points for a 2D one:
+    :func:`~recon.solvers.learned.adapt.sample_grid`, :func:`~recon.solvers.learned.adapt.calibration_region`;
+    at least 1, at most ``N - 1``). The ``N`` samples are shuffled once (``numpy.random.default_rng(seed)``) and
+    member ``j`` leaves out the ``n`` after position ``j n`` (cyclically): each member's left-out set is a uniform
+    random subset, and the members' sets are disjoint while ``members * n <= N`` (so no two members coincide
+    by chance, as independent draws of few lines would). The calibration region is always kept."""
+    m = np.asarray(mask, dtype=bool)
+    grid = adapt_defaults.sample_grid(m)
+    outside = grid & ~(adapt_defaults.calibration_region(grid) & grid)
+    idx = np.flatnonzero(outside)
+    if idx.size < 3:
+        raise UsageError("--ensemble needs acquired samples outside the calibration region (the mask is fully "
+                         f"sampled or has only {idx.size} such samples)")
+    n = min(max(round(float(fraction) * idx.size), 1), idx.size - 1)
+    order = np.random.default_rng(int(seed)).permutation(idx)
+    out = []
+    for j in range(int(members)):
+        keep = grid.reshape(-1).copy()
+        keep[order[(j * n + np.arange(n)) % idx.size]] = False
+        keep = keep.reshape(grid.shape)
+        out.append(np.broadcast_to(keep if m.ndim == 2 else keep[0], m.shape).copy())
+    return out
+
+
 def learned_reconstruction(raw: RawData, name: str, weights: str | Path | None, device: str,
-                           adapt: dict[str, Any] | None = None) -> np.ndarray | dict[str, np.ndarray]:
+                           adapt: dict[str, Any] | None = None, ensemble: dict[str, Any] | None = None,
+                           calibration: str | Path | None = None) -> np.ndarray | dict[str, np.ndarray]:
     """``(S, C, H, W)`` k-space of ``raw`` -> ``(S, h, W)`` float32 magnitude on the data's scale.
 
     ``h`` is the header's recon height when the readout is oversampled and the mask is a column mask (the
@@ -53,7 +88,29 @@ def learned_reconstruction(raw: RawData, name: str, weights: str | Path | None, 
     ``adapt``: scan-specific self-supervised adaptation (:mod:`recon.solvers.learned.adapt`) with options
     ``{"steps", "lr", "per": "slice"|"volume", "seed"}``; the result is then a dict: ``reconstruction`` plus
     per-slice records ``adapt_chosen_step`` ``(S,)`` int and ``adapt_validation`` ``(S, steps + 1)`` float32.
+
+    ``ensemble``: a k-space split ensemble ``{"members": K >= 2, "fraction", "seed"}`` (issue 14): the
+    network (adapted, with ``adapt``) also reconstructs each of the K masks of :func:`ensemble_masks` (K more
+    forward passes); ``reconstruction`` stays the output from all samples (bit-identical to a run without the
+    ensemble), ``uncertainty`` = the std (ddof 1) of the K members' magnitudes and ``noise_level`` ``(S,)`` the
+    image-domain noise std (:func:`recon.solvers.diffusion.uncertainty.noise_level`), as the diffusion method
+    writes them. ``calibration`` (a ``recon calibrate`` file for this method, weights, ensemble and
+    acceleration; needs ``ensemble``): also ``lower``/``upper`` and ``uncertainty`` = the calibrated half-width,
+    the raw std then as ``sample_std`` (:mod:`recon.solvers.diffusion.calibration`).
     """
+    from recon.solvers.diffusion import calibration as calib
+    from recon.solvers.diffusion.uncertainty import noise_level
+
+    cal = None
+    if calibration is not None:
+        if ensemble is None:
+            raise UsageError(f"--calibration for {name} needs --ensemble K (the spread comes from the ensemble)",
+                             calibration)
+        cal = calib.load_calibration(calibration)
+        calib.check_calibration(cal, calibration, method=name, weights=weights, options=calib.resolved_options(
+            name, {"ensemble": ensemble["members"], "ensemble_fraction": ensemble.get("fraction"),
+                   **({} if adapt is None else {"adapt": True, "adapt_steps": adapt.get("steps"),
+                                                "adapt_per": adapt.get("per"), "adapt_lr": adapt.get("lr")})}))
     model = get_model(name, weights, device)
     dev = next(model.parameters()).device
     kspace, masks = remove_readout_oversampling(raw.kspace, slice_masks(raw), raw.header.recon_size[0])
@@ -66,25 +123,48 @@ def learned_reconstruction(raw: RawData, name: str, weights: str | Path | None, 
         cal_k, _ = remove_readout_oversampling(k_cal, np.asarray(m_cal, dtype=bool)[None, None],
                                                raw.header.recon_size[0])
         cal_m = torch.from_numpy(np.asarray(m_cal, dtype=bool)[None, None]).to(dev)
-    out, chosen, curves = [], [], []
+    out, chosen, curves, stds, noises = [], [], [], [], []
     for s in range(kspace.shape[0]):
+        m_np = np.ascontiguousarray(masks[s if masks.shape[0] > 1 else 0])
         k = torch.from_numpy(np.ascontiguousarray(kspace[s:s + 1])).to(dev)
-        m = torch.from_numpy(np.ascontiguousarray(masks[s if masks.shape[0] > 1 else 0])).to(dev)
-        cal = None if cal_k is None else (torch.from_numpy(np.ascontiguousarray(cal_k[s:s + 1])).to(dev), cal_m)
-        if adapt is None:
-            with torch.no_grad():
-                out.append(model(k, m, calibration=cal).float().cpu().numpy())
-            continue
-        tuned, record = _adapted_model(model, k, m, raw, name, weights, device, adapt)
+        m = torch.from_numpy(m_np).to(dev)
+        ref_lines = None if cal_k is None else (torch.from_numpy(np.ascontiguousarray(cal_k[s:s + 1])).to(dev), cal_m)
+        if cal is not None:
+            calib.check_calibration(cal, calibration, method=name, weights=weights,
+                                    acceleration=calib.measured_acceleration(m_np))
+        net = model
+        if adapt is not None:
+            net, record = _adapted_model(model, k, m, raw, name, weights, device, adapt)
+            chosen.append(record["chosen_step"])
+            curves.append(record["validation_curve"])
         with torch.no_grad():
-            out.append(tuned(k, m, calibration=cal).float().cpu().numpy())
-        chosen.append(record["chosen_step"])
-        curves.append(record["validation_curve"])
+            out.append(net(k, m, calibration=ref_lines).float().cpu().numpy())
+            if ensemble is not None:
+                members = []
+                for em in ensemble_masks(m_np, ensemble["members"], ensemble.get("fraction",
+                                         DEFAULT_ENSEMBLE_FRACTION), ensemble.get("seed", 0)):
+                    mt = torch.from_numpy(em).to(dev)
+                    members.append(net(k * mt.to(k.dtype), mt, calibration=ref_lines).float().cpu().numpy()[0])
+                stds.append(np.std(np.stack(members), axis=0, ddof=1).astype(np.float32))
+                noises.append(noise_level(kspace[s], m_np))
     image = np.concatenate(out, axis=0).astype(np.float32)
-    if adapt is None:
+    if adapt is None and ensemble is None:
         return image
-    return {"reconstruction": image, "adapt_chosen_step": np.asarray(chosen, dtype=np.int64),
-            "adapt_validation": np.asarray(curves, dtype=np.float32)}
+    result: dict[str, np.ndarray] = {"reconstruction": image}
+    if adapt is not None:
+        result.update({"adapt_chosen_step": np.asarray(chosen, dtype=np.int64),
+                       "adapt_validation": np.asarray(curves, dtype=np.float32)})
+    if ensemble is not None:
+        result["uncertainty"] = np.stack(stds).astype(np.float32)
+        result["noise_level"] = np.asarray(noises, dtype=np.float32)
+        if cal is not None:
+            result["sample_std"] = result["uncertainty"]
+            parts = [calib.calibrated_outputs(image[i], result["sample_std"][i], float(result["noise_level"][i]),
+                                              float(cal["scale"])) for i in range(image.shape[0])]
+            for key in ("lower", "upper", "uncertainty"):
+                result[key] = np.stack([p[key] for p in parts]).astype(np.float32)
+            result["interval_alpha"] = np.full(image.shape[0], cal["alpha"], dtype=np.float32)
+    return result
 
 
 #: per-volume adaptation: (input file, its mtime, model, weights, device, options, k-space shape, mask) ->
@@ -124,9 +204,6 @@ def _adapted_model(model: torch.nn.Module, k: torch.Tensor, m: torch.Tensor, raw
     return result
 
 
-#: defaults of the ``adapt_*`` options (``recon run --adapt-steps/--adapt-lr``)
-DEFAULT_ADAPT_STEPS = adapt_defaults.DEFAULT_STEPS
-DEFAULT_ADAPT_LR = adapt_defaults.DEFAULT_LR
 
 
 def _adapt_options(adapt: bool, adapt_steps: int | None, adapt_per: str | None, adapt_lr: float | None
@@ -139,9 +216,24 @@ def _adapt_options(adapt: bool, adapt_steps: int | None, adapt_per: str | None, 
             "per": adapt_per or "slice", "lr": DEFAULT_ADAPT_LR if adapt_lr is None else float(adapt_lr)}
 
 
+def _ensemble_options(ensemble: int | None, ensemble_fraction: float | None,
+                      ensemble_seed: int) -> dict[str, Any] | None:
+    if ensemble is None or int(ensemble) == 0:
+        if ensemble_fraction is not None:
+            raise UsageError("ensemble_fraction needs ensemble=K (--ensemble)")
+        return None
+    if int(ensemble) < 2:
+        raise UsageError(f"--ensemble needs K >= 2 members (their spread is the uncertainty), got {ensemble}")
+    fraction = DEFAULT_ENSEMBLE_FRACTION if ensemble_fraction is None else float(ensemble_fraction)
+    if not 0 < fraction < 1:
+        raise UsageError(f"ensemble_fraction must lie in (0, 1), got {fraction}")
+    return {"members": int(ensemble), "fraction": fraction, "seed": int(ensemble_seed)}
+
+
 def varnet_method(raw: RawData, *, weights: str | None = None, device: str = "cpu", adapt: bool = False,
-                  adapt_steps: int | None = None, adapt_per: str | None = None, adapt_lr: float | None = None
-                  ) -> np.ndarray | dict[str, np.ndarray]:
+                  adapt_steps: int | None = None, adapt_per: str | None = None, adapt_lr: float | None = None,
+                  ensemble: int | None = None, ensemble_fraction: float | None = None, ensemble_seed: int = 0,
+                  calibration: str | None = None) -> np.ndarray | dict[str, np.ndarray]:
     """E2E-VarNet on one slice ``(1, C, H, W)`` -> ``(1, H, W)`` float32 (``weights``: default bundled).
 
     ``adapt=True``: scan-specific self-supervised fine-tuning first (:mod:`recon.solvers.learned.adapt`;
@@ -149,25 +241,34 @@ def varnet_method(raw: RawData, *, weights: str | None = None, device: str = "cp
     one model adapted on the first slice of a file reconstructed, shared by its other slices); returns a dict
     with the records (:func:`learned_reconstruction`).
 
+    ``ensemble=K`` (K >= 2): also a k-space split ensemble's ``uncertainty`` and ``noise_level``
+    (``ensemble_fraction`` of the lines outside the calibration region left out per member, default 0.2;
+    ``ensemble_seed``), and with ``calibration`` a ``recon calibrate`` file's intervals ``lower``/``upper``
+    (:func:`learned_reconstruction`).
+
     A fastMRI checkpoint (plain state dict, Lightning .ckpt, or a recon ``fastmri-varnet`` file) runs fastMRI's
     architecture instead (:mod:`recon.solvers.learned.fastmri_method`), cropped to the header's recon size."""
     if weights is not None:
         from recon.solvers.learned.checkpoints import is_fastmri_file
 
         if is_fastmri_file(weights):
-            if adapt:
-                raise UsageError("--adapt is not available for fastMRI-architecture checkpoints yet")
+            if adapt or ensemble or calibration is not None:
+                raise UsageError("--adapt/--ensemble/--calibration are not available for fastMRI-architecture "
+                                 "checkpoints yet")
             from recon.solvers.learned.fastmri_method import fastmri_varnet_reconstruction
 
             return fastmri_varnet_reconstruction(raw, weights, device)
     return learned_reconstruction(raw, "varnet", weights, device,
-                                  _adapt_options(adapt, adapt_steps, adapt_per, adapt_lr))
+                                  _adapt_options(adapt, adapt_steps, adapt_per, adapt_lr),
+                                  _ensemble_options(ensemble, ensemble_fraction, ensemble_seed), calibration)
 
 
 def modl_method(raw: RawData, *, weights: str | None = None, device: str = "cpu", adapt: bool = False,
-                adapt_steps: int | None = None, adapt_per: str | None = None, adapt_lr: float | None = None
-                ) -> np.ndarray | dict[str, np.ndarray]:
-    """MoDL on one slice ``(1, C, H, W)`` -> ``(1, H, W)`` float32 (``weights``: default bundled; ``adapt*``:
-    as :func:`varnet_method`)."""
+                adapt_steps: int | None = None, adapt_per: str | None = None, adapt_lr: float | None = None,
+                ensemble: int | None = None, ensemble_fraction: float | None = None, ensemble_seed: int = 0,
+                calibration: str | None = None) -> np.ndarray | dict[str, np.ndarray]:
+    """MoDL on one slice ``(1, C, H, W)`` -> ``(1, H, W)`` float32 (``weights``: default bundled; ``adapt*``,
+    ``ensemble*``, ``calibration``: as :func:`varnet_method`)."""
     return learned_reconstruction(raw, "modl", weights, device,
-                                  _adapt_options(adapt, adapt_steps, adapt_per, adapt_lr))
+                                  _adapt_options(adapt, adapt_steps, adapt_per, adapt_lr),
+                                  _ensemble_options(ensemble, ensemble_fraction, ensemble_seed), calibration)

@@ -15,7 +15,7 @@ from recon.io.fastmri import write_fastmri_kspace
 from recon.io.types import RawData
 from recon.sampling import apply_mask, mask_from_options
 from recon.simulate import load_colin27, simulate_multicoil
-from recon.solvers.autolambda import GRID, holdout_split, sampled_points
+from recon.solvers.autolambda import GRID, MIN_GAIN, anchored_search, holdout_split, ladder, sampled_points
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TWIX = Path(__file__).parent / "data" / "twix" / "gre.dat"
@@ -62,12 +62,48 @@ def test_auto_picks_a_grid_weight_records_the_curve_and_is_reproducible(undersam
     a = recon.reconstruct(undersampled, method, lam="auto")
     b = recon.reconstruct(undersampled, method, lam="auto")
     record = a.parameters["lambda_auto"]
-    assert record["lambda"] in GRID and record["grid"] == sorted(GRID)
-    assert len(record["validation_error"]) == len(GRID) and all(np.isfinite(record["validation_error"]))
-    assert record["validation_error"][record["grid"].index(record["lambda"])] == min(record["validation_error"])
+    values = list(ladder(method, undersampled.mask))
+    assert record["lambda"] in values and record["grid"] == values and record["search"] == "anchored"
+    tried = [v for v in record["validation_error"] if v is not None]
+    assert 3 <= record["solves"] == len(tried) <= len(values) and all(np.isfinite(tried))
+    assert record["validation_error"][record["grid"].index(record["lambda"])] == min(tried)
+    assert record["validation_error"][values.index(values[2])] is not None  # the default is always tried
     np.testing.assert_array_equal(a.image, b.image)
     chosen = recon.reconstruct(undersampled, method, lam=record["lambda"])
     np.testing.assert_array_equal(a.image, chosen.image)  # the final solve is the plain one at that weight
+
+
+def test_anchored_search_keeps_the_default_unless_a_step_clearly_helps():
+    values = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05]
+    calls = []
+
+    def curve(errors):
+        def error(v):
+            calls.append(v)
+            return errors[values.index(v)]
+        return error
+
+    assert anchored_search(values, 2, curve([1.0] * 6)) == 0.005  # flat: the default
+    assert sorted(set(calls)) == [0.002, 0.005, 0.01]  # three solves
+    small = 1 - MIN_GAIN / 2
+    assert anchored_search(values, 2, curve([1, 1, 1, small, small ** 2, small ** 3])) == 0.005  # gains too small
+    assert anchored_search(values, 2, curve([1, 1, 1, 0.9, 0.8, 0.7])) == 0.05  # walks to the top
+    assert anchored_search(values, 2, curve([0.5, 0.6, 1, 1.1, 1.2, 1.3])) == 0.001  # and to the bottom
+    assert anchored_search(values, 2, curve([1, 1, 1, 0.9, 0.95, 0.7])) == 0.01  # stops at the first rise
+    calls.clear()
+    anchored_search(values, 2, curve([1, 1, 1, 0.9, 0.8, 0.85]))
+    assert 0.001 not in calls  # never looks the other way once it moved
+
+
+def test_explicit_grid_is_searched_exhaustively(undersampled):
+    from recon.solvers.autolambda import select_lambda
+
+    res = recon.reconstruct(undersampled, "l1-wavelet")
+    mask = np.asarray(undersampled.mask).reshape(1, 1, 1, -1)
+    lam, record = select_lambda(torch.from_numpy(undersampled.kspace), torch.from_numpy(res.maps), mask,
+                                "l1-wavelet", grid=[0.02, 0.001, 0.005])
+    assert record["search"] == "grid" and record["grid"] == [0.001, 0.005, 0.02] and record["solves"] == 3
+    assert lam == record["grid"][int(np.argmin(record["validation_error"]))]
 
 
 def test_auto_is_refused_for_methods_without_a_weight_to_tune(undersampled):
@@ -95,6 +131,7 @@ def test_cli_lambda_auto_writes_the_choice(tmp_path, source):
         assert f["lambda_auto"].shape == (f["reconstruction"].shape[0],)
         assert set(f["lambda_auto"][()]) <= set(np.float32(GRID))
         assert f["lambda_validation_error"].shape == (f["reconstruction"].shape[0], len(GRID))
+        assert np.isfinite(f["lambda_validation_error"][:, 2]).all()  # the default weight, always tried
         assert '"lam": "auto"' in f.attrs["parameters"]
 
 

@@ -296,7 +296,8 @@ def _with_lambda_record(result: ReconResult) -> np.ndarray | dict[str, np.ndarra
     return {"reconstruction": result.image,
             "lambda_auto": np.array([record["lambda"]], dtype=np.float32),
             "lambda_grid": np.array([record["grid"]], dtype=np.float32),
-            "lambda_validation_error": np.array([record["validation_error"]], dtype=np.float32)}
+            "lambda_validation_error": np.array([[np.nan if v is None else v for v in record["validation_error"]]],
+                                                dtype=np.float32)}  # NaN: a weight the search did not try
 
 
 def sense_method(raw: RawData, *, lam: float | None = None, iterations: int | None = None,

@@ -6,7 +6,7 @@ Cases: a 640 x 368 15-coil knee slice (fastMRI multicoil knee size, 4x equispace
 centre) and a 320 x 320 16-coil brain slice. Times: median of ``--repeats`` forward passes (``torch.no_grad``)
 after one warm-up, the two implementations alternated so that a shared machine's load hits both alike.
 Peak memory: CPU, the peak resident set of a child process that builds one model and runs one forward pass,
-minus that child's resident set before the pass; CUDA, ``torch.cuda.max_memory_allocated`` during the pass.
+minus that child's resident set before the pass (``_common.PeakRSS``: VmHWM reset just before it); CUDA, ``torch.cuda.max_memory_allocated`` during the pass.
 
 Usage: ``python benchmarks/fastmri_varnet.py [--threads 2] [--repeats 3] [--device cpu|cuda]``
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 CASES = {"knee": (15, 640, 368), "brain": (16, 320, 320)}
 LEADERBOARD = dict(num_cascades=12, sens_chans=8, sens_pools=4, chans=18, pools=4)
@@ -79,10 +79,12 @@ def child(which: str, case: str, device: str, threads: int) -> None:
         run(which, model, k, m)
         torch.cuda.synchronize()
         peak = (torch.cuda.max_memory_allocated() - base) / 2**20
-    else:
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        run(which, model, k, m)
-        peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    else:  # VmHWM reset before the pass (ru_maxrss would keep the peak of building the models)
+        from _common import PeakRSS
+
+        with PeakRSS() as p:
+            run(which, model, k, m)
+        peak = p.mb
     print(json.dumps({"peak_mib": peak}))
 
 

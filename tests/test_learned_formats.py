@@ -228,3 +228,34 @@ def test_recon_batch_varnet_over_every_format(inputs, tmp_path):
         ref = full_rss(inputs[name])
         assert_orientation(rec, ref)
         assert entry["metrics"]["psnr"] == pytest.approx(reference_metrics(rec, [ref])["psnr"], abs=1e-3)
+
+
+@pytest.mark.parametrize("name", ["fastmri", "fastmri_us", "bart", "twix", "mrd", "mrd_us"])
+def test_adapt_and_lambda_auto_on_every_format(inputs, name, tmp_path, capsys):
+    """Issue 12: ``--adapt`` works on every input format the learned methods take and ``--lambda auto`` on every
+    format the classical methods take: adapted VarNet (2 steps) records its choice and, by its self-validation
+    rule, keeps step 0 unless a step lowered that loss; the cross-validated L1 weight lies on its ladder."""
+    src = _need(inputs, name)
+    sampling = [] if name.endswith("_us") else ["--accel", "4", "--seed", "1"]
+    cli_json(capsys, str(src), str(tmp_path / "v.h5"), "--method", "varnet", *sampling)
+    adapted = cli_json(capsys, str(src), str(tmp_path / "a.h5"), "--method", "varnet", "--adapt",
+                       "--adapt-steps", "2", *sampling)
+    record = adapted["adaptation"]
+    with h5py.File(tmp_path / "a.h5") as f, h5py.File(tmp_path / "v.h5") as g:
+        assert f["reconstruction"].shape == g["reconstruction"].shape
+        curves, chosen = f["adapt_validation"][()], f["adapt_chosen_step"][()]
+        assert curves.shape == (g["reconstruction"].shape[0], 3) and np.isfinite(curves).all()
+        for s, c in enumerate(chosen):
+            assert curves[s, c] == curves[s].min()
+            if c == 0:  # the unadapted weights were kept: the same image
+                np.testing.assert_array_equal(f["reconstruction"][s], g["reconstruction"][s])
+    assert record["steps"] == 2 and record["per"] == "slice"
+    cli_json(capsys, str(src), str(tmp_path / "l.h5"), "--method", "l1-wavelet", "--lambda", "auto",
+                    *sampling)
+    with h5py.File(tmp_path / "l.h5") as f:
+        chosen_lam = f["lambda_auto"][()]
+        grid = f["lambda_grid"][()]
+        assert grid.shape == (chosen_lam.shape[0], 6) and np.isfinite(f["lambda_validation_error"][:, 2]).all()
+        for s, lam in enumerate(chosen_lam):
+            assert np.float32(lam) in grid[s]
+        assert '"lam": "auto"' in f.attrs["parameters"]

@@ -122,3 +122,12 @@ def test_radial_golden_angle_reconstruction(full) -> None:
     assert values["zero-filled"] > 27.0
     assert values["sense"] > values["zero-filled"] + 3.0
     assert values["l1-wavelet"] > 31.7
+
+
+def test_lambda_auto_is_refused_for_non_cartesian_data(full) -> None:
+    from recon.errors import UsageError
+
+    traj = radial(8, 32, 2.0, golden=True)
+    y = torch.zeros((1, 8, traj.reshape(-1, 2).shape[0]), dtype=torch.complex64)
+    with pytest.raises(UsageError, match="Cartesian"):
+        reconstruct_noncartesian(y, traj, (32, 32), None, method="l1-wavelet", lam="auto")

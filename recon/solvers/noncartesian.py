@@ -69,6 +69,11 @@ def reconstruct_noncartesian(
     if method not in METHODS:
         raise UsageError(f"unknown non-Cartesian method {method!r}; available: {', '.join(METHODS)}")
     _check_common(lam, iterations)
+    from recon.solvers.autolambda import is_auto
+
+    if is_auto(lam):  # the hold-out split works on Cartesian lines and samples
+        raise UsageError("lambda 'auto' (cross-validated) is for Cartesian data; give a number for "
+                         "non-Cartesian reconstruction")
     dev = resolve_device(device)
     k = torch.as_tensor(np.asarray(kspace) if not isinstance(kspace, torch.Tensor) else kspace)
     k = k.to(device=dev, dtype=torch.complex64)

@@ -67,7 +67,7 @@ METHODS: dict[str, MethodFn | str] = {
 
 #: options of :func:`reconstruct_file` itself that arrive with the method options (``recon batch`` passes one
 #: options dict): they are not handed to the method
-PIPELINE_OPTIONS = ("partial_fourier",)
+PIPELINE_OPTIONS = ("partial_fourier", "epi_correction")
 #: the direct methods whose partial-Fourier part is completed (``--partial-fourier``); every other method
 #: leaves it as unsampled k-space, which its data-consistency model already handles
 PARTIAL_FOURIER_METHODS = ("zero-filled", "grappa", "sense")

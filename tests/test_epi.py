@@ -96,3 +96,40 @@ def test_epi_dat_regridded_edges_sharper_than_ramp_ignoring():
 def test_edge_width_of_known_ramp():
     prof = np.concatenate([np.zeros(20), np.linspace(0, 1, 11), np.ones(20)])  # 10-sample linear rise
     assert edge_width(prof) == pytest.approx(8.0, abs=0.01)
+
+
+def test_batch_no_epi_correction_matches_run_and_resumes(tmp_path):
+    """``recon batch --no-epi-correction`` passes the setting to its workers (same image as ``recon run
+    --no-epi-correction``), records it, and a resumed batch with other EPI settings does not reuse the output."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    import h5py
+
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(EPI, src / "epi.dat")
+
+    def recon(*args):
+        return subprocess.run([sys.executable, "-m", "recon", *map(str, args)], capture_output=True, text=True,
+                              timeout=600)
+
+    run = recon("run", src / "epi.dat", tmp_path / "run.h5", "--no-epi-correction", "--threads", "1")
+    assert run.returncode == 0, run.stderr
+    batch = recon("batch", src, tmp_path / "out", "--no-epi-correction", "--workers", "1", "--threads", "1")
+    assert batch.returncode == 0, batch.stderr
+    out = tmp_path / "out" / "epi.h5"
+    with h5py.File(out) as f, h5py.File(tmp_path / "run.h5") as g:
+        np.testing.assert_array_equal(f["reconstruction"][()], g["reconstruction"][()])
+        assert json.loads(f.attrs["parameters"])["epi_correction"] is False
+    with h5py.File(tmp_path / "run.h5") as g:
+        corrected = recon("run", src / "epi.dat", tmp_path / "on.h5", "--threads", "1")
+        assert corrected.returncode == 0
+        with h5py.File(tmp_path / "on.h5") as h:
+            assert not np.array_equal(h["reconstruction"][()], g["reconstruction"][()])
+    again = recon("batch", src, tmp_path / "out", "--no-epi-correction", "--workers", "1", "--threads", "1")
+    assert again.returncode == 0 and "skipped" in (again.stdout + again.stderr).lower()
+    other = recon("batch", src, tmp_path / "out", "--workers", "1", "--threads", "1")
+    assert other.returncode != 0 and "epi_correction" in (other.stdout + other.stderr)

@@ -79,9 +79,21 @@ def _threads_per_worker(args: argparse.Namespace) -> int | None:
     return per_worker
 
 
+def batch_options(args: argparse.Namespace) -> dict:
+    """``recon run``'s options of a batch (:func:`recon.cli.run.options_from_args`), plus ``epi_correction:
+    False`` for ``--no-epi-correction``: the workers pass it to ``reconstruct_file`` and a resumed output must
+    have been made with it (its ``parameters`` record it)."""
+    from recon.cli.run import options_from_args
+
+    options = options_from_args(args)
+    if getattr(args, "epi_correction", True) is False:
+        options["epi_correction"] = False
+    return options
+
+
 def main(args: argparse.Namespace) -> int:
     from recon.batch import DEFAULT_PATTERN, format_summary, run_batch
-    from recon.cli.run import options_from_args, undersampling_from_args
+    from recon.cli.run import undersampling_from_args
 
     if args.workers is not None and args.workers < 1:
         from recon.errors import UsageError
@@ -90,14 +102,10 @@ def main(args: argparse.Namespace) -> int:
     from recon.cli.run import check_run_args
 
     check_run_args(args)  # a calibration for another method/weights/acceleration: exit 2 before any work
-    if getattr(args, "epi_correction", True) is False:  # inherited from the run parser, not yet passed to workers
-        from recon.errors import UsageError
-
-        raise UsageError("--no-epi-correction is not supported by recon batch yet; use recon run per file")
     live = {"auto": None, "bar": True, "lines": False}[args.progress]
     threads = _threads_per_worker(args)
     result = run_batch(
-        args.input_dir, args.output_dir, method=args.method, options=options_from_args(args),
+        args.input_dir, args.output_dir, method=args.method, options=batch_options(args),
         undersampling=undersampling_from_args(args), workers=args.workers, scheduler=args.scheduler,
         threads=threads,
         prewhiten=getattr(args, "prewhiten", True),

@@ -266,3 +266,18 @@ def test_solver_arguments_are_checked(l1_problem) -> None:
         solve_scaled(l1_problem, "l1-wavelet", solver="sgd")
     with pytest.raises(UsageError, match="violate"):
         pdhg(l1_problem, TotalVariation((H, W)), 0.1, tau=10.0)
+
+
+@pytest.mark.parametrize("lam", [-1.0, float("nan"), torch.tensor([0.1, float("nan")])])
+def test_every_solver_refuses_a_negative_or_nan_weight_the_same_way(l1_problem, lam) -> None:
+    reg = L1Wavelet((H, W), "db2", 2)
+    calls = [lambda: fista(l1_problem, reg, lam, iterations=1), lambda: admm(l1_problem, reg, lam, iterations=1),
+             lambda: pdhg(l1_problem, reg, lam, iterations=1),
+             lambda: conjugate_gradient(l1_problem.normal, l1_problem.aty, lam=lam, max_iter=1)]
+    for call in calls:
+        with pytest.raises(UsageError, match="lambda must be >= 0"):
+            call()
+    for call in (lambda: fista(l1_problem, reg, 0.1, iterations=-1), lambda: admm(l1_problem, reg, 0.1, iterations=-1),
+                 lambda: conjugate_gradient(l1_problem.normal, l1_problem.aty, max_iter=-1)):
+        with pytest.raises(UsageError, match="iterations must be >= 0"):
+            call()

@@ -15,6 +15,7 @@ import time
 import torch
 
 from recon.errors import UsageError
+from recon.solvers.checks import check_iterations, check_lambda
 from recon.solvers.cg import conjugate_gradient
 from recon.solvers.problem import LeastSquares
 from recon.solvers.result import SolverResult
@@ -39,10 +40,8 @@ def admm(
     cg_iterations: inner CG iterations per x-update (warm started from the previous x).
     Other parameters as :func:`recon.solvers.fista.fista`.
     """
-    if lam < 0:
-        raise UsageError(f"lambda must be >= 0, got {lam}")
-    if iterations < 0:
-        raise UsageError(f"iterations must be >= 0, got {iterations}")
+    check_lambda(lam)
+    check_iterations(iterations)
     rho = 0.5 * problem.lipschitz if rho is None else float(rho)
     if rho <= 0:
         raise UsageError(f"ADMM rho must be > 0, got {rho}")

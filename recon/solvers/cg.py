@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import torch
 
-from recon.errors import UsageError
+from recon.solvers.checks import check_iterations, check_lambda
 from recon.solvers.result import SolverResult
 
 ApplyFn = Callable[[torch.Tensor], torch.Tensor]
@@ -73,12 +73,10 @@ def conjugate_gradient(
     (the first entry is the start's), ``converged`` whether ``tol`` was met; when ``differentiable``:
     ``history`` empty, ``converged`` None, ``image`` attached to the autograd graph.
     """
+    check_lambda(lam)
     if isinstance(lam, torch.Tensor) and not differentiable:
         lam = float(lam)
-    if not isinstance(lam, torch.Tensor) and lam < 0:
-        raise UsageError(f"lambda must be >= 0, got {lam}")
-    if max_iter < 0:
-        raise UsageError(f"iterations must be >= 0, got {max_iter}")
+    check_iterations(max_iter)
     start = time.perf_counter()
     has_lam = isinstance(lam, torch.Tensor) or lam != 0
 

@@ -31,6 +31,7 @@ import torch
 
 from recon.errors import UsageError
 from recon.solvers.admm import admm
+from recon.solvers.checks import check_iterations, check_lambda
 from recon.solvers.fista import fista
 from recon.solvers.pdhg import pdhg
 from recon.solvers.problem import LeastSquares
@@ -65,11 +66,6 @@ def default_lambda(regularizer: str, mask: Any = None) -> float:
     if regularizer == "l1-wavelet" and is_2d_mask(mask):
         return L1_LAMBDA_2D
     return float(DEFAULTS[regularizer]["lam"]) if regularizer in DEFAULTS else float(DEFAULTS["l1-wavelet"]["lam"])
-
-
-def check_lambda(lam: float | None) -> None:
-    if lam is not None and not (float(lam) >= 0):
-        raise UsageError(f"lambda must be >= 0, got {lam}")
 
 
 def solve_scaled(
@@ -107,8 +103,7 @@ def solve_scaled(
     lam = d["lam"] if lam is None else float(lam)
     check_lambda(lam)
     iterations = d["iterations"] if iterations is None else int(iterations)
-    if iterations < 0:
-        raise UsageError(f"iterations must be >= 0, got {iterations}")
+    check_iterations(iterations)
     solver = d["solver"] if solver is None else solver
     if solver not in SOLVERS:
         raise UsageError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")

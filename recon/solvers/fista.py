@@ -18,6 +18,7 @@ import time
 import torch
 
 from recon.errors import UsageError
+from recon.solvers.checks import check_iterations, check_lambda
 from recon.solvers.problem import LeastSquares, real_dot
 from recon.solvers.result import SolverResult
 
@@ -60,10 +61,8 @@ def fista(
     :class:`SolverResult`; ``history[k]`` is the objective (summed over the batch) after ``k`` iterations
     (with ``track_objective`` False: ``[start, end]``).
     """
-    if lam < 0:
-        raise UsageError(f"lambda must be >= 0, got {lam}")
-    if iterations < 0:
-        raise UsageError(f"iterations must be >= 0, got {iterations}")
+    check_lambda(lam)
+    check_iterations(iterations)
     start = time.perf_counter()
     shifting = bool(getattr(reg, "random_shift", False))
     monotone = (not shifting) if monotone is None else bool(monotone)

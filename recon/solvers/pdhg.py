@@ -16,6 +16,7 @@ import time
 import torch
 
 from recon.errors import UsageError
+from recon.solvers.checks import check_iterations, check_lambda
 from recon.solvers.problem import LeastSquares
 from recon.solvers.result import SolverResult
 
@@ -32,10 +33,8 @@ def pdhg(
 ) -> SolverResult:
     """Minimise ``0.5 ||A x - y||^2 + lam R(x)``; ``reg`` gives ``forward``/``adjoint``/``project``/``value``
     and ``norm_sq = ||K||^2``. Other parameters as :func:`recon.solvers.fista.fista`."""
-    if lam < 0:
-        raise UsageError(f"lambda must be >= 0, got {lam}")
-    if iterations < 0:
-        raise UsageError(f"iterations must be >= 0, got {iterations}")
+    check_lambda(lam)
+    check_iterations(iterations)
     L = problem.lipschitz
     tau = 1.0 / L if tau is None else float(tau)
     sigma = 0.49 * L / reg.norm_sq if sigma is None else float(sigma)

@@ -21,6 +21,7 @@ import torch
 from recon.errors import DataError, UsageError
 from recon.io.types import RawData, expand_mask
 from recon.solvers.autolambda import is_auto
+from recon.solvers.checks import check_iterations, check_lambda
 from recon.solvers.readout import crop_readout_oversampling
 from recon.solvers.result import ReconResult
 
@@ -109,10 +110,8 @@ def _check_common(lam: float | str | None, iterations: int | None, method: str =
         return
     if isinstance(lam, str):
         raise UsageError(f"lambda must be a number >= 0 or 'auto', got {lam!r}")
-    if lam is not None and not float(lam) >= 0:
-        raise UsageError(f"lambda must be >= 0, got {lam}")
-    if iterations is not None and int(iterations) < 0:
-        raise UsageError(f"iterations must be >= 0, got {iterations}")
+    check_lambda(lam)
+    check_iterations(iterations)
 
 
 def reconstruct(

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from recon.errors import UsageError
+from recon.solvers.checks import check_lambda
 from recon.operators import Sense
 from recon.solvers.cg import conjugate_gradient
 from recon.solvers.problem import LeastSquares
@@ -91,8 +92,7 @@ def cg_sense(
     -------
     :class:`SolverResult`: ``image`` ``(S, H, W)`` complex64, ``history`` the relative residuals.
     """
-    if lam < 0:
-        raise UsageError(f"lambda must be >= 0, got {lam}")
+    check_lambda(lam)
     k = as_complex(kspace, device, "kspace")
     s = as_complex(maps, k.device, "maps")
     if s.ndim == 3:

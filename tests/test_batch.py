@@ -292,16 +292,27 @@ def test_unwritable_output_folder(good_dir: Path, tmp_path: Path) -> None:
     assert blocker.read_text() == "not a folder" and sorted(os.listdir(tmp_path)) == ["a_file"]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores folder permissions")
-def test_read_only_output_folder(good_dir: Path, tmp_path: Path) -> None:  # pragma: no cover - non-root only
+def test_read_only_output_folder(good_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "ro"
     out.mkdir()
     out.chmod(0o555)
+    immutable = False
+    if os.geteuid() == 0:  # root ignores folder permissions, not the immutable attribute
+        import shutil
+        import subprocess
+
+        immutable = shutil.which("chattr") is not None and subprocess.run(
+            ["chattr", "+i", str(out)], capture_output=True).returncode == 0
+        if not immutable:
+            out.chmod(0o755)
+            pytest.skip("root ignores folder permissions and chattr +i is not available")
     try:
         r = recon_cli("batch", str(good_dir), str(out))
         assert r.returncode == 2 and "cannot write in the output folder" in r.stderr
         assert os.listdir(out) == []
     finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(out)], check=True)
         out.chmod(0o755)
 
 

@@ -35,25 +35,10 @@ ProgressFn = Callable[[int, int], None]
 RECONSTRUCTION_EXTENSIONS = (".h5", ".hdf5")
 
 
-def _zero_filled_method(raw: RawData, *, device: str = "cpu") -> np.ndarray:
-    """Zero-filled RSS on the full grid: ``(1, C, H, W)`` -> ``(1, H, W)`` float32."""
-    import torch
-
-    from recon.solvers.zero_filled import rss_reconstruction
-
-    try:
-        dev = torch.device(device)
-        kspace = torch.as_tensor(raw.kspace).to(dev)
-    except (RuntimeError, AssertionError) as exc:
-        raise UsageError(f"device {device!r} is not available: {exc}") from None
-    mask = raw.sample_mask() if raw.mask is not None else None
-    return rss_reconstruction(kspace, mask).cpu().numpy()
-
-
 #: method name -> callable, or ``"module:function"`` imported on first use (so that the CLI can list methods
 #: without importing their dependencies). Add a solver with one line here or with :func:`register_method`.
 METHODS: dict[str, MethodFn | str] = {
-    "zero-filled": _zero_filled_method,
+    "zero-filled": "recon.solvers.zero_filled:zero_filled_method",
     "sense": "recon.solvers.reconstruct:sense_method",
     "grappa": "recon.solvers.reconstruct:grappa_method",
     "l1-wavelet": "recon.solvers.reconstruct:l1_wavelet_method",

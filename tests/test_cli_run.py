@@ -156,7 +156,7 @@ def test_registered_method_plugs_in(tmp_path: Path, oversampled) -> None:
         with pytest.raises(UsageError, match="already registered"):
             register_method("test-doubled", doubled)
         # by name, imported on first use
-        register_method("test-lazy", "recon.pipeline:_zero_filled_method")
+        register_method("test-lazy", "recon.solvers.zero_filled:zero_filled_method")
         reconstruct_file(path, tmp_path / "lazy.h5", method="test-lazy")
         with h5py.File(tmp_path / "lazy.h5") as f:
             assert np.abs(f["reconstruction"][()] - reference).max() < 1e-6 * reference.max()

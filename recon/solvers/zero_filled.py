@@ -6,13 +6,16 @@ project's one FFT, :func:`recon.operators.fft.ifft2c`.
 """
 from __future__ import annotations
 
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 import torch
 
 from recon.errors import UsageError
 from recon.operators.fft import ifft2c
+
+if TYPE_CHECKING:
+    from recon.io.types import RawData
 
 Array = Union[np.ndarray, torch.Tensor]
 
@@ -92,3 +95,15 @@ def rss_reconstruction(
     if isinstance(kspace, torch.Tensor):
         return out
     return out.cpu().numpy()
+
+
+def zero_filled_method(raw: "RawData", *, device: str = "cpu") -> np.ndarray:
+    """The pipeline method ``zero-filled``: RSS on the full grid, one slice ``(1, C, H, W)`` -> ``(1, H, W)``
+    float32 (``raw``: a :class:`~recon.io.types.RawData`)."""
+    try:
+        dev = torch.device(device)
+        kspace = torch.as_tensor(raw.kspace).to(dev)
+    except (RuntimeError, AssertionError) as exc:
+        raise UsageError(f"device {device!r} is not available: {exc}") from None
+    mask = raw.sample_mask() if raw.mask is not None else None
+    return rss_reconstruction(kspace, mask).cpu().numpy()

@@ -131,8 +131,6 @@ class LocalPoolBackend(Backend):
             self._pool = None
 
     def run(self, tasks: Iterable[FileTask]) -> Iterator[dict[str, Any]]:
-        from concurrent.futures import FIRST_COMPLETED, wait
-        from concurrent.futures.process import BrokenProcessPool
 
         if self._pool is None:
             self.start()

@@ -131,7 +131,6 @@ class LocalPoolBackend(Backend):
             self._pool = None
 
     def run(self, tasks: Iterable[FileTask]) -> Iterator[dict[str, Any]]:
-
         if self._pool is None:
             self.start()
         try:

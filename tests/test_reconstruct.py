@@ -120,3 +120,25 @@ def test_cli_solver_options_and_errors(tmp_path: Path) -> None:
     assert "lambda must be >= 0" in bad.stderr and not (tmp_path / "bad.h5").exists()
     zf = run_cli("run", SAMPLE, tmp_path / "zf.h5", "--lambda", "0.1")
     assert zf.returncode == 2 and "does not take option(s): lam" in zf.stderr
+
+
+def test_few_calibration_lines_get_walsh_maps_instead_of_failing_espirit() -> None:
+    """4 centre lines of 96 (fastMRI's 8x centre fraction 0.04): ESPIRiT maps fail (recon's and BART's; 3.0 dB
+    measured with ESPIRiT); the Walsh fallback gives 17.7 dB, above zero-filled's 17.1 (measured)."""
+    from recon.metrics import volume_metrics
+    from recon.simulate import load_colin27, simulate_multicoil
+    from recon.solvers.zero_filled import rss_reconstruction
+
+    sim = simulate_multicoil(load_colin27([88], shape=(128, 96)), num_coils=12, snr=20, seed=3).raw
+    mask = np.zeros(96, bool)
+    mask[[14, 16, 34, 43, 46, 47, 48, 49, 75, 82]] = True
+    k, used = apply_mask(sim.kspace, mask, sim.header)
+    data = RawData(k, sim.header, used)
+    zf = volume_metrics(sim.reference, np.asarray(rss_reconstruction(k, used)))["psnr"]
+    res = recon.reconstruct(data, "l1-wavelet")
+    psnr = volume_metrics(sim.reference, res.image)["psnr"]
+    assert psnr > zf + 0.3 and psnr > 17.4, (psnr, zf)
+    maps = np.asarray(res.maps)
+    np.testing.assert_allclose(np.sum(np.abs(maps) ** 2, axis=1), 1.0, atol=1e-4)  # unit norm everywhere
+    espirit = recon.reconstruct(data, "l1-wavelet", espirit={"kernel_size": 4})  # explicit options: ESPIRiT
+    assert volume_metrics(sim.reference, espirit.image)["psnr"] < 10

@@ -55,3 +55,21 @@ def walsh_combine(coil_images: ArrayLike, window: int = 7) -> torch.Tensor:
     x = as_complex_tensor(coil_images, "coil_images", (3, 4))
     maps = walsh_maps(x, window)
     return torch.sum(maps.conj() * x, dim=-3)
+
+
+def walsh_calibration_maps(kspace: ArrayLike, calib_size: tuple[int, int], window: int = 15) -> torch.Tensor:
+    """Walsh maps ``(S, C, H, W)`` of the low-resolution coil images of a centred calibration box.
+
+    ``kspace`` ``(S, C, H, W)``; ``calib_size`` ``(h, w)`` of the fully sampled centre. The fallback of
+    :func:`recon.solvers.reconstruct.estimate_maps` when the centre holds too few lines for ESPIRiT.
+    """
+    from recon.coils.calibration import region_start
+    from recon.operators.fft import ifft2c
+
+    k = as_complex_tensor(kspace, "kspace", (4,))
+    _, _, hh, ww = k.shape
+    ch, cw = (int(v) for v in calib_size)
+    a, b = region_start(hh, ch), region_start(ww, cw)
+    low = torch.zeros_like(k)
+    low[..., a:a + ch, b:b + cw] = k[..., a:a + ch, b:b + cw]
+    return walsh_maps(ifft2c(low), window=window)

@@ -18,17 +18,6 @@ UNDER = ["--accel", "4", "--center-fraction", "0.16", "--threads", "1"]
 
 
 @pytest.fixture(scope="module")
-def cal_folder(tmp_path_factory) -> Path:
-    """Two simulated fastMRI files of 6 small (48 x 40) fully sampled slices each, with references."""
-    from recon.simulate import load_colin27, write_dataset
-
-    images = load_colin27(list(range(70, 82)), shape=(160, 144))[:, 8:152:3, 12:132:3]
-    folder = tmp_path_factory.mktemp("ens") / "cal"
-    write_dataset(folder, images, slices_per_file=6, num_coils=4, snr=30.0, seed=3)
-    return folder
-
-
-@pytest.fixture(scope="module")
 def calibration(cal_folder: Path, tmp_path_factory) -> Path:
     from recon.cli import main
 

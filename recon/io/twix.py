@@ -426,6 +426,12 @@ def open_twix(path: str | Path, *, remove_oversampling: bool = True, measurement
     extra.update(pat_attrs(yaps))
     extra.update(calibration_summary(data))
     header.attrs.update(pat_attrs(yaps))
+    n_reflect = sum(1 for m in scan.mdb_list if m.is_flag_set("REFLECT"))
+    if epi_info is not None or n_reflect or "phasecorr" in categories:
+        # the EPI correction data the file carries (also listed when the correction is off)
+        extra["epi_navigators"] = len(categories["phasecorr"].mdb_list) if "phasecorr" in categories else 0
+        extra["epi_reversed_lines"] = n_reflect if n_reflect or epi_info is None else (
+            "every second readout (detected, no REFLECT flags)")
     if epi_info is not None:
         extra["epi_correction"] = epi_info.as_dict()
         header.attrs["epi_correction"] = epi_info.as_dict()

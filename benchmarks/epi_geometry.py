@@ -4,7 +4,9 @@
 
 Prints the Nyquist ghost-to-signal ratio of tests/data/twix/epi.dat with and without the correction, the
 readout edge width (10-90%) regridded vs ramp-ignoring, and the gre.dat image-centre offset from the
-protocol's slice position.
+protocol's slice position; for the Pulseq EPI files (tests/data/twix/pulseq_epi.dat and, where
+../shared/data/twix/pulseq/11_from_GRE_to_EPI exists, the tutorial's other EPI files) the ghost-to-signal
+ratio as stored, with every second readout reversed, and reversed + reference-free phase fit.
 """
 from __future__ import annotations
 
@@ -20,6 +22,28 @@ from recon.io.twix import open_twix
 from recon.metrics.ghost import edge_width, ghost_to_signal_ratio, object_mask
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "twix"
+_ROOT = Path(__file__).resolve().parent.parent
+# ../shared beside the repository (a main checkout) or beside its worktree folder (/work/wt/NAME)
+SHARED_PULSEQ = next((p / "shared/data/twix/pulseq/11_from_GRE_to_EPI/data" for p in (_ROOT.parent, _ROOT.parent.parent)
+                      if (p / "shared/data/twix/pulseq/11_from_GRE_to_EPI/data").is_dir()), Path("/nonexistent"))
+
+
+def pulseq_epi() -> None:
+    files = [DATA / "pulseq_epi.dat"]
+    if SHARED_PULSEQ.is_dir():
+        files += sorted(p for p in SHARED_PULSEQ.glob("*.dat") if p.name != "05_EPI.dat")
+    for path in files:
+        f = open_twix(path)
+        d = (f.info().get("epi_correction") or {}).get("detection")
+        if d is None:
+            print(f"{path.name}: not EPI (not detected)")
+            continue
+        on = rss(f.read().kspace)
+        off = rss(open_twix(path, epi_correction=False).read().kspace)
+        mask = object_mask(on)
+        g_on, g_off = ghost_to_signal_ratio(on, mask), ghost_to_signal_ratio(off, mask)
+        print(f"{path.name}: ghost-to-signal as stored {g_off:.3f}, reversed {d['ghost_to_signal_reversed']:.3f}, "
+              f"output {g_on:.3f} (phase fit applied: {d['phase_applied']}; {g_off / g_on:.1f}x lower than stored)")
 
 
 def rss(kspace: np.ndarray) -> np.ndarray:
@@ -48,6 +72,7 @@ def main() -> None:
     prot = twixtools.read_twix(str(DATA / "gre.dat"), verbose=False)[-1]["hdr"]["MeasYaps"]["sSliceArray"]
     pos = np.array([prot["asSlice"][0]["sPosition"][k] for k in ("dSag", "dCor", "dTra")])
     centre = aff @ np.array([h // 2, w // 2, 0, 1.0])
+    pulseq_epi()
     print(f"gre.dat image centre - protocol slice position: {np.abs(centre[:3] - LPS_TO_RAS @ pos).max():.2e} mm")
 
 

@@ -47,7 +47,7 @@ def detect_format(path: str | Path) -> str:
 def open_raw(path: str | Path, *, epi_correction: bool = True) -> RawFile:
     """Open a raw file of any supported format for slice-by-slice reading.
 
-    ``epi_correction=False`` (``--no-epi-correction``): no EPI ramp regridding / ghost correction (twix).
+    ``epi_correction=False`` (``--no-epi-correction``): no EPI ramp regridding / ghost correction (twix, MRD).
     """
     fmt = detect_format(path)
     if fmt == "fastmri":
@@ -58,7 +58,7 @@ def open_raw(path: str | Path, *, epi_correction: bool = True) -> RawFile:
         from recon.io.twix import open_twix as opener
     else:
         from recon.io.bart import open_bart as opener
-    if fmt == "twix" and not epi_correction:
+    if fmt in ("twix", "mrd") and not epi_correction:
         return opener(path, epi_correction=False)
     return opener(path)
 

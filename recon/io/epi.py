@@ -176,10 +176,15 @@ class EpiCorrection:
     ramp: dict[str, Any] | None = None
     ghost: dict[str, list[float]] = field(default_factory=dict)  # slice -> [a rad, b rad/sample]
     navigators: int = 0
+    source: str = "navigators"  # where the ghost phase came from: "navigators" or "reference-free"
+    detection: dict[str, Any] | None = None  # unflagged EPI: the figures that decided it (epi_unflagged)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ramp_regridding": self.ramp, "navigators": self.navigators,
-                "ghost_phase_per_slice": {str(k): [round(v, 6) for v in ab] for k, ab in self.ghost.items()}}
+        out = {"ramp_regridding": self.ramp, "navigators": self.navigators, "ghost_phase_source": self.source,
+               "ghost_phase_per_slice": {str(k): [round(v, 6) for v in ab] for k, ab in self.ghost.items()}}
+        if self.detection is not None:
+            out["detection"] = self.detection
+        return out
 
 
 def ghost_correction(a: float, b: float, n: int) -> tuple[np.ndarray, np.ndarray]:

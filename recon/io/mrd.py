@@ -13,6 +13,9 @@ Specification: ``data_specs/mrd.md``. In short:
 * Noise scans become ``Header.noise_samples``; navigator, phase-correction, dummy and feedback scans are
   ignored; parallel-imaging calibration lines are kept (they are samples of the same k-space) and
   marked in ``Header.attrs["calibration_mask"]``; ``ACQ_IS_REVERSE`` readouts are flipped.
+* EPI (``trajectory`` ``epi``): readouts are reversed, ramp-regridded from the ``ConventionalEPI``
+  ``trajectoryDescription`` and Nyquist-ghost corrected from the ``ACQ_IS_PHASECORR_DATA`` navigators
+  (``recon.io.epi_mrd``; ``epi_correction=False`` keeps them as stored, navigators ignored).
 
 The acquisitions are read in one bulk HDF5 read of the MRD ``data`` dataset (the compound type
 ``ismrmrd.hdf5.acquisition_dtype`` describes); the XML header is parsed with ``ismrmrd.xsd``.
@@ -41,6 +44,7 @@ _NOISE = 19
 _CALIBRATION = 20
 _CALIBRATION_AND_IMAGING = 21
 _REVERSE = 22
+_PHASECORR = 24
 _IGNORED_FLAGS = {
     23: "navigation",
     24: "phase_correction",
@@ -198,8 +202,12 @@ def _check_cartesian_traj(rec: np.void, i: int, path: Path) -> None:
             "non-Cartesian MRD is not supported here yet", path)
 
 
-def _place_readout(data: np.ndarray, head: np.void, H: int, i: int, path: Path) -> tuple[np.ndarray, int, bool]:
-    """Trim discarded samples, flip reversed readouts; return (samples (coils, n), start along H, centre guessed)."""
+def _place_readout(data: np.ndarray, head: np.void, H: int, i: int, path: Path,
+                   reverse: bool | None = None) -> tuple[np.ndarray, int, bool]:
+    """Trim discarded samples, flip reversed readouts; return (samples (coils, n), start along H, centre guessed).
+
+    ``reverse``: override of the ``ACQ_IS_REVERSE`` flag (False: place as stored, the EPI path reverses itself).
+    """
     n = int(head["number_of_samples"])
     pre, post = int(head["discard_pre"]), int(head["discard_post"])
     centre = int(head["center_sample"])
@@ -211,7 +219,7 @@ def _place_readout(data: np.ndarray, head: np.void, H: int, i: int, path: Path) 
     if centre == 0 and n_eff == H:  # centre left unset by the writer: a full symmetric readout
         centre, guessed = pre + H // 2, True
     c = centre - pre
-    if _flag(np.uint64(head["flags"]), _REVERSE):
+    if (_flag(np.uint64(head["flags"]), _REVERSE) if reverse is None else reverse):
         data = data[:, ::-1]
         c = n_eff - 1 - c
     start = H // 2 - c
@@ -223,7 +231,7 @@ def _place_readout(data: np.ndarray, head: np.void, H: int, i: int, path: Path) 
 
 
 def open_mrd(path: str | Path, *, repetition: int | None = None, contrast: int | None = None,
-             dataset: str | None = None) -> InMemoryRawFile:
+             dataset: str | None = None, epi_correction: bool = True) -> InMemoryRawFile:
     """Read an ISMRMRD/MRD HDF5 file (Cartesian 2D, multi-slice) whole into memory.
 
     Parameters
@@ -233,6 +241,8 @@ def open_mrd(path: str | Path, *, repetition: int | None = None, contrast: int |
         repetition, each as its own entries of the slice axis.
     contrast: likewise for ``idx.contrast`` (echoes). Default None keeps every contrast.
     dataset: the HDF5 group holding the MRD data; default ``/dataset`` or the first MRD-like group.
+    epi_correction: for ``epi`` trajectories, ramp regridding and navigator ghost correction
+        (``recon.io.epi_mrd``; False: ``--no-epi-correction``).
 
     Returns
     -------
@@ -255,9 +265,9 @@ def open_mrd(path: str | Path, *, repetition: int | None = None, contrast: int |
         recs = _read_acquisitions(group, path)
     hdr = _parse_xml(xml, path)
     enc = _encoding(hdr, path)
-    if enc.trajectory != "cartesian":
+    if enc.trajectory not in ("cartesian", "epi"):
         raise FormatError(f"trajectory '{enc.trajectory}': non-Cartesian MRD is not supported here yet "
-                          "(Cartesian only)", path)
+                          "(Cartesian and EPI only)", path)
     if recs.size == 0:
         raise DataError("MRD file has no acquisitions (empty 'data' dataset)", path)
 
@@ -317,6 +327,42 @@ def open_mrd(path: str | Path, *, repetition: int | None = None, contrast: int |
     else:
         pad_left, acquired_pe = 0, None
 
+    # --- EPI: navigators fitted per slice before the image lines are placed (recon.io.epi_mrd)
+    epi = None
+    epi_params: dict[str, Any] = {}
+    navigator = _flag(flags, _PHASECORR) & ~noise & (head["encoding_space_ref"] == 0)
+    if enc.trajectory == "epi":
+        from recon.io.epi_mrd import MrdEpi, ramp_from_mrd
+
+        spec, n_ramp, epi_params = ramp_from_mrd(hdr.encoding[0], H)
+        epi = MrdEpi(spec, n_ramp, H) if epi_correction else MrdEpi(None, None, H)  # off: reversal only
+
+    def epi_line(data: np.ndarray, h: np.void, i: int) -> tuple[np.ndarray, bool]:
+        """(coils, H) k-space of one EPI readout (reversed, regridded) and its polarity."""
+        rev = bool(_flag(np.uint64(h["flags"]), _REVERSE))
+        line = epi.readout(data, rev)  # type: ignore[union-attr]
+        if line is None:  # placed as stored by its centre sample, then the whole readout reversed (as twix)
+            d, start, _ = _place_readout(data, h, H, i, path, reverse=False)
+            line = np.zeros((d.shape[0], H), dtype=np.complex64)
+            line[:, start:start + d.shape[1]] = d
+            line = np.ascontiguousarray(line[:, ::-1]) if rev else line
+        return line, rev
+
+    if epi is not None and epi_correction:
+        for i in np.flatnonzero(navigator):
+            h = recs[i]["head"]
+            c, n = int(h["active_channels"]), int(h["number_of_samples"])
+            raw = np.asarray(recs[i]["data"], dtype=np.float32)
+            if raw.size != 2 * c * n or c != coils:
+                raise DataError(f"phase-correction acquisition {i}: {raw.size // 2} complex samples stored, "
+                                f"header says {c} channels x {n} samples (image data: {coils} channels)", path)
+            d = raw.view(np.complex64).reshape(c, n)
+            if not np.all(np.isfinite(d)):
+                raise DataError(f"phase-correction acquisition {i} contains NaN/Inf samples", path)
+            line, rev = epi_line(d, h, int(i))
+            epi.add_navigator(line, rev, int(h["idx"]["slice"]))
+        epi.fit()
+
     F = frames.shape[0]
     # the zero-filled grid against the samples really stored (a forged header must not allocate gigabytes)
     stored = int(np.sum(head["number_of_samples"][keep].astype(np.int64))) * coils * 8
@@ -344,7 +390,11 @@ def open_mrd(path: str | Path, *, repetition: int | None = None, contrast: int |
         if int(h["trajectory_dimensions"]) > 0:
             _check_cartesian_traj(rec, int(i), path)
             has_traj = True
-        data, start, guessed = _place_readout(data, h, H, int(i), path)
+        if epi is not None:
+            line, rev = epi_line(data, h, int(i))
+            data, start, guessed = epi.correct(line, rev, int(h["idx"]["slice"])), 0, False
+        else:
+            data, start, guessed = _place_readout(data, h, H, int(i), path)
         guessed_centre += guessed
         step = int(h["idx"]["kspace_encode_step_1"])
         col = step + pad_left
@@ -470,6 +520,24 @@ def open_mrd(path: str | Path, *, repetition: int | None = None, contrast: int |
         "selection": selection,
         "slice_axis": attrs["slice_axis"],
     }
+    if enc.trajectory == "epi":
+        extra["epi_navigators"] = int(navigator.sum())
+        extra["epi_reversed_lines"] = int(_flag(flags, _REVERSE)[keep].sum())
+        if not epi_correction:
+            extra["notes"] = ["EPI correction off (--no-epi-correction): readouts as stored, navigators ignored"]
+        elif epi is not None:
+            info = epi.info().as_dict()
+            if epi_params:
+                info["trajectory_description"] = epi_params
+            extra["epi_correction"] = info
+            header.attrs["epi_correction"] = info
+            notes = []
+            if info["ramp_regridding"] is None:
+                notes.append("no ramp regridding (no ConventionalEPI trajectoryDescription with ramp times)")
+            if not epi.fits:
+                notes.append("no ACQ_IS_PHASECORR_DATA navigators of both polarities: no ghost correction")
+            if notes:
+                extra["notes"] = notes
     return InMemoryRawFile(data, "mrd", extra)
 
 

@@ -285,7 +285,13 @@ def open_twix(path: str | Path, *, remove_oversampling: bool = True, measurement
         arr, epi_info, epi_notes = epi.apply_twix(arr, scan.mdb_list, pc, hdr.get("Meas", {}), DIM_ORDER,
                                                   AVERAGED, correct=True, remove_os=remove)
         notes.extend(epi_notes)
-    elif asymmetric:  # the echo centre (MDH CenterCol) lands at H // 2 of the full readout
+    elif epi_correction and not asymmetric and not any(m.is_flag_set("REFLECT") for m in scan.mdb_list):
+        from recon.io.epi_unflagged import correct_unflagged, is_pulseq
+
+        if is_pulseq(hdr):  # no EPI flags at all: reflected lines and ghost found from the data
+            arr, epi_info, epi_notes, _ = correct_unflagged(arr)
+            notes.extend(epi_notes)
+    if asymmetric and not epi_mode:  # the echo centre (MDH CenterCol) lands at H // 2 of the full readout
         ro_front = min(max(full_col // 2 - centre_col, 0), full_col - n_col)
         arr = np.pad(arr, [(0, 0)] * (arr.ndim - 1) + [(ro_front, full_col - n_col - ro_front)])
     sizes = dict(zip(DIM_ORDER, arr.shape))
@@ -420,6 +426,12 @@ def open_twix(path: str | Path, *, remove_oversampling: bool = True, measurement
     extra.update(pat_attrs(yaps))
     extra.update(calibration_summary(data))
     header.attrs.update(pat_attrs(yaps))
+    n_reflect = sum(1 for m in scan.mdb_list if m.is_flag_set("REFLECT"))
+    if epi_info is not None or n_reflect or "phasecorr" in categories:
+        # the EPI correction data the file carries (also listed when the correction is off)
+        extra["epi_navigators"] = len(categories["phasecorr"].mdb_list) if "phasecorr" in categories else 0
+        extra["epi_reversed_lines"] = n_reflect if n_reflect or epi_info is None else (
+            "every second readout (detected, no REFLECT flags)")
     if epi_info is not None:
         extra["epi_correction"] = epi_info.as_dict()
         header.attrs["epi_correction"] = epi_info.as_dict()

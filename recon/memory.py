@@ -50,7 +50,7 @@ def release_free_memory() -> bool:
         return False
 
 
-def keep_solver_buffers(mmap_bytes: int = 16 << 20, trim_bytes: int = 256 << 20) -> bool:
+def keep_solver_buffers(mmap_bytes: int = 1 << 30, trim_bytes: int = 1 << 30) -> bool:
     """Blocks above ``mmap_bytes`` (a slice's raw k-space) are mmapped and returned when freed; smaller ones
     (a solver's per-iteration temporaries) come from the heap, which keeps up to ``trim_bytes`` free at its top
     between them instead of returning and re-faulting it. glibc only; elsewhere a no-op. Returns success."""

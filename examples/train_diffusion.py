@@ -49,7 +49,7 @@ def finetune(work: Path) -> Path:
     import shutil
 
     from recon.io.atomic import atomic_path
-    from recon.training.diffusion import DiffusionTrainConfig, train_diffusion
+    from recon.training import TrainConfig, train
 
     src, out = work / "diffusion_ckpt.pt", work / "diffusion_ft.pt"
     if not out.exists():
@@ -64,7 +64,7 @@ def finetune(work: Path) -> Path:
         blob["train_config"].update(patch=patch, batch_size=batch, steps_per_epoch=steps, ema_decay=0.998)
         with atomic_path(out, overwrite=True) as tmp:
             torch.save(blob, tmp)
-        train_diffusion(out, work / "train", work / "val", DiffusionTrainConfig(epochs=end), resume=True, lr=1.5e-4)
+        train(out, work / "train", work / "val", TrainConfig(model="diffusion", epochs=end), resume=True, lr=1.5e-4)
     return out
 
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from recon.solvers.diffusion import DenoiserPrior, load_prior, normalize_scale
-from recon.training.diffusion import (DiffusionTrainConfig, combined_image, complex_noise, edm_loss,
-                                      psnr_complex, random_patches, train_diffusion)
+from recon.training import TrainConfig, train
+from recon.training.diffusion import combined_image, complex_noise, edm_loss, psnr_complex, random_patches
 
 #: denoising PSNR gain (dB) of the bundled prior at sigma 0.1 on the bundled sample (3 held-out slices):
 #: measured 10.37 / 10.58 / 11.19 dB with this test's noise (mean +10.72 in recon/weights/MODEL_CARD.md;
@@ -121,19 +121,19 @@ def tiny_folders(tmp_path_factory):
     return root
 
 
-def _config(epochs: int) -> DiffusionTrainConfig:
-    return DiffusionTrainConfig(model_options={"chans": [8, 16], "emb_dim": 16}, epochs=epochs, steps_per_epoch=3,
-                                batch_size=2, patch=16, lr=1e-3, seed=3, val_sigmas=(0.1, 0.5))
+def _config(epochs: int) -> TrainConfig:
+    return TrainConfig(model="diffusion", model_options={"chans": [8, 16], "emb_dim": 16}, epochs=epochs,
+                       steps_per_epoch=3, batch_size=2, patch=16, lr=1e-3, seed=3, val_sigmas=(0.1, 0.5))
 
 
 def test_checkpoint_resume_reproduces_the_uninterrupted_run(tiny_folders, tmp_path):
     quiet = dict(progress=False, log=lambda m: None)
     full_losses, part_losses = [], []
-    train_diffusion(tmp_path / "full.pt", tiny_folders / "train", tiny_folders / "val", _config(2),
+    train(tmp_path / "full.pt", tiny_folders / "train", tiny_folders / "val", _config(2),
                     on_step=lambda e, s, l: full_losses.append(l), **quiet)
-    train_diffusion(tmp_path / "part.pt", tiny_folders / "train", tiny_folders / "val", _config(1),
+    train(tmp_path / "part.pt", tiny_folders / "train", tiny_folders / "val", _config(1),
                     on_step=lambda e, s, l: part_losses.append(l), **quiet)
-    hist = train_diffusion(tmp_path / "part.pt", tiny_folders / "train", tiny_folders / "val", _config(2),
+    hist = train(tmp_path / "part.pt", tiny_folders / "train", tiny_folders / "val", _config(2),
                            resume=True, on_step=lambda e, s, l: part_losses.append(l), **quiet)
     assert part_losses == full_losses and len(full_losses) == 6
     a = torch.load(tmp_path / "full.pt", weights_only=True)

@@ -37,7 +37,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     import recon
-    from recon.io.fourier import center_crop, ifft2c, rss
+    from recon.arrays import center_crop_or_pad, rss
+    from recon.io.fourier import ifft2c
     from recon.io.types import RawData
     from recon.metrics import volume_metrics
     from recon.sampling import apply_mask, mask_from_options
@@ -46,7 +47,7 @@ def main() -> None:
     print(f"{'case':<12} {'mask':<4} {'method':<10} {'default':>14} {'grid best':>20} {'auto':>20} "
           f"{'auto-best':>9} {'auto-def':>8} {'cost':>5}")
     for name, raw in cases(args.cases).items():
-        ref = center_crop(rss(ifft2c(raw.kspace)), raw.header.recon_size)
+        ref = center_crop_or_pad(rss(ifft2c(raw.kspace), axis=1), raw.header.recon_size)
         for accel, cf in ((4, 0.08), (8, 0.04)):
             mask, _ = mask_from_options("random", raw.kspace.shape, [accel], [cf], 0)
             k, used = apply_mask(raw.kspace, mask, raw.header)

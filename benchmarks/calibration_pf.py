@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from recon.io import open_raw
-from recon.io.fourier import center_crop
+from recon.arrays import center_crop_or_pad
 from recon.io.twix_derive import derive_partial_fourier, derive_pat, pat_lines
 from recon.io.types import RawData
 from recon.solvers.partial_fourier import partial_fourier_method
@@ -39,7 +39,7 @@ def nrmse(ref: np.ndarray, x: np.ndarray) -> float:
 
 
 def full_image(raw: RawData) -> np.ndarray:
-    return center_crop(reconstruct(raw, "zero-filled").image, raw.header.recon_size)
+    return center_crop_or_pad(reconstruct(raw, "zero-filled").image, raw.header.recon_size)
 
 
 def grappa_rows(out: Path, full: RawData, ref: np.ndarray, n_ref: int = 24) -> list[dict]:
@@ -51,18 +51,18 @@ def grappa_rows(out: Path, full: RawData, ref: np.ndarray, n_ref: int = 24) -> l
         for mode in ("separate", "integrated"):
             path = derive_pat(GRE, out / f"gre_R{accel}_{mode}.dat", accel, n_ref, mode)
             raw = open_raw(path).read()
-            ours = nrmse(ref, center_crop(reconstruct(raw, "grappa").image, crop))
+            ours = nrmse(ref, center_crop_or_pad(reconstruct(raw, "grappa").image, crop))
             image_lines = imaging if mode == "separate" else imaging | lines
             k = full.kspace * image_lines
             cal = full.kspace * lines
             oracle_raw = RawData(k, full.header, image_lines, calibration=cal, calibration_mask=lines)
-            oracle = nrmse(ref, center_crop(reconstruct(oracle_raw, "grappa").image, crop))
+            oracle = nrmse(ref, center_crop_or_pad(reconstruct(oracle_raw, "grappa").image, crop))
             before_raw = RawData(raw.kspace, raw.header, raw.mask)  # reference lines ignored
             try:
-                before = nrmse(ref, center_crop(reconstruct(before_raw, "grappa").image, crop))
+                before = nrmse(ref, center_crop_or_pad(reconstruct(before_raw, "grappa").image, crop))
                 before_note = "grappa"
             except Exception as exc:  # no ACS in the image lines
-                before = nrmse(ref, center_crop(reconstruct(before_raw, "zero-filled").image, crop))
+                before = nrmse(ref, center_crop_or_pad(reconstruct(before_raw, "zero-filled").image, crop))
                 before_note = f"grappa refused ({type(exc).__name__}); zero-filled"
             rows.append({"R": accel, "mode": mode, "grappa_nrmse": round(ours, 4),
                          "oracle_nrmse": round(oracle, 4), "ratio": round(ours / oracle, 3),
@@ -94,7 +94,7 @@ def pf_rows(out: Path, ref: np.ndarray, crop: tuple[int, int]) -> list[dict]:
                 row["noise_share_of_removed"] = round(noise_share(full, removed), 3)
             for mode in ("zero", "pocs", "homodyne"):
                 img = partial_fourier_method(raw, "zero-filled", mode)
-                row[mode] = round(nrmse(ref if axis == "phase" else ref_os, center_crop(img, crop)), 4)
+                row[mode] = round(nrmse(ref if axis == "phase" else ref_os, center_crop_or_pad(img, crop)), 4)
             row["pocs_vs_zero"] = round(1 - row["pocs"] / row["zero"], 3)
             rows.append(row)
     return rows

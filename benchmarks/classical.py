@@ -146,7 +146,8 @@ def load_sample() -> Problem:
 def load_phantom(name: str, cache: Path, noise_var: float) -> Problem:
     """``bart phantom -s 8 -k [-T] -x 256`` plus ``bart noise -s 1 -n noise_var`` (cached in ``cache``)."""
     from recon.io.bart import bart_to_raw
-    from recon.io.fourier import ifft2c, rss
+    from recon.arrays import rss
+    from recon.io.fourier import ifft2c
 
     cache.mkdir(parents=True, exist_ok=True)
     clean, noisy = cache / f"{name}", cache / f"{name}_noise{noise_var:g}"
@@ -157,7 +158,7 @@ def load_phantom(name: str, cache: Path, noise_var: float) -> Problem:
         run_bart("noise", "-s", "1", "-n", f"{noise_var:g}", clean, noisy)
     k_clean = bart_to_raw(read_cfl(clean))
     k_noisy = bart_to_raw(read_cfl(noisy))
-    ref = rss(ifft2c(k_clean), coil_axis=1).astype(np.float32)
+    ref = rss(ifft2c(k_clean), axis=1).astype(np.float32)
     sigma = float(np.std(k_noisy - k_clean))
     obj = ref > 0.1 * ref.max()
     snr = float(ref[obj].mean() / sigma)

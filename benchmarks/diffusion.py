@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from recon.io import read_raw
-from recon.io.fourier import center_crop
+from recon.arrays import center_crop_or_pad
 from recon.metrics import volume_metrics
 from recon.sampling import apply_mask, mask_from_options
 
@@ -63,8 +63,8 @@ def evaluate_file(path: Path, args, prior, varnet) -> dict:
 
     raw = read_raw(path)
     size = raw.header.recon_size
-    truth = np.asarray(center_crop(raw.reference, size)) if raw.reference is not None else \
-        np.asarray(center_crop(rss_reconstruction(raw.kspace), size))
+    truth = np.asarray(center_crop_or_pad(raw.reference, size)) if raw.reference is not None else \
+        np.asarray(center_crop_or_pad(rss_reconstruction(raw.kspace), size))
     maxval = float((raw.header.attrs or {}).get("max", truth.max()))
     mask, _ = mask_from_options("random", raw.kspace.shape, [8], [0.04], args.seed)
     k, used = apply_mask(raw.kspace, mask, raw.header)
@@ -89,10 +89,10 @@ def evaluate_file(path: Path, args, prior, varnet) -> dict:
     recs["diffusion"] = mean
     out = {"file": path.name, "slices": int(k.shape[0]), "methods": {}}
     for name, rec in recs.items():
-        rec_c = np.asarray(center_crop(np.asarray(rec, dtype=np.float32), size))
+        rec_c = np.asarray(center_crop_or_pad(np.asarray(rec, dtype=np.float32), size))
         m = volume_metrics(truth, rec_c, maxval)
         out["methods"][name] = {"psnr": float(m["psnr"]), "ssim": float(m["ssim"]), "seconds": secs[name]}
-    rho, cov = calibration(np.asarray(center_crop(mean, size)), np.asarray(center_crop(std, size)), truth)
+    rho, cov = calibration(np.asarray(center_crop_or_pad(mean, size)), np.asarray(center_crop_or_pad(std, size)), truth)
     out["spearman"], out["coverage"] = rho, cov
     return out
 

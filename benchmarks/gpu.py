@@ -106,11 +106,12 @@ def main() -> None:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("no CUDA device: benchmarks/gpu.py did not run (it needs a GPU; --device cpu checks the script)")
         return
-    from recon.io.fourier import center_crop, ifft2c, rss
+    from recon.arrays import center_crop_or_pad, rss
+    from recon.io.fourier import ifft2c
     from recon.metrics import volume_metrics
 
     full, data = case()
-    ref = center_crop(rss(ifft2c(full.kspace)), full.header.recon_size).astype(np.float32)
+    ref = center_crop_or_pad(rss(ifft2c(full.kspace), axis=1), full.header.recon_size).astype(np.float32)
     cpu, dev = components(data, "cpu"), components(data, args.device)
     print(f"{'component':<38} {'cpu s':>8} {args.device + ' s':>9} {'speed-up':>9} {'PSNR cpu':>9} "
           f"{'PSNR dev':>9} {'diff dB':>8}")
@@ -122,8 +123,8 @@ def main() -> None:
             print(f"{name:<38} {t_cpu:8.3f} {t_dev:9.4f} {t_cpu / t_dev:9.1f} {'':>9} {'':>9} "
                   f"rel. difference {rel:.1e}", flush=True)
             continue
-        p_cpu = volume_metrics(ref, center_crop(out_cpu, ref.shape[-2:]))["psnr"]
-        p_dev = volume_metrics(ref, center_crop(out_dev, ref.shape[-2:]))["psnr"]
+        p_cpu = volume_metrics(ref, center_crop_or_pad(out_cpu, ref.shape[-2:]))["psnr"]
+        p_dev = volume_metrics(ref, center_crop_or_pad(out_dev, ref.shape[-2:]))["psnr"]
         print(f"{name:<38} {t_cpu:8.3f} {t_dev:9.4f} {t_cpu / t_dev:9.1f} {p_cpu:9.2f} {p_dev:9.2f} "
               f"{p_dev - p_cpu:+8.3f}", flush=True)
     if args.device.startswith("cuda"):

@@ -30,14 +30,15 @@ def scores(kspace: np.ndarray, header, name: str) -> dict[str, float]:
     import torch
 
     from recon import reconstruct
-    from recon.io.fourier import center_crop, ifft2c, rss
+    from recon.arrays import center_crop_or_pad, rss
+    from recon.io.fourier import ifft2c
     from recon.metrics.reference import reference_metrics
     from recon.sampling import apply_mask, mask_from_options
     from recon.solvers.learned.method import get_model
     from recon.solvers.zero_filled import rss_reconstruction
 
     crop = header.recon_size
-    ref = center_crop(rss(ifft2c(kspace)), crop).astype(np.float32)
+    ref = center_crop_or_pad(rss(ifft2c(kspace), axis=1), crop).astype(np.float32)
     out: dict[str, list[float]] = {}
     for seed in (name, 0, 1, 2, 3):
         mask, _ = mask_from_options("random", kspace.shape, [4], [0.08], seed)
@@ -51,7 +52,7 @@ def scores(kspace: np.ndarray, header, name: str) -> dict[str, float]:
                 res[model] = net(kt, mt).numpy()
                 res[f"{model} + ESPIRiT maps"] = net(kt, mt, maps=torch.as_tensor(l1.maps)).numpy()
         for method, image in res.items():
-            out.setdefault(method, []).append(reference_metrics(center_crop(image, crop), [ref])["psnr"])
+            out.setdefault(method, []).append(reference_metrics(center_crop_or_pad(image, crop), [ref])["psnr"])
     return {method: float(np.mean(v)) for method, v in out.items()}
 
 
@@ -63,14 +64,15 @@ def main() -> None:
 
     configure_threads(args.threads)
     from recon.io import read_raw
-    from recon.io.fourier import center_crop, ifft2c, rss
+    from recon.arrays import center_crop_or_pad, rss
+    from recon.io.fourier import ifft2c
     from recon.simulate import simulate_multicoil
 
     rows: dict[str, dict[str, float]] = {}
     for fname in ("gre.dat", "pulseq_vb_gre.dat"):
         raw = read_raw(TWIX / fname)
         rows[f"{fname} ({raw.kspace.shape[1]} ch, real)"] = scores(raw.kspace, raw.header, fname)
-        image = center_crop(rss(ifft2c(raw.kspace)), raw.header.recon_size)
+        image = center_crop_or_pad(rss(ifft2c(raw.kspace), axis=1), raw.header.recon_size)
         for coils in sorted({raw.kspace.shape[1], 8}):
             sim = simulate_multicoil(image, num_coils=coils, snr=30.0, seed=0).raw
             rows[f"{fname} image, {coils} simulated coils"] = scores(sim.kspace, sim.header, fname)

@@ -122,7 +122,8 @@ def cases(wanted: list[str] | None) -> dict[str, object]:
 def run_case(raw, accel: int, center: float) -> dict[str, tuple[float, float, float]]:
     """``{method: (psnr, ssim, seconds)}`` for one fully sampled slice at one acceleration."""
     import recon
-    from recon.io.fourier import center_crop, ifft2c, rss
+    from recon.arrays import center_crop_or_pad, rss
+    from recon.io.fourier import ifft2c
     from recon.io.types import RawData
     from recon.metrics import volume_metrics
     from recon.sampling import apply_mask, mask_from_options
@@ -130,7 +131,7 @@ def run_case(raw, accel: int, center: float) -> dict[str, tuple[float, float, fl
     from recon.solvers.zero_filled import rss_reconstruction
 
     crop = raw.header.recon_size
-    ref = center_crop(rss(ifft2c(raw.kspace)), crop).astype(np.float32)
+    ref = center_crop_or_pad(rss(ifft2c(raw.kspace), axis=1), crop).astype(np.float32)
     mask, _ = mask_from_options("random", raw.kspace.shape, [accel], [center], 0)
     k, used = apply_mask(raw.kspace, mask, raw.header)
     data = RawData(k, raw.header, used)
@@ -147,7 +148,7 @@ def run_case(raw, accel: int, center: float) -> dict[str, tuple[float, float, fl
         t0 = time.perf_counter()
         image = np.asarray(fn(), dtype=np.float32)
         seconds = time.perf_counter() - t0
-        m = volume_metrics(ref, center_crop(image, crop))
+        m = volume_metrics(ref, center_crop_or_pad(image, crop))
         out[method] = (float(m["psnr"]), float(m["ssim"]), seconds)
     return out
 

@@ -49,7 +49,7 @@ def finetune(work: Path) -> Path:
     import shutil
 
     from recon.io.atomic import atomic_path
-    from recon.training.diffusion import DiffusionTrainConfig, train_diffusion
+    from recon.training import TrainConfig, train
 
     src, out = work / "diffusion_ckpt.pt", work / "diffusion_ft.pt"
     if not out.exists():
@@ -64,7 +64,7 @@ def finetune(work: Path) -> Path:
         blob["train_config"].update(patch=patch, batch_size=batch, steps_per_epoch=steps, ema_decay=0.998)
         with atomic_path(out, overwrite=True) as tmp:
             torch.save(blob, tmp)
-        train_diffusion(out, work / "train", work / "val", DiffusionTrainConfig(epochs=end), resume=True, lr=1.5e-4)
+        train(out, work / "train", work / "val", TrainConfig(model="diffusion", epochs=end), resume=True, lr=1.5e-4)
     return out
 
 
@@ -72,7 +72,7 @@ def evaluate(work: Path, weights: Path | None) -> dict:
     """Denoising PSNR (dB) of the prior on the validation folder and on the bundled sample."""
     from recon.data import sample_path
     from recon.io import read_raw
-    from recon.solvers.diffusion import load_prior, normalise_scale
+    from recon.solvers.diffusion import load_prior, normalize_scale
     from recon.training.diffusion import combined_image, evaluate_denoiser, load_images
 
     prior = load_prior(weights)
@@ -81,7 +81,7 @@ def evaluate(work: Path, weights: Path | None) -> dict:
     sample = []
     for s in range(raw.kspace.shape[0]):
         x0 = combined_image(raw.kspace[s])
-        sample.append(x0 / normalise_scale(x0.abs()))
+        sample.append(x0 / normalize_scale(x0.abs()))
     return {"validation": evaluate_denoiser(prior, val, SIGMAS, seed=0),
             "sample": evaluate_denoiser(prior, sample, SIGMAS, seed=0),
             "parameters": sum(p.numel() for p in prior.parameters())}

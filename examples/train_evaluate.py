@@ -58,9 +58,9 @@ def learned(model: torch.nn.Module, kspace: np.ndarray, mask: np.ndarray) -> np.
 
 
 def crop(x: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    from recon.io.fourier import center_crop
+    from recon.arrays import center_crop_or_pad
 
-    return np.asarray(center_crop(x, shape))
+    return np.asarray(center_crop_or_pad(x, shape))
 
 
 def evaluate_raw(raw, name: str, models: dict, lambdas, accels=ACCELS) -> dict:

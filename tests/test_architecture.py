@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1] / "recon"
 #: the library, lowest first: a module may import from its own rank or a lower one (ARCHITECTURE.md)
 LIBRARY_RANK = {
     "errors": 0,
-    "data": 1, "weights": 1,
+    "data": 1, "weights": 1, "arrays": 1,
     "io": 2,
     "sampling": 3,
     "operators": 4,

@@ -18,7 +18,8 @@ pytest.importorskip("twixtools")
 
 from recon.cli import main  # noqa: E402
 from recon.io import open_raw  # noqa: E402
-from recon.io.fourier import center_crop, ifft2c  # noqa: E402
+from recon.arrays import center_crop_or_pad  # noqa: E402
+from recon.io.fourier import ifft2c  # noqa: E402
 from recon.io.twix import open_twix  # noqa: E402
 from recon.io.twix_derive import derive_partial_fourier, derive_pat, pat_lines  # noqa: E402
 from recon.io.types import RawData  # noqa: E402
@@ -45,7 +46,7 @@ def full() -> RawData:
 
 @pytest.fixture(scope="module")
 def full_image(full) -> np.ndarray:
-    return center_crop(reconstruct(full, "zero-filled").image, full.header.recon_size)
+    return center_crop_or_pad(reconstruct(full, "zero-filled").image, full.header.recon_size)
 
 
 # --- calibration data -------------------------------------------------------------------------------
@@ -87,17 +88,17 @@ def test_grappa_reference_lines_match_fully_sampled_calibration(derived, full, f
     crop = full.header.recon_size
     result = reconstruct(raw, "grappa")
     assert result.parameters["calibration"] == "reference lines"
-    ours = nrmse(full_image, center_crop(result.image, crop))
+    ours = nrmse(full_image, center_crop_or_pad(result.image, crop))
     w = full.kspace.shape[-1]
     imaging, lines = pat_lines(w, w // 2, accel, N_REF)
     image_lines = imaging if mode == "separate" else imaging | lines
     oracle_raw = RawData(full.kspace * image_lines, full.header, image_lines,
                          calibration=full.kspace * lines, calibration_mask=lines)
-    oracle = nrmse(full_image, center_crop(reconstruct(oracle_raw, "grappa").image, crop))
+    oracle = nrmse(full_image, center_crop_or_pad(reconstruct(oracle_raw, "grappa").image, crop))
     assert ours <= 1.2 * oracle
     assert ours < GRAPPA_MEASURED[accel, mode] * 1.02
     if mode == "separate":  # before: GRAPPA found no ACS in the image lines; zero-filled is what was left
-        zf = nrmse(full_image, center_crop(reconstruct(RawData(raw.kspace, raw.header, raw.mask),
+        zf = nrmse(full_image, center_crop_or_pad(reconstruct(RawData(raw.kspace, raw.header, raw.mask),
                                                        "zero-filled").image, crop))
         assert ours < 0.75 * zf  # measured 0.48x (R=2), 0.71x (R=3)
 
@@ -153,7 +154,7 @@ PF_MEASURED = {0.625: (0.0777, 0.0707, 0.0756), 0.75: (0.0527, 0.0569, 0.0606)}
 @pytest.mark.parametrize("frac", sorted(PF_MEASURED))
 def test_partial_fourier_real_file(derived, full, full_image, frac) -> None:
     raw = open_raw(derive_partial_fourier(GRE, derived / f"pf_{frac}.dat", frac, "phase")).read()
-    got = [nrmse(full_image, center_crop(partial_fourier_method(raw, "zero-filled", m), full.header.recon_size))
+    got = [nrmse(full_image, center_crop_or_pad(partial_fourier_method(raw, "zero-filled", m), full.header.recon_size))
            for m in ("zero", "pocs", "homodyne")]
     for value, measured in zip(got, PF_MEASURED[frac]):
         assert value < measured * 1.03
@@ -176,10 +177,10 @@ def test_partial_fourier_pocs_high_snr(full_image, frac, min_gain) -> None:
 
 def test_readout_partial_fourier_keeps_oversampling_scale(derived, full) -> None:
     raw = open_raw(derive_partial_fourier(GRE, derived / "ro_scale.dat", 0.75, "readout")).read()
-    ref = center_crop(reconstruct(open_twix(GRE, remove_oversampling=False).read(), "zero-filled").image,
+    ref = center_crop_or_pad(reconstruct(open_twix(GRE, remove_oversampling=False).read(), "zero-filled").image,
                       full.header.recon_size)
     for mode, measured in (("zero", 0.0476), ("pocs", 0.0535), ("homodyne", 0.0579)):
-        img = center_crop(partial_fourier_method(raw, "zero-filled", mode), full.header.recon_size)
+        img = center_crop_or_pad(partial_fourier_method(raw, "zero-filled", mode), full.header.recon_size)
         assert nrmse(ref, img) < measured * 1.03
 
 

@@ -16,7 +16,8 @@ import torch
 from recon.data import sample_path
 from recon.demo import QUICK, DemoConfig, run_demo, sample_subset
 from recon.io import read_raw
-from recon.io.fourier import center_crop, ifft2c, rss
+from recon.arrays import center_crop_or_pad, rss
+from recon.io.fourier import ifft2c
 from recon.metrics import fastmri_crop_size, volume_metrics
 from recon.pipeline import METHODS, Undersampling, reconstruct_file
 from recon.sampling import mask_from_options
@@ -28,7 +29,7 @@ QUICK_FILES = ["demo.png", "grappa_4x.h5", "l1-wavelet_4x.h5", "metrics.json", "
 def _reference(slices: list[int]) -> np.ndarray:
     """RSS of the fully sampled sample k-space, centre-cropped: computed here, independently of the demo."""
     raw = read_raw(sample_path())
-    return np.asarray(center_crop(rss(ifft2c(raw.kspace[slices])), raw.header.recon_size), dtype=np.float32)
+    return np.asarray(center_crop_or_pad(rss(ifft2c(raw.kspace[slices]), axis=1), raw.header.recon_size), dtype=np.float32)
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from recon.solvers.diffusion import DenoiserPrior, load_prior, normalise_scale
-from recon.training.diffusion import (DiffusionTrainConfig, combined_image, complex_noise, edm_loss,
-                                      psnr_complex, random_patches, train_diffusion)
+from recon.solvers.diffusion import DenoiserPrior, load_prior, normalize_scale
+from recon.training import TrainConfig, train
+from recon.training.diffusion import combined_image, complex_noise, edm_loss, psnr_complex, random_patches
 
 #: denoising PSNR gain (dB) of the bundled prior at sigma 0.1 on the bundled sample (3 held-out slices):
 #: measured 10.37 / 10.58 / 11.19 dB with this test's noise (mean +10.72 in recon/weights/MODEL_CARD.md;
@@ -60,12 +60,12 @@ def test_untrained_prior_is_the_gaussian_mmse_shrinkage():
         assert torch.allclose(model(x, torch.tensor([1e-6, 1e-6])), x, atol=1e-5)
 
 
-def test_normalise_scale_is_the_99th_percentile():
+def test_normalize_scale_is_the_99th_percentile():
     mag = np.arange(1, 101, dtype=np.float32)  # percentile 99 of 1..100 (linear): 99.01
-    assert normalise_scale(mag) == pytest.approx(99.01, rel=1e-9)
+    assert normalize_scale(mag) == pytest.approx(99.01, rel=1e-9)
     z = torch.from_numpy(mag * np.exp(1j * np.linspace(0, 3, 100))).to(torch.complex64)
-    assert normalise_scale(z) == pytest.approx(99.01, rel=1e-5)
-    assert normalise_scale(np.zeros((4, 4))) == 1.0
+    assert normalize_scale(z) == pytest.approx(99.01, rel=1e-5)
+    assert normalize_scale(np.zeros((4, 4))) == 1.0
 
 
 def _blobs(n: int, size: int, seed: int) -> list[torch.Tensor]:
@@ -80,7 +80,7 @@ def _blobs(n: int, size: int, seed: int) -> list[torch.Tensor]:
             img += g.uniform(0.3, 1.0) * (((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1)
         phase = np.exp(1j * (g.uniform(-1, 1) * xx + g.uniform(-1, 1) * yy))
         z = torch.from_numpy(img * phase).to(torch.complex64)
-        out.append(z / normalise_scale(z))
+        out.append(z / normalize_scale(z))
     return out
 
 
@@ -121,19 +121,19 @@ def tiny_folders(tmp_path_factory):
     return root
 
 
-def _config(epochs: int) -> DiffusionTrainConfig:
-    return DiffusionTrainConfig(model_options={"chans": [8, 16], "emb_dim": 16}, epochs=epochs, steps_per_epoch=3,
-                                batch_size=2, patch=16, lr=1e-3, seed=3, val_sigmas=(0.1, 0.5))
+def _config(epochs: int) -> TrainConfig:
+    return TrainConfig(model="diffusion", model_options={"chans": [8, 16], "emb_dim": 16}, epochs=epochs,
+                       steps_per_epoch=3, batch_size=2, patch=16, lr=1e-3, seed=3, val_sigmas=(0.1, 0.5))
 
 
 def test_checkpoint_resume_reproduces_the_uninterrupted_run(tiny_folders, tmp_path):
     quiet = dict(progress=False, log=lambda m: None)
     full_losses, part_losses = [], []
-    train_diffusion(tmp_path / "full.pt", tiny_folders / "train", tiny_folders / "val", _config(2),
+    train(tmp_path / "full.pt", tiny_folders / "train", tiny_folders / "val", _config(2),
                     on_step=lambda e, s, l: full_losses.append(l), **quiet)
-    train_diffusion(tmp_path / "part.pt", tiny_folders / "train", tiny_folders / "val", _config(1),
+    train(tmp_path / "part.pt", tiny_folders / "train", tiny_folders / "val", _config(1),
                     on_step=lambda e, s, l: part_losses.append(l), **quiet)
-    hist = train_diffusion(tmp_path / "part.pt", tiny_folders / "train", tiny_folders / "val", _config(2),
+    hist = train(tmp_path / "part.pt", tiny_folders / "train", tiny_folders / "val", _config(2),
                            resume=True, on_step=lambda e, s, l: part_losses.append(l), **quiet)
     assert part_losses == full_losses and len(full_losses) == 6
     a = torch.load(tmp_path / "full.pt", weights_only=True)
@@ -182,7 +182,7 @@ def test_bundled_prior_denoises_held_out_sample_slices():
     gains = []
     for s in range(raw.kspace.shape[0]):
         x0 = combined_image(raw.kspace[s])
-        x0 = (x0 / normalise_scale(x0.abs()))[None]
+        x0 = (x0 / normalize_scale(x0.abs()))[None]
         y = x0 + 0.1 * complex_noise(tuple(x0.shape), g)
         with torch.no_grad():
             d = prior(y, torch.tensor([0.1]))

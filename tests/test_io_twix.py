@@ -11,7 +11,8 @@ import pytest
 
 from recon.errors import CorruptFileError, MissingDependencyError, UsageError
 from recon.io import open_raw, read_raw
-from recon.io.fourier import ifft2c, rss
+from recon.arrays import rss
+from recon.io.fourier import ifft2c
 from recon.io.twix import open_twix, twix_version
 
 twixtools = pytest.importorskip("twixtools", reason="the 'twix' extra (twixtools) is not installed")
@@ -30,7 +31,7 @@ def _twixtools_kspace(path: Path, remove_os: bool) -> np.ndarray:
 
 def _image_stats(kspace: np.ndarray) -> tuple[float, float, float]:
     """(row centroid / H, column centroid / W, object mean / corner mean) of the RSS image of slice 0."""
-    im = rss(ifft2c(kspace))[0]
+    im = rss(ifft2c(kspace), axis=1)[0]
     h, w = im.shape
     yy, xx = np.mgrid[:h, :w]
     c = max(h, w) // 10

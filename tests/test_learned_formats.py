@@ -23,7 +23,8 @@ import pytest
 from recon.io import read_raw
 from recon.io.bart import write_bart_kspace
 from recon.io.fastmri import write_fastmri_kspace
-from recon.io.fourier import center_crop, ifft2c, rss
+from recon.arrays import center_crop_or_pad, rss
+from recon.io.fourier import ifft2c
 from recon.io.types import RawData
 from recon.metrics.reference import reference_metrics
 from recon.sampling import apply_mask, mask_from_options
@@ -104,7 +105,7 @@ def _need(inputs: dict[str, Path], name: str) -> Path:
 def full_rss(path: Path) -> np.ndarray:
     """The fully sampled RSS of a file, centre-cropped to its recon size: ``(S, h, w)``."""
     raw = read_raw(path)
-    return center_crop(rss(ifft2c(raw.kspace)), raw.header.recon_size).astype(np.float32)
+    return center_crop_or_pad(rss(ifft2c(raw.kspace), axis=1), raw.header.recon_size).astype(np.float32)
 
 
 def assert_orientation(rec: np.ndarray, ref: np.ndarray) -> None:
@@ -194,7 +195,7 @@ def test_remove_readout_oversampling_is_the_image_space_crop(rng):
     col[..., ::3] = True
     cropped, m = remove_readout_oversampling(k, col, 19)
     assert cropped.shape == (1, 2, 19, 12) and cropped.dtype == np.complex64 and m.shape == (1, 1, 12)
-    np.testing.assert_allclose(ifft2c(cropped), center_crop(image, (19, 12)), atol=1e-5)
+    np.testing.assert_allclose(ifft2c(cropped), center_crop_or_pad(image, (19, 12)), atol=1e-5)
     full_2d = np.broadcast_to(col, (1, 40, 12))  # a 2D mask constant along H is a column mask
     np.testing.assert_allclose(remove_readout_oversampling(k, full_2d, 19)[0], cropped)
     poisson = rng.random((1, 40, 12)) < 0.5

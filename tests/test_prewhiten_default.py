@@ -21,7 +21,8 @@ import pytest
 
 from recon.coils.noise import noise_bandwidth_ratio, prewhiten_raw
 from recon.io import read_raw
-from recon.io.fourier import center_crop, ifft2c, rss
+from recon.arrays import center_crop_or_pad, rss
+from recon.io.fourier import ifft2c
 
 ismrmrd = pytest.importorskip("ismrmrd")
 
@@ -40,7 +41,7 @@ def _whitener(noise: np.ndarray) -> np.ndarray:
 
 
 def _rss_of(kspace: np.ndarray, crop: tuple[int, int]) -> np.ndarray:
-    return center_crop(rss(ifft2c(kspace), coil_axis=1), crop)
+    return center_crop_or_pad(rss(ifft2c(kspace), axis=1), crop)
 
 
 def _attrs(path: Path) -> dict:

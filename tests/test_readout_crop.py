@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recon.io.fourier import center_crop, ifft2c
+from recon.arrays import center_crop_or_pad
+from recon.io.fourier import ifft2c
 from recon.io.types import RawData
 from recon.metrics import volume_metrics
 from recon.sampling import apply_mask, mask_from_options
@@ -35,7 +36,7 @@ def test_crop_is_the_image_space_crop_and_keeps_the_sampled_columns(oversampled)
     raw, _ = oversampled
     cropped = crop_readout_oversampling(raw)
     assert cropped.kspace.shape == (1, 6, 160, 144)
-    np.testing.assert_allclose(ifft2c(cropped.kspace), center_crop(ifft2c(raw.kspace), (160, 144)), atol=1e-5)
+    np.testing.assert_allclose(ifft2c(cropped.kspace), center_crop_or_pad(ifft2c(raw.kspace), (160, 144)), atol=1e-5)
     sampled = np.abs(cropped.kspace).sum(axis=(0, 1, 2)) > 0
     np.testing.assert_array_equal(sampled, np.asarray(raw.mask, dtype=bool).reshape(-1))
 
@@ -51,7 +52,7 @@ def test_nothing_is_cropped_without_oversampling_or_with_a_2d_mask(oversampled):
 
 
 def _psnr(reference: np.ndarray, image: np.ndarray) -> float:
-    return volume_metrics(reference, center_crop(image, reference.shape[-2:]))["psnr"]
+    return volume_metrics(reference, center_crop_or_pad(image, reference.shape[-2:]))["psnr"]
 
 
 @pytest.mark.parametrize("method, func, tolerance_db", [

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from recon.errors import OutputError, UsageError
-from recon.io.fourier import center_crop, fft2c, ifft2c
+from recon.arrays import center_crop_or_pad
+from recon.io.fourier import fft2c, ifft2c
 from recon.simulate import (
     SAMPLE_SLICES, coil_sensitivities, load_colin27, mean_signal, noise_covariance, simulate_multicoil,
     write_dataset,
@@ -102,7 +103,7 @@ def test_readout_oversampling_header_and_crop(brain: np.ndarray) -> None:
     assert hd.encoded_matrix == (2 * h, w, 1) and hd.recon_matrix == (h, w, 1)
     assert hd.recon_size == (h, w) and hd.readout_oversampling == 2.0
     coil_images = ifft2c(sim.raw.kspace)
-    np.testing.assert_allclose(center_crop(coil_images, (h, w)), sim.maps[None] * brain[:, None], atol=2e-6)
+    np.testing.assert_allclose(center_crop_or_pad(coil_images, (h, w)), sim.maps[None] * brain[:, None], atol=2e-6)
     outside = np.concatenate([coil_images[..., : h // 2, :], coil_images[..., h // 2 + h:, :]], axis=-2)
     assert np.abs(outside).max() < 1e-5  # the padded readout field of view is empty
     np.testing.assert_allclose(sim.raw.reference, brain, atol=2e-6)

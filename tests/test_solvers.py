@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from recon.errors import UsageError
-from recon.io.fourier import fft2c, ifft2c, rss
+from recon.arrays import rss
+from recon.io.fourier import fft2c, ifft2c
 from recon.solvers.admm import admm
 from recon.solvers.cg import conjugate_gradient
 from recon.solvers.cs import solve_scaled
@@ -72,9 +73,9 @@ def test_sense_fully_sampled_equals_rss(data) -> None:
     k, maps, img = data
     res = cg_sense(k, 3.0 * maps)  # unnormalised maps: CG solves for x / 3; normalised ones give the RSS
     assert res.converged and res.iterations <= 2
-    assert rel(np.abs(res.image[0].numpy()) * 3.0, rss(ifft2c(k))[0]) < 1e-5
+    assert rel(np.abs(res.image[0].numpy()) * 3.0, rss(ifft2c(k), axis=1)[0]) < 1e-5
     res = cg_sense(k, normalize_maps(torch.from_numpy(3.0 * maps)))
-    assert rel(np.abs(res.image[0].numpy()), rss(ifft2c(k))[0]) < 1e-5
+    assert rel(np.abs(res.image[0].numpy()), rss(ifft2c(k), axis=1)[0]) < 1e-5
     assert rel(res.image[0].numpy(), img) < 1e-5  # and the complex image itself
 
 
@@ -82,7 +83,7 @@ def test_grappa_r1_is_rss(data) -> None:
     k, _, _ = data
     res = grappa(k, np.ones(W, bool))
     assert res.parameters["filled_lines"] == 0
-    assert np.abs(res.image.numpy() - rss(ifft2c(k))).max() < 1e-6 * np.abs(k).max()
+    assert np.abs(res.image.numpy() - rss(ifft2c(k), axis=1)).max() < 1e-6 * np.abs(k).max()
 
 
 def test_grappa_r2_fills_missing_lines(data) -> None:
@@ -96,7 +97,7 @@ def test_grappa_r2_fills_missing_lines(data) -> None:
     # measured (default 5-line window: sources +-1): relative error of the synthesised lines 0.196 (zero filling:
     # 1.0); of the RSS image 0.016 (zero filling: 0.095)
     assert rel(filled[..., ~cols], k[..., ~cols]) < 0.2
-    assert rel(res.image.numpy(), rss(ifft2c(k))) < 0.02
+    assert rel(res.image.numpy(), rss(ifft2c(k), axis=1)) < 0.02
 
 
 def _grappa_reference(k: np.ndarray, cols: np.ndarray, target: int, offsets: tuple[int, ...], acs: range,

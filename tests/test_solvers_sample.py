@@ -12,7 +12,8 @@ import torch
 
 from recon.data import sample_path
 from recon.io import read_raw
-from recon.io.fourier import ifft2c, rss
+from recon.arrays import rss
+from recon.io.fourier import ifft2c
 from recon.io.types import RawData
 from recon.operators import NUFFT
 from recon.sampling import apply_mask, mask_from_options, radial, radial_ramp_dcf
@@ -111,7 +112,7 @@ def test_scaling_makes_outputs_homogeneous(full) -> None:
 
 def test_radial_golden_angle_reconstruction(full) -> None:
     coil = ifft2c(full.kspace[:1]).astype(np.complex64)  # (1, 8, 224, 192): the truth's coil images
-    truth = rss(coil)
+    truth = rss(coil, axis=1)
     h, w = coil.shape[-2:]
     traj = radial(64, 224, 2.0, golden=True)  # 64 spokes: about 5.5x below Nyquist (pi/2 * 224 spokes)
     dcf = radial_ramp_dcf(traj).reshape(-1)

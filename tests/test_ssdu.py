@@ -20,7 +20,7 @@ from recon.sampling import apply_mask, mask_from_options
 from recon.simulate import load_colin27, write_dataset
 from recon.solvers.learned.adapt import calibration_region, kspace_loss, sample_grid
 from recon.training import SelfSupervisedTransform, SliceDataset, TrainConfig, train
-from recon.training.loop import evaluate_self_supervised, ssdu_predict
+from recon.training.supervised import evaluate_self_supervised, ssdu_predict
 
 TINY = {"num_cascades": 2, "chans": 4, "num_pools": 2, "sens_chans": 2, "sens_pools": 2}
 

@@ -137,11 +137,9 @@ def test_checkpoint_resume_reproduces_the_next_step_loss(folders, tmp_path):
     with pytest.raises(OutputError, match="exists"):
         train(tmp_path / "full.pt", train_dir, val_dir, config(), progress=False, log=lambda m: None)
     # resuming from a checkpoint of another kind of model is refused, naming both
-    from recon.training.diffusion import DiffusionTrainConfig, train_diffusion
-
     with pytest.raises(UsageError, match="'varnet' checkpoint, not a diffusion one"):
-        train_diffusion(tmp_path / "full.pt", train_dir, val_dir, DiffusionTrainConfig(epochs=2), resume=True,
-                        progress=False, log=lambda m: None)
+        train(tmp_path / "full.pt", train_dir, val_dir, TrainConfig(model="diffusion", epochs=2), resume=True,
+              progress=False, log=lambda m: None)
 
 
 def test_modl_trains_with_l1(folders, tmp_path):

@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 from recon.batch.backends import Backend, make_backend
 from recon.batch.discovery import DEFAULT_PATTERN, find_inputs
-from recon.batch.lifetime import LOCK_NAME, owner
+from recon.batch.lifetime import LOCK_NAME, WORKERS_LOCK_NAME, check_no_live_workers, owner
 from recon.batch.manifest import MANIFEST_NAME, Manifest, load_manifest, software_versions
 from recon.batch.progress import BatchProgress
 from recon.batch.resume import FINISHED, MISMATCH, MISSING, output_state
@@ -159,10 +159,53 @@ def run_batch(
     Raises :class:`UsageError`/:class:`InputError`/:class:`OutputError` for problems of the whole run
     (before any work where possible); failures of single files are recorded, never raised.
     """
-    from recon import __version__
+    options = dict(options or {})
+    items, out_root, target_root, tier_names, backend = _check_run(
+        input_dir, output_dir, method, options, pattern, limit, target_dir, tiers, backend, workers, scheduler,
+        threads)
+    stream = stream if stream is not None else sys.stderr
+    with output_lock(out_root):
+        check_no_live_workers(out_root)  # the lock covers an earlier run's workers too (issue 18)
+        if hasattr(backend, "lock_path"):
+            backend.lock_path = str(out_root / WORKERS_LOCK_NAME)
+        previous = load_manifest(out_root / MANIFEST_NAME) or {"files": {}}
+        # we hold the lock, so an earlier run whose manifest still says "running" is dead (SIGKILL, power loss)
+        killed = previous.get("state") == "running"
+        header = _run_header(
+            command, input_dir, out_root, backend, previous if killed else None,
+            {"method": method, "options": options, "undersampling": _undersampling_dict(undersampling),
+             "pattern": pattern, "limit": limit, "resume": resume,
+             "target_dir": str(target_root) if target_root else None, "tiers": tier_names,
+             "prewhiten": prewhiten})
+        manifest = Manifest(out_root / MANIFEST_NAME, header,
+                            [(it.rel, str(it.input), str(it.output)) for it in items],
+                            metric_names=tier_metric_names(tier_names))
+        settings = dict(method=method, options=options, undersampling=undersampling, prewhiten=prewhiten)
+        tasks, skipped = _plan_tasks(items, manifest, previous, target_root, resume, tier_names, backend, settings)
+        manifest.write()  # fails here, before any work, if OUTPUT_DIR is not writable
+
+        progress = BatchProgress(len(tasks), stream=stream, live=live)
+        pre_failed = sum(1 for e in manifest.files.values() if e["status"] == "failed")
+        if killed:
+            who = f"pid {previous['pid']}, " if previous.get("pid") is not None else ""
+            then = "resuming from its finished outputs" if resume else "--no-resume: redoing every file"
+            progress.log(f"the previous run in {out_root} ({who}started {previous.get('started')}) was killed "
+                         f"before it finished (its manifest said 'running'); {then}")
+        progress.log(f"{len(items)} input(s) under {Path(input_dir)}; skipped {skipped} finished"
+                     + (f"; {pre_failed} with conflicting outputs" if pre_failed else "")
+                     + f"; {len(tasks)} to reconstruct on {backend.name} ({backend.workers} worker(s))")
+        _execute(tasks, items, backend, manifest, header, progress)
+    return BatchResult(manifest.path, manifest.data)
+
+
+def _check_run(input_dir: str | Path, output_dir: str | Path, method: str, options: dict[str, Any], pattern: str,
+               limit: int | None, target_dir: str | Path | None, tiers: Sequence[str] | str | None,
+               backend: Backend | None, workers: int | None, scheduler: str | None, threads: int | None
+               ) -> tuple[list[Any], Path, Path | None, list[str], Backend]:
+    """Everything that can be wrong with the whole run, checked before any work (usage errors first, then
+    the output folder, which is created): ``(inputs, output root, target root, tier names, backend)``."""
     from recon.pipeline import get_method
 
-    options = dict(options or {})
     get_method(method, options)  # unknown method or option: a usage error before anything else
     tier_names = _parse_tiers(tiers)
     out_root = Path(output_dir).absolute()
@@ -180,102 +223,94 @@ def run_batch(
         out_root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create the output folder: {exc.strerror or exc}", out_root) from None
+    return items, out_root, target_root, tier_names, backend
 
-    stream = stream if stream is not None else sys.stderr
-    with output_lock(out_root):
-        from recon.batch.lifetime import WORKERS_LOCK_NAME, check_no_live_workers
 
-        check_no_live_workers(out_root)  # the lock covers an earlier run's workers too (issue 18)
-        if hasattr(backend, "lock_path"):
-            backend.lock_path = str(out_root / WORKERS_LOCK_NAME)
-        previous = load_manifest(out_root / MANIFEST_NAME) or {"files": {}}
-        # we hold the lock, so an earlier run whose manifest still says "running" is dead (SIGKILL, power loss)
-        killed = previous.get("state") == "running"
-        header = {
-            **owner(),
-            "command": list(command) if command is not None else None,
-            "input_dir": str(Path(input_dir).absolute()),
-            "output_dir": str(out_root),
-            "parameters": {"method": method, "options": options, "undersampling": _undersampling_dict(undersampling),
-                           "pattern": pattern, "limit": limit, "resume": resume,
-                           "target_dir": str(target_root) if target_root else None, "tiers": tier_names,
-                           "prewhiten": prewhiten},
-            "versions": software_versions(),
-            "backend": backend.describe(),
-        }
-        if killed:
-            header["previous_run"] = {"state": "killed", "started": previous.get("started"),
-                                      "updated": previous.get("updated"), "pid": previous.get("pid")}
-        manifest = Manifest(out_root / MANIFEST_NAME, header,
-                            [(it.rel, str(it.input), str(it.output)) for it in items],
-                            metric_names=tier_metric_names(tier_names))
-        tasks: list[FileTask] = []
-        skipped = 0
-        for it in items:
-            _remove_stale_parts(it.output)
-            target = None
-            if target_root is not None:
-                tpath = (target_root / it.rel).with_suffix(".h5")
-                if tpath.is_file():
-                    target = str(tpath)
-                    manifest.record(it.rel, target=target)
+def _run_header(command: Sequence[str] | None, input_dir: str | Path, out_root: Path, backend: Backend,
+                killed: dict[str, Any] | None, parameters: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's header: who runs what on which inputs with which settings and software; ``killed``: the
+    manifest of an earlier run that died while running (recorded as ``previous_run``)."""
+    header = {
+        **owner(),
+        "command": list(command) if command is not None else None,
+        "input_dir": str(Path(input_dir).absolute()),
+        "output_dir": str(out_root),
+        "parameters": parameters,
+        "versions": software_versions(),
+        "backend": backend.describe(),
+    }
+    if killed is not None:
+        header["previous_run"] = {"state": "killed", "started": killed.get("started"),
+                                  "updated": killed.get("updated"), "pid": killed.get("pid")}
+    return header
+
+
+def _plan_tasks(items: list[Any], manifest: Manifest, previous: dict[str, Any], target_root: Path | None,
+                resume: bool, tier_names: list[str], backend: Backend, settings: dict[str, Any]
+                ) -> tuple[list[FileTask], int]:
+    """``(tasks to run, inputs skipped as finished)``; records each input's target, and the skipped ones and
+    conflicting outputs (failures) in ``manifest``. ``settings``: method, options, undersampling, prewhiten."""
+    from recon import __version__
+
+    tasks: list[FileTask] = []
+    skipped = 0
+    for it in items:
+        _remove_stale_parts(it.output)
+        target = None
+        if target_root is not None:
+            tpath = (target_root / it.rel).with_suffix(".h5")
+            if tpath.is_file():
+                target = str(tpath)
+                manifest.record(it.rel, target=target)
+            else:
+                manifest.record(it.rel, metrics_error={"type": "InputError",
+                                                       "message": f"{tpath}: no target file"})
+        if resume:
+            state = output_state(it.output, input_name=it.input.name, version=__version__, **settings)
+            if state.state == FINISHED:
+                manifest.record(it.rel, status="skipped", slices=state.slices, seconds=0.0,
+                                metrics=_skipped_metrics(state, target, it.input, it.output, previous, it.rel,
+                                                         tier_names))
+                skipped += 1
+                continue
+            if state.state != MISSING:
+                if state.state == MISMATCH:
+                    why = (f"an output made with other settings exists ({state.reason}); "
+                           "use another OUTPUT_DIR, or --no-resume to overwrite it")
                 else:
-                    manifest.record(it.rel, metrics_error={"type": "InputError",
-                                                           "message": f"{tpath}: no target file"})
-            if resume:
-                state = output_state(it.output, input_name=it.input.name, method=method, options=options,
-                                     undersampling=undersampling, version=__version__, prewhiten=prewhiten)
-                if state.state == FINISHED:
-                    manifest.record(it.rel, status="skipped", slices=state.slices, seconds=0.0,
-                                    metrics=_skipped_metrics(state, target, it.input, it.output, previous, it.rel,
-                                                             tier_names))
-                    skipped += 1
-                    continue
-                if state.state != MISSING:
-                    if state.state == MISMATCH:
-                        why = (f"an output made with other settings exists ({state.reason}); "
-                               "use another OUTPUT_DIR, or --no-resume to overwrite it")
-                    else:
-                        why = f"the existing output {state.reason}; remove it, or --no-resume to overwrite it"
-                    manifest.record(it.rel, status="failed", error={"type": "OutputError",
-                                                                     "message": f"{it.output}: {why}"})
-                    continue
-            tasks.append(FileTask(rel=it.rel, input=str(it.input), output=str(it.output), method=method,
-                                  options=options, undersampling=undersampling, overwrite=not resume,
-                                  target=target, threads=backend.threads_per_task(), tiers=tuple(tier_names),
-                                  prewhiten=prewhiten))
-        manifest.write()  # fails here, before any work, if OUTPUT_DIR is not writable
+                    why = f"the existing output {state.reason}; remove it, or --no-resume to overwrite it"
+                manifest.record(it.rel, status="failed", error={"type": "OutputError",
+                                                                 "message": f"{it.output}: {why}"})
+                continue
+        tasks.append(FileTask(rel=it.rel, input=str(it.input), output=str(it.output), overwrite=not resume,
+                              target=target, threads=backend.threads_per_task(), tiers=tuple(tier_names),
+                              **settings))
+    return tasks, skipped
 
-        progress = BatchProgress(len(tasks), stream=stream, live=live)
-        pre_failed = sum(1 for e in manifest.files.values() if e["status"] == "failed")
-        if killed:
-            who = f"pid {previous['pid']}, " if previous.get("pid") is not None else ""
-            then = "resuming from its finished outputs" if resume else "--no-resume: redoing every file"
-            progress.log(f"the previous run in {out_root} ({who}started {previous.get('started')}) was killed "
-                         f"before it finished (its manifest said 'running'); {then}")
-        progress.log(f"{len(items)} input(s) under {Path(input_dir)}; skipped {skipped} finished"
-                     + (f"; {pre_failed} with conflicting outputs" if pre_failed else "")
-                     + f"; {len(tasks)} to reconstruct on {backend.name} ({backend.workers} worker(s))")
-        state = "interrupted"
-        try:
-            if tasks:  # a backend the caller started (``with backend:``) stays up for the caller's next run
-                with (backend if not backend.started else contextlib.nullcontext(backend)):
-                    header["backend"] = backend.describe()
-                    manifest.data["backend"] = header["backend"]
-                    for result in backend.run(tasks):
-                        rel = result.pop("rel")
-                        manifest.record(rel, **result)
-                        manifest.write()
-                        result["rel"] = rel
-                        progress.update(result)
-            state = "finished"
-        finally:
-            progress.close()
-            for it in items:  # temporaries of workers that died mid-write (their task was redone)
-                _remove_stale_parts(it.output)
-            with contextlib.suppress(OutputError):
-                manifest.write(state)
-    return BatchResult(manifest.path, manifest.data)
+
+def _execute(tasks: list[FileTask], items: list[Any], backend: Backend, manifest: Manifest,
+             header: dict[str, Any], progress: BatchProgress) -> None:
+    """Run ``tasks`` on ``backend``, recording each result in the manifest as it arrives; whatever happens,
+    remove dead workers' temporaries and write the manifest's final state (``finished`` or ``interrupted``)."""
+    state = "interrupted"
+    try:
+        if tasks:  # a backend the caller started (``with backend:``) stays up for the caller's next run
+            with (backend if not backend.started else contextlib.nullcontext(backend)):
+                header["backend"] = backend.describe()
+                manifest.data["backend"] = header["backend"]
+                for result in backend.run(tasks):
+                    rel = result.pop("rel")
+                    manifest.record(rel, **result)
+                    manifest.write()
+                    result["rel"] = rel
+                    progress.update(result)
+        state = "finished"
+    finally:
+        progress.close()
+        for it in items:  # temporaries of workers that died mid-write (their task was redone)
+            _remove_stale_parts(it.output)
+        with contextlib.suppress(OutputError):
+            manifest.write(state)
 
 
 def _fmt(value: Any, spec: str) -> str:

@@ -88,49 +88,39 @@ def main(args: argparse.Namespace) -> int:
             raise RuntimeError("CUDA is not available")
     except RuntimeError as exc:
         raise UsageError(f"device {args.device!r} is not available: {exc}") from None
-    if args.model == "diffusion":
-        return _train_diffusion(args)
-    config = TrainConfig(
-        model=args.model, model_options=model_options(args), mask_type=args.mask_type,
-        accelerations=tuple(args.accelerations), center_fractions=tuple(args.center_fractions),
-        epochs=args.epochs, loss=args.loss, batch_size=1 if args.batch_size is None else args.batch_size,
-        lr=1e-3 if args.lr is None else args.lr, seed=args.seed,
-        max_train_slices=args.max_train_slices, max_val_slices=args.max_val_slices,
+    config = TrainConfig(  # batch size and learning rate: None = the model's default (1 / 1e-3; diffusion 8 / 5e-4)
+        model=args.model, model_options=_diffusion_options(args) if args.model == "diffusion" else model_options(args),
+        mask_type=args.mask_type, accelerations=tuple(args.accelerations),
+        center_fractions=tuple(args.center_fractions), epochs=args.epochs, loss=args.loss,
+        batch_size=args.batch_size, lr=args.lr, seed=args.seed, steps_per_epoch=args.steps_per_epoch,
+        patch=args.patch_size, max_train_slices=args.max_train_slices, max_val_slices=args.max_val_slices,
     )
     history = train(args.output, args.train, args.val, config, resume=args.resume, overwrite=args.overwrite,
                     device=args.device, lr=args.lr if args.resume else None)
     if args.json:
         print(json.dumps(history, indent=2))
     elif history:
-        from recon.training.loop import describe_validation
-
-        last = history[-1]
-        print(f"{args.output}: {args.model} after {last['epoch']} epochs: {describe_validation(last)}")
+        print(_summary(args, history[-1]))
     return 0
 
 
-def _train_diffusion(args: argparse.Namespace) -> int:
-    """``recon train --model diffusion``: the prior of ``recon run --method diffusion``."""
+def _diffusion_options(args: argparse.Namespace) -> dict:
+    """Constructor options of the diffusion prior (``--levels``)."""
     from recon.errors import UsageError
-    from recon.training.diffusion import DiffusionTrainConfig, train_diffusion
 
     opts = {}
     if args.levels is not None:
         if min(args.levels) < 1:
             raise UsageError(f"--levels must be >= 1, got {args.levels}")
         opts["chans"] = list(args.levels)
-    config = DiffusionTrainConfig(
-        model_options=opts, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
-        batch_size=8 if args.batch_size is None else args.batch_size, patch=args.patch_size,
-        lr=5e-4 if args.lr is None else args.lr, seed=args.seed,
-        max_train_slices=args.max_train_slices, max_val_slices=args.max_val_slices,
-    )
-    history = train_diffusion(args.output, args.train, args.val, config, resume=args.resume,
-                              overwrite=args.overwrite, device=args.device, lr=args.lr if args.resume else None)
-    if args.json:
-        print(json.dumps(history, indent=2))
-    elif history:
-        last = history[-1]
-        print(f"{args.output}: diffusion prior after {last['epoch']} epochs: val loss {last['val_loss']:.4f}, "
-              f"denoised PSNR at sigma 0.1 {last.get('psnr_0.1', float('nan')):.2f} dB")
-    return 0
+    return opts
+
+
+def _summary(args: argparse.Namespace, last: dict) -> str:
+    """The line printed after training: the last epoch's validation."""
+    if args.model == "diffusion":
+        return (f"{args.output}: diffusion prior after {last['epoch']} epochs: val loss {last['val_loss']:.4f}, "
+                f"denoised PSNR at sigma 0.1 {last.get('psnr_0.1', float('nan')):.2f} dB")
+    from recon.training.supervised import describe_validation
+
+    return f"{args.output}: {args.model} after {last['epoch']} epochs: {describe_validation(last)}"

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import torch
 
+from recon.arrays import rss as _rss
 from recon.coils._tensor import ArrayLike, as_complex_tensor
 from recon.errors import UsageError
 
 
 def rss(coil_images: ArrayLike, dim: int = -3) -> torch.Tensor:
-    """Root sum of squares over the coil axis ``dim``: ``(S, C, H, W)`` -> ``(S, H, W)`` float32."""
-    x = as_complex_tensor(coil_images, "coil_images", (2, 3, 4, 5))
-    return torch.sqrt(torch.sum(x.real ** 2 + x.imag ** 2, dim=dim))
+    """Root sum of squares over the coil axis ``dim``: ``(S, C, H, W)`` -> ``(S, H, W)`` float32 tensor, for any
+    array-like input (checked and made complex64 first; :func:`recon.arrays.rss` does the sum)."""
+    return _rss(as_complex_tensor(coil_images, "coil_images", (2, 3, 4, 5)), axis=dim)
 
 
 def sense_combine(coil_images: ArrayLike, maps: ArrayLike) -> torch.Tensor:

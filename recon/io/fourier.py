@@ -3,10 +3,18 @@
 Solvers use the torch operators in ``recon.operators``; both follow the same convention
 (``data_specs/conventions.md``): ``image = fftshift(ifft2(ifftshift(kspace), norm="ortho"))``
 over the last two axes (H = readout, W = phase encode).
+
+``center_crop`` and ``rss`` moved to :mod:`recon.arrays` (``center_crop_or_pad``, ``rss``); the old names
+still import from here, with a :class:`DeprecationWarning`, for one release.
 """
 from __future__ import annotations
 
+import warnings
+from typing import Any
+
 import numpy as np
+
+from recon.arrays import center_crop_or_pad as _center_crop_or_pad, rss as _rss
 
 AXES = (-2, -1)
 
@@ -21,23 +29,21 @@ def ifft2c(kspace: np.ndarray, axes: tuple[int, ...] = AXES) -> np.ndarray:
     return np.fft.fftshift(np.fft.ifftn(np.fft.ifftshift(kspace, axes=axes), axes=axes, norm="ortho"), axes=axes)
 
 
-def rss(coil_images: np.ndarray, coil_axis: int = 1) -> np.ndarray:
-    """Root sum of squares over the coil axis: ``(S, C, H, W)`` -> ``(S, H, W)``."""
-    return np.sqrt(np.sum(np.abs(coil_images) ** 2, axis=coil_axis))
+def _rss_coil_axis_1(coil_images: np.ndarray, coil_axis: int = 1) -> np.ndarray:
+    """Root sum of squares over the coil axis: ``(S, C, H, W)`` -> ``(S, H, W)`` (the old signature)."""
+    return _rss(coil_images, axis=coil_axis)
 
 
-def center_crop(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Centre crop the last two axes to ``size`` = (h, w), as fastMRI's ``center_crop`` does.
+#: names that moved to :mod:`recon.arrays` (deprecated here for one release): old name -> (new name, object)
+_MOVED = {
+    "center_crop": ("recon.arrays.center_crop_or_pad", _center_crop_or_pad),
+    "rss": ("recon.arrays.rss (axis= instead of coil_axis=)", _rss_coil_axis_1),
+}
 
-    When ``size`` exceeds the array along an axis, that axis is zero-padded symmetrically instead.
-    """
-    h, w = image.shape[-2:]
-    th, tw = int(size[0]), int(size[1])
-    if th > h or tw > w:
-        ph, pw = max(th - h, 0), max(tw - w, 0)
-        pad = [(0, 0)] * (image.ndim - 2) + [(ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)]
-        image = np.pad(image, pad)
-        h, w = image.shape[-2:]
-    top = (h - th) // 2
-    left = (w - tw) // 2
-    return image[..., top:top + th, left:left + tw]
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        new, value = _MOVED[name]
+        warnings.warn(f"recon.io.fourier.{name} is deprecated; use {new}", DeprecationWarning, stacklevel=2)
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,11 +2,10 @@
 before loading torch)."""
 from __future__ import annotations
 
-from typing import TypeVar
+import warnings
+from typing import Any
 
-from recon.errors import UsageError
-
-A = TypeVar("A")
+from recon.arrays import center_crop as _center_crop
 
 #: fastMRI's (skimage's default) SSIM settings
 WIN_SIZE = 7
@@ -24,13 +23,9 @@ def fastmri_crop_size(target_shape: tuple[int, ...]) -> tuple[int, int]:
     return min(h, w), w
 
 
-def center_crop(x: A, size: tuple[int, int], name: str = "image") -> A:
-    """Centre crop the last two axes of a numpy array or torch tensor to ``size = (h, w)``, as fastMRI's
-    ``center_crop`` (start ``(H - h) // 2``); a size larger than the image is a :class:`UsageError` (metrics
-    never pad)."""
-    h, w = int(size[0]), int(size[1])
-    H, W = x.shape[-2:]  # type: ignore[attr-defined]
-    if not (0 < h <= H and 0 < w <= W):
-        raise UsageError(f"cannot crop {name} of size {H} x {W} to {h} x {w}")
-    top, left = (H - h) // 2, (W - w) // 2
-    return x[..., top:top + h, left:left + w]  # type: ignore[index]
+def __getattr__(name: str) -> Any:
+    if name == "center_crop":  # moved to recon.arrays (deprecated here for one release)
+        warnings.warn("recon.metrics._common.center_crop is deprecated; use recon.arrays.center_crop",
+                      DeprecationWarning, stacklevel=2)
+        return _center_crop
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

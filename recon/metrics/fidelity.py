@@ -24,8 +24,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from recon.arrays import center_crop
 from recon.errors import UsageError
-from recon.metrics._common import K1, K2, METRIC_NAMES, WIN_SIZE, center_crop, fastmri_crop_size
+from recon.metrics._common import K1, K2, METRIC_NAMES, WIN_SIZE, fastmri_crop_size
 
 __all__ = [
     "K1", "K2", "METRIC_NAMES", "WIN_SIZE", "SSIMLoss", "as_magnitude", "center_crop", "fastmri_crop_size",

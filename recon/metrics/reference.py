@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from recon.io import read_raw
-from recon.io.fourier import center_crop, ifft2c, rss
+from recon.arrays import center_crop_or_pad, rss
+from recon.io.fourier import ifft2c
 from recon.io.types import RawData
 from recon.metrics.fidelity import fastmri_crop_size, volume_metrics
 
@@ -28,7 +29,7 @@ def reference_slice(raw: RawData, crop: tuple[int, int], *, fully_sampled_rss: b
         return np.asarray(raw.reference, dtype=np.float32)
     if not fully_sampled_rss:
         return None
-    return np.asarray(center_crop(rss(ifft2c(raw.kspace)), crop), dtype=np.float32)
+    return np.asarray(center_crop_or_pad(rss(ifft2c(raw.kspace), axis=1), crop), dtype=np.float32)
 
 
 def reference_volume(path: str | Path) -> np.ndarray:

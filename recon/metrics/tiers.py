@@ -16,8 +16,9 @@ from typing import Union
 
 import numpy as np
 
+from recon.arrays import center_crop
 from recon.errors import UsageError
-from recon.metrics._common import METRIC_NAMES, center_crop, fastmri_crop_size
+from recon.metrics._common import METRIC_NAMES, fastmri_crop_size
 
 __all__ = ["TIER_NAMES", "Crop", "higher_is_better", "parse_tiers", "tier_metric_names", "volume_tier_metrics"]
 

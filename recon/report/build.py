@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from recon.arrays import center_crop_or_pad
 from recon.errors import ReconError
 from recon.report.collect import EXTRA_MAPS, FileRecord, RunData, collect_run, load_reference, load_volume
 
@@ -97,10 +98,8 @@ def _accel_label(a: float | None) -> str:
 
 def _crop_pair(ref: np.ndarray, rec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Centre-crop both ``(..., H, W)`` arrays to their common (smallest) size."""
-    from recon.io.fourier import center_crop
-
     size = (min(ref.shape[-2], rec.shape[-2]), min(ref.shape[-1], rec.shape[-1]))
-    return np.asarray(center_crop(ref, size)), np.asarray(center_crop(rec, size))
+    return np.asarray(center_crop_or_pad(ref, size)), np.asarray(center_crop_or_pad(rec, size))
 
 
 def compute_metrics(run: RunData, tiers: Sequence[str], *, log: Callable[[str], None]) -> dict[str, str]:
@@ -214,7 +213,6 @@ def file_images(run: RunData, *, log: Callable[[str], None]) -> list[Figure]:
     values), so their error maps compare by brightness."""
     import h5py
 
-    from recon.io.fourier import center_crop
     from recon.report.figures import file_figure
     from recon.viz import error_map, error_scale
 
@@ -258,8 +256,8 @@ def file_images(run: RunData, *, log: Callable[[str], None]) -> list[Figure]:
     for rec, item in prepared:
         shape = item["rec"].shape
         # maps and samples are cropped like the reconstruction when it was cropped to the reference
-        maps = {name: np.asarray(center_crop(value, shape)) for name, value in item["maps"].items()}
-        samples = [np.asarray(center_crop(s, shape)) for s in item.get("samples", [])]
+        maps = {name: np.asarray(center_crop_or_pad(value, shape)) for name, value in item["maps"].items()}
+        samples = [np.asarray(center_crop_or_pad(s, shape)) for s in item.get("samples", [])]
         title = f"{rec.name}: {rec.method or '?'}, {_accel_label(rec.acceleration)}, slice {item['slice']}"
         png = file_figure(item["rec"], item["ref"], maps=maps, samples=samples,
                           error_vmax=scales.get(rec.reference), title=title)

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from recon.arrays import center_crop_or_pad
+
 
 @dataclass
 class IntervalRow:
@@ -30,7 +32,6 @@ def interval_rows(run: Any, *, log: Callable[[str], None]) -> list[IntervalRow]:
     """Rows for the files of ``run`` (:class:`recon.report.collect.RunData`) that hold intervals and a reference."""
     import h5py
 
-    from recon.io.fourier import center_crop
     from recon.report.collect import load_reference
     from recon.solvers.diffusion.uncertainty import object_mask
 
@@ -50,7 +51,7 @@ def interval_rows(run: Any, *, log: Callable[[str], None]) -> list[IntervalRow]:
         if ref.ndim != 3 or ref.shape[0] != lower.shape[0]:
             continue
         shape = tuple(min(a, b) for a, b in zip(ref.shape[-2:], lower.shape[-2:]))
-        ref, lower, upper = (np.asarray(center_crop(v, shape), np.float64) for v in (ref, lower, upper))
+        ref, lower, upper = (np.asarray(center_crop_or_pad(v, shape), np.float64) for v in (ref, lower, upper))
         misses, counts, widths, levels = [], [], [], []
         for i in range(ref.shape[0]):
             obj = object_mask(ref[i])

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from recon.errors import UsageError
-from recon.io.fourier import center_crop
+from recon.arrays import center_crop_or_pad
 
 #: axial slices through the brain (lateral ventricles, basal ganglia) used for the bundled sample
 SAMPLE_SLICES: tuple[int, ...] = (80, 88, 96)
@@ -58,5 +58,5 @@ def load_colin27(
         picked = volume[idx]
     images = picked.astype(np.float32) / 255.0
     if shape is not None:
-        images = np.ascontiguousarray(center_crop(images, (int(shape[0]), int(shape[1]))))
+        images = np.ascontiguousarray(center_crop_or_pad(images, (int(shape[0]), int(shape[1]))))
     return images

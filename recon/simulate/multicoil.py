@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from recon.errors import UsageError
-from recon.io.fourier import center_crop, fft2c, ifft2c, rss
+from recon.arrays import center_crop_or_pad, rss
+from recon.io.fourier import fft2c, ifft2c
 from recon.io.types import Header, RawData
 from recon.simulate.coils import coil_noise, coil_sensitivities, noise_covariance, smooth_phase
 
@@ -122,7 +123,7 @@ def simulate_multicoil(
             raise UsageError(f"maps must be finite (coils, {h}, {w}), got shape {maps.shape}")
         num_coils = maps.shape[0]
     h_enc = h * oversampling
-    coil_images = center_crop(maps[None] * clean[:, None], (h_enc, w))  # zero-pads H symmetrically
+    coil_images = center_crop_or_pad(maps[None] * clean[:, None], (h_enc, w))  # zero-pads H symmetrically
     kspace = fft2c(coil_images).astype(np.complex64)
 
     sigma = 0.0 if snr is None or np.isinf(snr) else mean_signal(x) / float(snr)
@@ -130,7 +131,7 @@ def simulate_multicoil(
     if sigma > 0:
         kspace += coil_noise(kspace.shape, cov, rng)
 
-    reference = center_crop(rss(ifft2c(kspace)), (h, w)).astype(np.float32)
+    reference = center_crop_or_pad(rss(ifft2c(kspace), axis=1), (h, w)).astype(np.float32)
     dx, dy, dz = (float(v) for v in voxel_size_mm)
     header = Header(
         encoded_matrix=(h_enc, w, 1),

@@ -135,7 +135,39 @@ def grappa(
     k = as_complex(kspace, device, "kspace")
     if k.ndim != 4:
         raise UsageError(f"k-space must have shape (slices, coils, H, W), got {tuple(k.shape)}")
-    _, _, hh, ww = k.shape
+    ww = k.shape[-1]
+    kh, ky = _check_kernel(kernel_size, reg)
+    cols = column_mask(mask, ww)
+    kc, a, b = _acs(k, cols, calibration, calibration_mask, min_acs)
+    lo, hi = (0, ww) if fill_range is None else (int(fill_range[0]), int(fill_range[1]))
+    targets = [t for t in range(lo, hi) if not cols[t]]
+    if ky is None:
+        ky = default_extent(b - a)
+    reach = b - a - 2  # every pattern fits at >= 2 ACS positions
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for t in targets:
+        off = _pattern(cols, t, ky // 2, reach)
+        if off:
+            groups.setdefault(off, []).append(t)
+
+    out = k * torch.as_tensor(cols, device=k.device).to(k.real.dtype)
+    unfilled = len(targets) - sum(len(v) for v in groups.values())
+    unfilled += _fill(out, k, kc, groups, a, b, kh, reg)
+    images = ifft2c(out)
+    rss = (images.real.square() + images.imag.square()).sum(dim=1).sqrt()
+    result = SolverResult(
+        image=rss, iterations=0, seconds=time.perf_counter() - start,
+        parameters={"solver": "grappa", "kernel_size": [kh, ky], "reg": float(reg), "acs": [int(a), int(b)],
+                    "calibration": "reference lines" if kc is not None else "image centre",
+                    "patterns": len(groups), "filled_lines": len(targets) - unfilled, "unfilled_lines": unfilled},
+        extras={"kspace": out},
+    )
+    return result
+
+
+def _check_kernel(kernel_size: tuple[int, int | None], reg: float) -> tuple[int, int | None]:
+    """``(readout points, phase-encode window or None)`` of a valid ``kernel_size``; a :class:`UsageError` for a
+    bad kernel or a negative ``reg``."""
     if len(kernel_size) != 2:
         raise UsageError(f"GRAPPA kernel_size must be (readout points, phase-encode lines), got {kernel_size}")
     kh = int(kernel_size[0])
@@ -145,7 +177,15 @@ def grappa(
                          f"got {kernel_size}")
     if not reg >= 0:
         raise UsageError(f"GRAPPA reg must be >= 0, got {reg}")
-    cols = column_mask(mask, ww)
+    return kh, ky
+
+
+def _acs(k: torch.Tensor, cols: np.ndarray, calibration: Any, calibration_mask: Any, min_acs: int | None
+         ) -> tuple[torch.Tensor | None, int, int]:
+    """``(calibration k-space or None, ACS start, ACS end)``: the contiguous fully sampled lines through the
+    centre of ``calibration`` (with its line mask) or of ``k``'s own lines; a :class:`DataError` when fewer
+    than ``min_acs`` (default 3)."""
+    ww = k.shape[-1]
     if calibration is not None:
         kc = as_complex(calibration, k.device, "calibration")
         if tuple(kc.shape) != tuple(k.shape) or calibration_mask is None:
@@ -161,18 +201,15 @@ def grappa(
             f"GRAPPA needs a fully sampled k-space centre (ACS) of at least {need} phase-encode lines; "
             f"found {b - a} contiguous lines through the centre"
         )
-    lo, hi = (0, ww) if fill_range is None else (int(fill_range[0]), int(fill_range[1]))
-    targets = [t for t in range(lo, hi) if not cols[t]]
-    if ky is None:
-        ky = default_extent(b - a)
-    reach = b - a - 2  # every pattern fits at >= 2 ACS positions
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for t in targets:
-        off = _pattern(cols, t, ky // 2, reach)
-        if off:
-            groups.setdefault(off, []).append(t)
+    return kc, a, b
 
-    out = k * torch.as_tensor(cols, device=k.device).to(k.real.dtype)
+
+def _fill(out: torch.Tensor, k: torch.Tensor, kc: torch.Tensor | None, groups: dict[tuple[int, ...], list[int]],
+          a: int, b: int, kh: int, reg: float) -> int:
+    """Calibrate one kernel per sampling pattern (``groups``: source offsets -> target lines) on the ACS lines
+    ``[a, b)`` of ``kc`` (or ``k``) and fill its target lines of ``out`` in place; returns the number of lines
+    left unfilled (patterns that fit nowhere in the ACS)."""
+    _, _, hh, ww = k.shape
     pad = kh // 2
     kpad = F.pad(out.reshape(-1, hh, ww), (0, 0, pad, pad)).reshape(k.shape[:2] + (hh + 2 * pad, ww))
     s, c = k.shape[:2]
@@ -184,7 +221,7 @@ def grappa(
     x = _line_patches(kcal, acs, kh)  # (S, H, n, P1)
     gram_lines = torch.einsum("shlp,shmq->slmpq", x.conj(), x)
     centre = torch.arange(c, device=k.device) * kh + pad  # the target point of each coil within a patch
-    unfilled = len(targets) - sum(len(v) for v in groups.values())
+    unfilled = 0
     for offsets, lines in groups.items():
         off = torch.as_tensor(offsets, device=k.device)
         pos = torch.arange(a, b, device=k.device)
@@ -207,13 +244,4 @@ def grappa(
         src = torch.stack([_line_patches(kpad, tl + int(v), kh) for v in offsets], dim=3)  # (S, H, nT, O, P1)
         filled = (src.reshape(s, -1, o * p1) @ weights).reshape(s, hh, len(lines), c).permute(0, 3, 1, 2)
         out[..., tl] = filled
-    images = ifft2c(out)
-    rss = (images.real.square() + images.imag.square()).sum(dim=1).sqrt()
-    result = SolverResult(
-        image=rss, iterations=0, seconds=time.perf_counter() - start,
-        parameters={"solver": "grappa", "kernel_size": [kh, ky], "reg": float(reg), "acs": [int(a), int(b)],
-                    "calibration": "reference lines" if kc is not None else "image centre",
-                    "patterns": len(groups), "filled_lines": len(targets) - unfilled, "unfilled_lines": unfilled},
-        extras={"kspace": out},
-    )
-    return result
+    return unfilled

@@ -34,7 +34,7 @@ def remove_readout_oversampling(kspace: np.ndarray, mask: np.ndarray, height: in
             return kspace, mask  # a 2D mask: the readout is not fully sampled
         mask = mask[..., :1, :]
     image = np.fft.fftshift(np.fft.ifft(np.fft.ifftshift(kspace, axes=-2), axis=-2, norm="ortho"), axes=-2)
-    top = (h - height) // 2  # the centre-crop convention of recon.io.fourier.center_crop
+    top = (h - height) // 2  # the centre-crop convention of recon.arrays.center_crop_or_pad
     image = image[..., top:top + height, :]
     cropped = np.fft.fftshift(np.fft.fft(np.fft.ifftshift(image, axes=-2), axis=-2, norm="ortho"), axes=-2)
     return cropped.astype(np.complex64), mask

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from recon.arrays import center_crop_or_pad
+
 
 @dataclass
 class SolverResult:
@@ -78,9 +80,7 @@ class ReconResult:
         """``image`` centre-cropped to the recon size (as ``recon run`` writes it); unchanged if unknown."""
         if self.recon_size is None:
             return self.image
-        from recon.io.fourier import center_crop
-
-        return np.ascontiguousarray(center_crop(self.image, self.recon_size))
+        return np.ascontiguousarray(center_crop_or_pad(self.image, self.recon_size))
 
     def summary(self) -> dict[str, Any]:
         """JSON-serialisable record (no arrays)."""

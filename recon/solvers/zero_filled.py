@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Union
 import numpy as np
 import torch
 
+from recon.arrays import center_crop_or_pad, rss
 from recon.errors import UsageError
 from recon.operators.fft import ifft2c
 
@@ -59,18 +60,6 @@ def zero_filled(kspace: Array, mask: Array | None = None) -> torch.Tensor:
     return ifft2c(_apply_mask(k, mask))
 
 
-def _crop(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Centre crop (or symmetric zero pad) the last two axes to ``size``, like ``recon.io.fourier.center_crop``."""
-    h, w = image.shape[-2:]
-    th, tw = int(size[0]), int(size[1])
-    if th > h or tw > w:
-        ph, pw = max(th - h, 0), max(tw - w, 0)
-        image = torch.nn.functional.pad(image, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
-        h, w = image.shape[-2:]
-    top, left = (h - th) // 2, (w - tw) // 2
-    return image[..., top:top + th, left:left + tw]
-
-
 def rss_reconstruction(
     kspace: Array, mask: Array | None = None, crop: tuple[int, int] | None = None
 ) -> Array:
@@ -89,9 +78,9 @@ def rss_reconstruction(
     if np.ndim(kspace) != 4:
         raise UsageError(f"k-space must have shape (slices, coils, H, W), got {tuple(np.shape(kspace))}")
     images = zero_filled(kspace, mask)
-    out = torch.sqrt(torch.sum(images.real ** 2 + images.imag ** 2, dim=1)).to(torch.float32)
+    out = rss(images, axis=1).to(torch.float32)
     if crop is not None:
-        out = _crop(out, crop)
+        out = center_crop_or_pad(out, crop)
     if isinstance(kspace, torch.Tensor):
         return out
     return out.cpu().numpy()

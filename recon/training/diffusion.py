@@ -1,8 +1,9 @@
-"""Training of the diffusion prior (``recon train --model diffusion``): images, augmentation, EDM loss, loop.
+"""Training of the diffusion prior (``recon train --model diffusion``): images, augmentation, EDM loss, and
+its step of the one training loop (:class:`DiffusionStep` for :class:`~recon.training.trainer.Trainer`).
 
 Training images are what the SENSE model sees: the coil-combined complex image ``x0 = sum_c conj(S_c)
 ifft2c(k_c)`` of each fully sampled slice, with ESPIRiT maps estimated from the slice itself
-(:func:`recon.solvers.reconstruct.estimate_maps`), divided by :func:`~recon.solvers.diffusion.normalise_scale`
+(:func:`recon.solvers.reconstruct.estimate_maps`), divided by :func:`~recon.solvers.diffusion.normalize_scale`
 of ``|x0|`` (99th percentile -> 1). They are computed once per run and cached next to the checkpoint
 (``OUT.pt.images.pt``; recomputed when the file list or sizes change).
 
@@ -25,51 +26,19 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from recon.errors import DataError, UsageError
+from recon.errors import DataError
+from recon.training.config import VAL_SIGMAS, TrainConfig
+from recon.training.trainer import ModelStep, Trainer
 
-#: sigmas (normalised images, per real component) of the per-epoch validation
-VAL_SIGMAS = (0.05, 0.1, 0.2, 0.5)
-
-
-@dataclass
-class DiffusionTrainConfig:
-    """Everything that defines a diffusion-prior training run (stored in the checkpoint)."""
-
-    model: str = "diffusion"
-    model_options: dict[str, Any] = field(default_factory=dict)
-    epochs: int = 10
-    steps_per_epoch: int = 200
-    batch_size: int = 8
-    patch: int = 64
-    lr: float = 5e-4
-    seed: int = 0
-    p_mean: float = -1.2
-    p_std: float = 1.2
-    ema_decay: float = 0.999
-    val_sigmas: tuple[float, ...] = VAL_SIGMAS
-    max_train_slices: int | None = None
-    max_val_slices: int | None = None
-
-    def check(self) -> None:
-        for name in ("epochs", "steps_per_epoch", "batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if int(self.patch) < 8:
-            raise UsageError(f"--patch-size must be >= 8, got {self.patch}")
-        if not self.lr > 0:
-            raise UsageError(f"--lr must be positive, got {self.lr}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise UsageError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 
 
 def combined_image(kspace: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -94,7 +63,7 @@ def load_images(root: str | Path | list[str | Path], max_slices: int | None = No
     ``cache``: a file to read them from if it was made from the same files (names, sizes, mtimes) and
     ``max_slices``, else to write them to.
     """
-    from recon.solvers.diffusion.prior import normalise_scale
+    from recon.solvers.diffusion.prior import normalize_scale
     from recon.training.dataset import SliceDataset
 
     ds = SliceDataset(root, None, max_slices)
@@ -114,7 +83,7 @@ def load_images(root: str | Path | list[str | Path], max_slices: int | None = No
         if raw.is_undersampled:
             raise DataError("diffusion training needs fully sampled k-space", ds.examples[i].path)
         x0 = combined_image(raw.kspace)
-        images.append((x0 / normalise_scale(x0.abs())).to(torch.complex64).contiguous())
+        images.append((x0 / normalize_scale(x0.abs())).to(torch.complex64).contiguous())
     if log is not None:
         log(f"{len(images)} combined images from {root} ({time.perf_counter() - t0:.0f} s)")
     if cache is not None:
@@ -219,89 +188,96 @@ def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> N
             be.copy_(bm)
 
 
-def _jsonable(config: DiffusionTrainConfig) -> dict[str, Any]:
-    d = asdict(config)
-    d["val_sigmas"] = [float(s) for s in d["val_sigmas"]]
-    return d
+class DiffusionStep(ModelStep):
+    """The diffusion prior's step: ``batch_size`` augmented patches per optimizer step (:func:`random_patches`,
+    log-normal sigmas, :func:`edm_loss`), all drawn from a generator seeded with ``(seed, epoch)``; an EMA of
+    the weights (decay ``min(ema_decay, (1 + t) / (10 + t))`` at global step ``t``) is validated
+    (:func:`evaluate_denoiser`) and is the checkpoint's ``state_dict``; the trained weights are its
+    ``train_state_dict``. The combined images are cached next to the checkpoint (``cache``)."""
+
+    smoothing = 50
+
+    def prepare(self, train_dir, val_dir) -> None:
+        c, out = self.config, self.out
+        self.train_images = load_images(train_dir, c.max_train_slices,
+                                        Path(str(out) + ".images.pt") if self.cache else None, self.log)
+        self.val_images = load_images(val_dir, c.max_val_slices,
+                                      Path(str(out) + ".val-images.pt") if self.cache else None, self.log)
+
+    def attach(self, model: torch.nn.Module) -> None:
+        self.ema = copy.deepcopy(model)
+
+    def load(self, model: torch.nn.Module, blob: dict[str, Any]) -> None:
+        model.load_state_dict(blob.get("train_state_dict", blob["state_dict"]))
+        self.ema.load_state_dict(blob["state_dict"])
+
+    def describe(self, model: torch.nn.Module) -> str:
+        c = self.config
+        n_params = sum(p.numel() for p in model.parameters())
+        return (f"diffusion prior: {n_params} parameters; {len(self.train_images)} training / "
+                f"{len(self.val_images)} validation images; patches {c.patch}x{c.patch}, batch {c.batch_size}; "
+                f"device {self.device}")
+
+    def epoch(self, epoch: int) -> tuple[int, Iterator[tuple[tuple[torch.Tensor, ...], int]]]:
+        c = self.config
+        g = torch.Generator().manual_seed(int(c.seed) * 100_003 + epoch)
+
+        def draws() -> Iterator[tuple[tuple[torch.Tensor, ...], int]]:
+            for _ in range(c.steps_per_epoch):
+                x0 = random_patches(self.train_images, c.batch_size, c.patch, g)
+                sigma = torch.exp(c.p_mean + c.p_std * torch.randn(c.batch_size, generator=g))
+                noise = complex_noise(tuple(x0.shape), g)
+                yield (x0, sigma, noise), 1
+
+        return c.steps_per_epoch, draws()
+
+    def loss(self, model: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> float:
+        x0, sigma, noise = batch
+        loss = edm_loss(model, x0.to(self.device), sigma.to(self.device), noise.to(self.device))
+        loss.backward()
+        return float(loss.detach())
+
+    def after_update(self, model: torch.nn.Module, epoch: int, step: int) -> None:
+        global_step = epoch * self.config.steps_per_epoch + step
+        decay = min(self.config.ema_decay, (1 + global_step) / (10 + global_step))
+        _ema_update(self.ema, model, decay)
+
+    def epoch_record(self, model: torch.nn.Module, epoch: int, train_loss: float, t0: float) -> dict[str, Any]:
+        c = self.config
+        metrics = evaluate_denoiser(self.ema, self.val_images, tuple(c.val_sigmas), c.seed, self.device)
+        return {"epoch": epoch + 1, "lr": c.lr, "train_loss": train_loss,
+                **{k: v for k, v in metrics.items() if k != "seconds"}, "seconds": time.perf_counter() - t0}
+
+    def saved_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        return self.ema
+
+    def checkpoint_extra(self, model: torch.nn.Module) -> dict[str, Any]:
+        return {"train_state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+
+    def epoch_line(self, record: dict[str, Any]) -> str:
+        c = self.config
+        psnrs = ", ".join(f"{s:g}: {record[f'psnr_{s:g}']:.2f} ({record[f'psnr_noisy_{s:g}']:.2f})"
+                          for s in c.val_sigmas)
+        return (f"epoch {record['epoch']}/{c.epochs}: train loss {record['train_loss']:.4f}, val loss "
+                f"{record['val_loss']:.4f}, denoised PSNR dB (noisy) at sigma {psnrs} ({record['seconds']:.0f} s) "
+                f"-> {self.out}")
+
+
+def DiffusionTrainConfig(**fields: Any) -> TrainConfig:  # noqa: N802 (the old class name)
+    """Deprecated: ``TrainConfig(model="diffusion", ...)`` (one config type for every model)."""
+    warnings.warn("DiffusionTrainConfig is deprecated; use recon.training.TrainConfig(model='diffusion', ...)",
+                  DeprecationWarning, stacklevel=2)
+    return TrainConfig(**{"model": "diffusion", **fields})
 
 
 def train_diffusion(out: str | Path, train_dir: str | Path | list, val_dir: str | Path | list,
-                    config: DiffusionTrainConfig, *, resume: bool = False, overwrite: bool = False,
+                    config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
                     device: str | torch.device = "cpu", progress: bool = True,
                     log: Callable[[str], None] | None = None,
                     on_step: Callable[[int, int, float], None] | None = None,
                     lr: float | None = None, cache: bool = True) -> list[dict[str, Any]]:
-    """Train the diffusion prior; checkpoint ``out`` after every epoch (atomically). Arguments as
-    :func:`recon.training.train` (``resume``, ``lr`` on resume, ``overwrite``, ``on_step(epoch, step,
-    loss)``); ``cache``: keep the combined images in ``OUT.pt.images.pt`` / ``OUT.pt.val-images.pt``.
-
-    Returns the history: one dict per epoch (``epoch``, ``lr``, ``train_loss``, ``val_loss``,
-    ``psnr_{sigma}``, ``psnr_noisy_{sigma}``, ``seconds``).
-    """
-    from tqdm import tqdm
-
-    from recon.solvers.learned.registry import build_model
-    from recon.training.checkpoint import resume_optimizer, run_config, save_checkpoint
-
-    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    out = Path(out)
-    config, blob = run_config(out, config, resume=resume, overwrite=overwrite, lr=lr, models=("diffusion",),
-                              tuple_keys=("val_sigmas",))
-    config.check()
-    dev = torch.device(device)
-    train_images = load_images(train_dir, config.max_train_slices,
-                               Path(str(out) + ".images.pt") if cache else None, log)
-    val_images = load_images(val_dir, config.max_val_slices,
-                             Path(str(out) + ".val-images.pt") if cache else None, log)
-
-    torch.manual_seed(config.seed)
-    model = build_model({"model": "diffusion", **config.model_options}).to(dev)
-    ema = copy.deepcopy(model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    history: list[dict[str, Any]] = []
-    start_epoch = 0
-    if blob is not None:
-        model.load_state_dict(blob.get("train_state_dict", blob["state_dict"]))
-        ema.load_state_dict(blob["state_dict"])
-        history, start_epoch = resume_optimizer(blob, optimizer, config.lr)
-        log(f"resuming {out} after epoch {start_epoch}")
-    n_params = sum(p.numel() for p in model.parameters())
-    log(f"diffusion prior: {n_params} parameters; {len(train_images)} training / {len(val_images)} validation "
-        f"images; patches {config.patch}x{config.patch}, batch {config.batch_size}; device {dev}")
-
-    for epoch in range(start_epoch, config.epochs):
-        t0 = time.perf_counter()
-        model.train()
-        g = torch.Generator().manual_seed(int(config.seed) * 100_003 + epoch)
-        losses: list[float] = []
-        bar = tqdm(total=config.steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress,
-                   file=sys.stderr, leave=False)
-        for step in range(config.steps_per_epoch):
-            x0 = random_patches(train_images, config.batch_size, config.patch, g)
-            sigma = torch.exp(config.p_mean + config.p_std * torch.randn(config.batch_size, generator=g))
-            noise = complex_noise(tuple(x0.shape), g)
-            optimizer.zero_grad(set_to_none=True)
-            loss = edm_loss(model, x0.to(dev), sigma.to(dev), noise.to(dev))
-            loss.backward()
-            optimizer.step()
-            global_step = epoch * config.steps_per_epoch + step
-            decay = min(config.ema_decay, (1 + global_step) / (10 + global_step))
-            _ema_update(ema, model, decay)
-            losses.append(float(loss.detach()))
-            if on_step is not None:
-                on_step(epoch, step, losses[-1])
-            bar.update(1)
-            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-        bar.close()
-        metrics = evaluate_denoiser(ema, val_images, tuple(config.val_sigmas), config.seed, dev)
-        record = {"epoch": epoch + 1, "lr": config.lr, "train_loss": float(np.mean(losses)),
-                  **{k: v for k, v in metrics.items() if k != "seconds"},
-                  "seconds": time.perf_counter() - t0}
-        history.append(record)
-        save_checkpoint(out, ema, optimizer, epoch=epoch + 1, history=history, train_config=_jsonable(config),
-                        extra={"train_state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}})
-        psnrs = ", ".join(f"{s:g}: {record[f'psnr_{s:g}']:.2f} ({record[f'psnr_noisy_{s:g}']:.2f})"
-                          for s in config.val_sigmas)
-        log(f"epoch {epoch + 1}/{config.epochs}: train loss {record['train_loss']:.4f}, val loss "
-            f"{record['val_loss']:.4f}, denoised PSNR dB (noisy) at sigma {psnrs} ({record['seconds']:.0f} s) -> {out}")
-    return history
+    """Deprecated: :func:`recon.training.train` trains every model (the diffusion prior included)."""
+    warnings.warn("train_diffusion is deprecated; use recon.training.train", DeprecationWarning, stacklevel=2)
+    trainer = Trainer(out, config, DiffusionStep, resume=resume, overwrite=overwrite, device=device,
+                      progress=progress, log=log, lr=lr, cache=cache)
+    return trainer.fit(train_dir, val_dir, on_step)

@@ -4,7 +4,7 @@ Per slice ``(1, C, H, W)``:
 
 1. ESPIRiT maps from the fully sampled centre (:func:`recon.solvers.reconstruct.estimate_maps`), the SENSE
    model ``A = M F S`` with the slice's mask (fully sampled input: every acquired line).
-2. Normalisation: ``s = normalise_scale(|x_init|)`` with ``x_init`` = :data:`INIT_ITERATIONS` CG-SENSE
+2. Normalisation: ``s = normalize_scale(|x_init|)`` with ``x_init`` = :data:`INIT_ITERATIONS` CG-SENSE
    iterations (closer to the true image's scale than the zero-filled adjoint, which loses the energy of the
    missing lines, and what the prior was trained on: images divided by the 99th percentile of their
    magnitude). The sampler runs on ``x / s`` and ``y / s``; every output is multiplied back by ``s`` (data
@@ -60,12 +60,12 @@ def slice_model(kspace: torch.Tensor, mask: np.ndarray, maps: torch.Tensor | Non
 
 
 def initial_image(data: Any, iterations: int = INIT_ITERATIONS) -> tuple[torch.Tensor, float]:
-    """``x_init`` ``(H, W)`` = ``iterations`` CG-SENSE iterations on ``data``, and ``s = normalise_scale(|x_init|)``."""
+    """``x_init`` ``(H, W)`` = ``iterations`` CG-SENSE iterations on ``data``, and ``s = normalize_scale(|x_init|)``."""
     from recon.solvers.cg import conjugate_gradient
-    from recon.solvers.diffusion.prior import normalise_scale
+    from recon.solvers.diffusion.prior import normalize_scale
 
     x = conjugate_gradient(data.normal, data.aty[None], max_iter=int(iterations)).image[0]
-    return x, normalise_scale(x.abs())
+    return x, normalize_scale(x.abs())
 
 
 def posterior_sample(

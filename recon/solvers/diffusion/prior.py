@@ -2,8 +2,8 @@
 coil-combined complex MR images, with EDM preconditioning (Karras et al. 2022, "Elucidating the design
 space of diffusion-based generative models", Table 1).
 
-Images are *normalised* before they reach the prior: ``x0 / normalise_scale(|x0|)``, so that the 99th
-percentile of the magnitude is 1 (:func:`normalise_scale`). ``sigma`` is the standard deviation of the
+Images are *normalised* before they reach the prior: ``x0 / normalize_scale(|x0|)``, so that the 99th
+percentile of the magnitude is 1 (:func:`normalize_scale`). ``sigma`` is the standard deviation of the
 Gaussian noise in each of the real and the imaginary part (so ``n = n_re + i n_im``, both N(0, 1)).
 
 The denoiser is ``D(x, sigma) = c_skip x + c_out F(c_in x, c_noise)`` with
@@ -24,17 +24,19 @@ without network access (the prior module itself knows nothing of weight files).
 from __future__ import annotations
 
 import math
+import warnings
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-#: the percentile of |image| that :func:`normalise_scale` maps to 1
-NORMALISE_PERCENTILE = 99.0
+#: the percentile of |image| that :func:`normalize_scale` maps to 1
+NORMALIZE_PERCENTILE = 99.0
 
 
-def normalise_scale(image_magnitude: Tensor | np.ndarray) -> float:
+def normalize_scale(image_magnitude: Tensor | np.ndarray) -> float:
     """The scale ``s`` so that ``image / s`` is normalised: the 99th percentile of ``|image|`` over the whole
     slice (any shape; complex input is taken by magnitude). Returns 1.0 for an all-zero image."""
     if isinstance(image_magnitude, Tensor):
@@ -43,10 +45,21 @@ def normalise_scale(image_magnitude: Tensor | np.ndarray) -> float:
         mag = np.abs(np.asarray(image_magnitude)).astype(np.float64).ravel()
     if mag.size == 0:
         return 1.0
-    s = float(np.percentile(mag, NORMALISE_PERCENTILE))
+    s = float(np.percentile(mag, NORMALIZE_PERCENTILE))
     if not s > 0 or not math.isfinite(s):
         s = float(mag.max()) if mag.size and mag.max() > 0 and math.isfinite(float(mag.max())) else 1.0
     return s
+
+
+#: old spellings, deprecated for one release: old name -> new name
+_RENAMED = {"normalise_scale": "normalize_scale", "NORMALISE_PERCENTILE": "NORMALIZE_PERCENTILE"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _RENAMED:
+        warnings.warn(f"{__name__}.{name} is deprecated; use {_RENAMED[name]}", DeprecationWarning, stacklevel=2)
+        return globals()[_RENAMED[name]]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class NoiseEmbedding(nn.Module):

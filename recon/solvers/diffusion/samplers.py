@@ -2,7 +2,7 @@
 
 The image model (one slice): ``y = A x + n`` with ``A = M F S`` (:class:`recon.operators.Sense`; maps
 ``(C, H, W)``, any 1D/2D mask, any coil count), ``x`` the coil-combined complex image ``(H, W)``. The samplers
-work on NORMALISED images (``x / s``, ``y / s``; :func:`recon.solvers.diffusion.prior.normalise_scale`) and
+work on NORMALISED images (``x / s``, ``y / s``; :func:`recon.solvers.diffusion.prior.normalize_scale`) and
 draw ``K`` samples at once: every image tensor is ``(K, H, W)`` complex64 and the operator broadcasts its maps
 over the leading sample axis.
 

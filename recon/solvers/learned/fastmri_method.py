@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from recon.arrays import center_crop_or_pad
 from recon.errors import UsageError
 from recon.io.types import RawData
 
@@ -35,13 +36,11 @@ def crop_size(raw: RawData, height: int, width: int) -> tuple[int, int]:
     return (width, width) if width < w else (h, w)
 
 
-def centre_crop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def clipped_center_crop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """fastMRI's ``center_crop`` of the last two axes (offsets ``(n - size) // 2``); sizes larger than the
-    array are a :class:`UsageError` there too, so they are clipped here."""
+    array are a :class:`UsageError` there too, so they are clipped to the array here (never padded)."""
     h, w = x.shape[-2:]
-    th, tw = min(size[0], h), min(size[1], w)
-    top, left = (h - th) // 2, (w - tw) // 2
-    return x[..., top:top + th, left:left + tw]
+    return center_crop_or_pad(x, (min(size[0], h), min(size[1], w)))
 
 
 def varnet_inputs(raw: RawData) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -62,7 +61,7 @@ def unet_inputs(raw: RawData) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
     k, m, _ = varnet_inputs(raw)
     image = ifft2c(k)
-    image = centre_crop(image, crop_size(raw, image.shape[-2], image.shape[-1]))
+    image = clipped_center_crop(image, crop_size(raw, image.shape[-2], image.shape[-1]))
     mag = image.abs()
     mag = mag.square().sum(dim=1).sqrt() if mag.shape[1] > 1 else mag[:, 0]
     outs = [unet_input(mag[s]) for s in range(mag.shape[0])]
@@ -93,7 +92,7 @@ def fastmri_varnet_reconstruction(raw: RawData, weights: str | Path, device: str
         for s in range(k.shape[0]):
             ms = m[s if m.shape[0] > 1 else 0][None].to(dev)
             image = model(k[s:s + 1].to(dev), ms, nlf)
-            out.append(centre_crop(image, crop_size(raw, image.shape[-2], image.shape[-1])).float().cpu())
+            out.append(clipped_center_crop(image, crop_size(raw, image.shape[-2], image.shape[-1])).float().cpu())
     return torch.cat(out).numpy().astype(np.float32)
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from recon.errors import OutputError, UsageError
 from recon.io.atomic import check_output_path
-from recon.io.fourier import center_crop
+from recon.arrays import center_crop_or_pad
 from recon.io.types import RawData
 
 MethodFn = Callable[..., "np.ndarray | dict[str, np.ndarray]"]
@@ -271,9 +271,9 @@ def reconstruct_file(
                 rec, more = _split_result(func(raw, **options), method)
             for key, value in more.items():  # image-shaped extras are cropped like the reconstruction
                 if value.ndim >= 2 and value.shape[-2:] == rec.shape[-2:]:
-                    value = center_crop(value, crop)
+                    value = center_crop_or_pad(value, crop)
                 extras.setdefault(key, []).append(np.asarray(value))
-            slices.append(np.asarray(center_crop(rec, crop), dtype=np.float32))
+            slices.append(np.asarray(center_crop_or_pad(rec, crop), dtype=np.float32))
             release_free_memory()  # per-slice buffers must not pile up in a fragmented heap (recon/memory.py)
             if progress is not None:
                 progress(i + 1, total)

@@ -296,7 +296,7 @@ def _without_readout_oversampling(raw: RawData, device: Any) -> tuple[RawData, d
     maps = _maps_from_reference_lines(raw, dev)  # the file's reference lines when it has them
     maps = estimate_maps(kspace, mask) if maps is None else maps
     problem, _ = cartesian_problem(kspace, maps, as_mask(mask, dev))
-    top = (raw.kspace.shape[-2] - cropped.kspace.shape[-2]) // 2  # recon.io.fourier.center_crop's convention
+    top = (raw.kspace.shape[-2] - cropped.kspace.shape[-2]) // 2  # recon.arrays.center_crop_or_pad's convention
     maps = maps[..., top:top + cropped.kspace.shape[-2], :]
     return cropped, {"maps": maps, "scale": safe_scale(bart_scale(problem.aty))}
 

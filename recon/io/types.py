@@ -209,6 +209,36 @@ class RawData:
                        cal, self.calibration_mask)
 
 
+def stack_slices(slices: list[RawData]) -> RawData | None:
+    """Slices of one file as one :class:`RawData` ``(n, C, H, W)`` (what a batched solver takes), or None when
+    they cannot be stacked: different headers' grids, masks that differ, reference lines on some only.
+
+    The mask must be one per volume (the same array for every slice, as a fastMRI column mask is); the
+    reference images are concatenated when every slice has one.
+    """
+    first = slices[0]
+    if len(slices) == 1:
+        return first
+    if any(r.kspace.shape[1:] != first.kspace.shape[1:] or r.header is not first.header for r in slices):
+        return None
+    masks = [r.mask for r in slices]
+    if any((m is None) != (masks[0] is None) for m in masks):
+        return None
+    if masks[0] is not None and (masks[0].ndim >= 3 and masks[0].shape[0] != 1 or any(
+            m.shape != masks[0].shape or not np.array_equal(m, masks[0]) for m in masks[1:])):
+        return None
+    cals = [r.calibration for r in slices]
+    if any((c is None) != (cals[0] is None) for c in cals):
+        return None
+    if cals[0] is not None and any(not np.array_equal(r.calibration_mask, first.calibration_mask) for r in slices):
+        return None
+    refs = [r.reference for r in slices]
+    reference = np.concatenate(refs, axis=0) if all(x is not None for x in refs) else None
+    return RawData(np.concatenate([r.kspace for r in slices], axis=0), first.header, masks[0], reference,
+                   first.reference_name if reference is not None else None, first.path,
+                   None if cals[0] is None else np.concatenate(cals, axis=0), first.calibration_mask)
+
+
 def expand_mask(mask: Any) -> Any:
     """A mask ``(W,)``, ``(H, W)`` or ``(S, H, W)`` (numpy or torch) as ``(1|S, 1, 1|H, W)``: broadcastable to
     k-space ``(S, C, H, W)``. Other ranks are returned unchanged (callers check the shape)."""

@@ -345,3 +345,15 @@ def tv_method(raw: RawData, *, lam: float | str | None = None, iterations: int |
     opts = {} if solver is None else {"solver": solver}
     return _with_lambda_record(reconstruct(raw, "tv", lam=lam, iterations=iterations, device=device,
                                            **full_fov, **opts))
+
+
+def _stacks_unless_auto(options: dict[str, Any]) -> bool:
+    """Stacked slices are solved as independent problems (per-slice scale, step, restart and stopping), so the
+    pipeline may batch them (:func:`recon.pipeline.slice_batch_size`); ``--lambda auto`` chooses per call, so
+    it keeps one slice per call."""
+    return not is_auto(options.get("lam"))
+
+
+sense_method.slice_batch = _stacks_unless_auto  # type: ignore[attr-defined]
+l1_wavelet_method.slice_batch = _stacks_unless_auto  # type: ignore[attr-defined]
+tv_method.slice_batch = _stacks_unless_auto  # type: ignore[attr-defined]

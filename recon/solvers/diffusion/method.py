@@ -16,7 +16,7 @@ Per slice ``(1, C, H, W)``:
 
 Returns (all float32, leading slice axis of 1; the pipeline crops the image-shaped ones):
 ``reconstruction`` = |posterior mean|, ``uncertainty`` = std of the sample magnitudes, ``hallucination`` =
-the null-space ratio map, ``hallucination_fraction`` ``(1,)`` = flagged fraction of object pixels,
+the local RMS null-space content relative to the object's mean intensity, ``hallucination_fraction`` ``(1,)`` = flagged fraction of object pixels,
 ``null_spread`` = the samples' RMS null-space deviation (the predicted hallucination magnitude),
 ``noise_level`` ``(1,)`` = the image-domain noise std used, and with
 ``save_samples`` ``samples`` ``(1, K, H, W)`` = the sample magnitudes.

@@ -12,8 +12,10 @@ For each test slice with a fully sampled reference (fastMRI layout; e.g. ``examp
 3. Positives: object pixels (of the truth) where ``|h|`` exceeds ``--level`` (default 0.1) x the object's
    mean true intensity (columns ``auc_*``; a slice with no positives gives NaN and is left out of the means);
    and, second, the top ``--top`` (default 0.1) fraction of the object's pixels by ``|h|`` (``auc_*_top``). Scores: ROC AUC over the object pixels of recon's ``hallucination`` map, of its
-   ``null_spread`` map (the samples' null-space spread), and for comparison of the std map and ``|P_null xbar|``; the fraction of object pixels flagged at the default
-   threshold (3), and the fraction of those that are positives (precision) and of positives flagged (recall).
+   ``null_spread`` map (the samples' null-space spread), and for comparison of the std map, ``|P_null xbar|`` and
+   the map recon used before (``ratio``: ``|P_null xbar| / (spread + noise)``); the fraction of object pixels
+   flagged at the default threshold (``HALLUCINATION_THRESHOLD``), and the fraction of those that are positives
+   (precision) and of positives flagged (recall).
 4. Lesion test (``--lesions`` slices): a disk of radius 3 px and contrast ``+0.5`` x the object's mean
    intensity (same phase as the truth there) added to the truth's k-space through the maps; undersampled,
    reconstructed with the same seed; reported: the fraction of the inserted contrast the posterior mean keeps,
@@ -120,6 +122,7 @@ def main() -> None:
                 "auc_std_top": roc_auc(summ.std[obj], top[obj]),
                 "auc_null_spread": roc_auc(summ.null_spread[obj], labels),
                 "auc_std": roc_auc(summ.std[obj], labels), "auc_null_mean": roc_auc(summ.null[obj], labels),
+                "auc_ratio": roc_auc((summ.null / (summ.spread + max(summ.noise, 1e-12)))[obj], labels),
                 "positive_fraction": pos, "flagged_fraction": float(flagged.mean()),
                 "precision": float(labels[flagged].mean()) if flagged.any() else float("nan"),
                 "recall": float(flagged[labels].mean()) if labels.any() else float("nan"),
@@ -145,7 +148,7 @@ def main() -> None:
                 })
             r = rows[-1]
             print(f"{accel}x {path.name}[{s}]: AUC hallucination {r['auc_hallucination']:.3f} std "
-                  f"{r['auc_std']:.3f} null_spread {r['auc_null_spread']:.3f} |P_null mean| {r['auc_null_mean']:.3f}; positives {r['positive_fraction']:.3f}, "
+                  f"{r['auc_std']:.3f} null_spread {r['auc_null_spread']:.3f} |P_null mean| {r['auc_null_mean']:.3f} ratio {r['auc_ratio']:.3f}; positives {r['positive_fraction']:.3f}, "
                   f"flagged {r['flagged_fraction']:.3f}; top-{a.top:g} AUC hallucination {r['auc_hallucination_top']:.3f} "
                   f"null_spread {r['auc_null_spread_top']:.3f} std {r['auc_std_top']:.3f}", flush=True)
         summary = {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0] if k not in ("file", "slice")}

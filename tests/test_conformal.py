@@ -86,7 +86,7 @@ def test_scores_and_losses_are_exact() -> None:
 
 
 def test_calibrated_outputs_bracket_the_reconstruction() -> None:
-    from recon.solvers.diffusion.calibration import calibrated_outputs
+    from recon.solvers.uncertainty.calibration import calibrated_outputs
 
     rng = np.random.default_rng(5)
     mean = rng.random((3, 17, 13)).astype(np.float32) * 1e3
@@ -164,7 +164,7 @@ RUN = ["--method", "diffusion", "--samples", "2", "--steps", "2", "--accel", "4"
 def test_calibrate_writes_the_fit_and_run_writes_intervals(calibration: Path, cal_folder: Path,
                                                            tiny_prior_weights: Path, tmp_path: Path) -> None:
     from recon.cli import main
-    from recon.solvers.diffusion.calibration import weights_identity
+    from recon.solvers.uncertainty.calibration import weights_identity
 
     cal = json.loads(calibration.read_text())
     assert cal["method"] == "diffusion" and cal["slices"] == 12 and cal["alpha"] == 0.2
@@ -216,7 +216,7 @@ def test_calibration_for_something_else_is_refused(change: str, calibration: Pat
 
 def test_measured_acceleration_is_checked_per_slice(calibration: Path, tiny_prior_weights: Path) -> None:
     from recon.errors import UsageError
-    from recon.solvers.diffusion.calibration import check_calibration, load_calibration
+    from recon.solvers.uncertainty.calibration import check_calibration, load_calibration
 
     cal = load_calibration(calibration)
     lo, hi = cal["measured_acceleration"]["min"], cal["measured_acceleration"]["max"]
@@ -250,3 +250,10 @@ def test_report_shows_intervals_and_miss_rate(calibration: Path, cal_folder: Pat
     miss = ((ref < lower) | (ref > upper))[objs].mean()
     assert rows[0].miss == pytest.approx(miss, abs=1e-9)
     assert f"{rows[0].miss:.4f}" in page
+
+
+def test_the_old_calibration_import_path_is_the_same_module():
+    import recon.solvers.diffusion.calibration as old
+    from recon.solvers.uncertainty import calibration as new
+
+    assert old is new and old.CALIBRATABLE == new.CALIBRATABLE

@@ -151,20 +151,35 @@ def test_summary_known_values() -> None:
     assert np.all(s.hallucination == 0) and s.hallucination_fraction == 0.0
 
 
-def test_hallucination_flags_confident_null_space_content() -> None:
-    # all samples carry the same structure in unsampled k-space: unsupported by the data, zero spread -> flagged
+def test_hallucination_map_is_local_null_space_content() -> None:
+    # samples that agree with the data (no null-space part at all): nothing flagged, the map is 0
+    from scipy.ndimage import uniform_filter
+
+    from recon.solvers.diffusion.uncertainty import HALLUCINATION_WINDOW, exact_null_component, object_mask
+
     mask = _column_mask(24)
     data, x = _problem(1, mask)
-    fake = ifft2c(fft2c(0.3 * _image(32, 24, seed=5).abs().to(torch.complex64)) * (1 - mask))
-    samples = torch.stack([x + fake, x + fake + 1e-3 * x])
-    s = summarise(samples, data, noise=1e-3)
-    assert s.hallucination_fraction > 0.5
-    # consistent samples (null-space part = that of x itself) that disagree a lot: hardly flagged
+    xr = x - exact_null_component(data, x[None])[0]
     g = torch.Generator().manual_seed(0)
-    noise = torch.view_as_complex(torch.randn(4, 32, 24, 2, generator=g))
-    spread = ifft2c(fft2c(noise) * (1 - mask))
-    s2 = summarise(x + spread - spread.mean(0), data, noise=1e-3)
-    assert s2.hallucination_fraction < s.hallucination_fraction / 4
+    wiggle = torch.view_as_complex(torch.randn(3, 32, 24, 2, generator=g)) * 1e-2
+    in_range = xr + wiggle - exact_null_component(data, wiggle)
+    s0 = summarise(in_range, data, noise=1e-3)
+    assert s0.hallucination.max() < 1e-3 and s0.hallucination_fraction == 0.0
+    # the same structure in unsampled k-space in every sample, 30 % of the image: flagged, no spread needed
+    fake = ifft2c(fft2c(0.3 * _image(32, 24, seed=5).abs().to(torch.complex64)) * (1 - mask))
+    s = summarise(torch.stack([x + fake, x + fake + 1e-3 * x]), data, noise=1e-3)
+    assert s.hallucination_fraction > 0.5
+    # the definition: sqrt of the 5 x 5 box mean of null_spread^2 + |P_null mean|^2, over the object's mean
+    obj = object_mask(s.mean)
+    expected = np.sqrt(uniform_filter(s.null_spread.astype(np.float64) ** 2 + s.null.astype(np.float64) ** 2,
+                                      HALLUCINATION_WINDOW, mode="nearest")) / s.mean[obj].mean()
+    assert np.allclose(s.hallucination, expected, rtol=1e-4, atol=1e-6)
+    # samples that disagree in the null space (large null_spread): flagged too, by the spread alone
+    noise = torch.view_as_complex(torch.randn(4, 32, 24, 2, generator=g)) * 0.3 * float(x.abs().mean())
+    spread = exact_null_component(data, noise)
+    s2 = summarise(xr + spread - spread.mean(0), data, noise=1e-3)
+    assert float(np.abs(s2.null).max()) < 1e-3 * float(x.abs().max())
+    assert s2.hallucination_fraction > 0.5
 
 
 def test_calibration_numbers() -> None:

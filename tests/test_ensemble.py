@@ -102,7 +102,7 @@ def test_same_seed_same_result_other_seed_other_spread(cal_folder):
 
 def test_calibrate_then_run_brackets_the_reconstruction(calibration, cal_folder, tmp_path):
     from recon.cli import main
-    from recon.solvers.diffusion.calibration import weights_identity
+    from recon.solvers.uncertainty.calibration import weights_identity
 
     cal = json.loads(calibration.read_text())
     assert cal["method"] == "varnet" and cal["slices"] == 12 and cal["scale"] > 0
@@ -176,7 +176,7 @@ def test_calibrate_varnet_needs_an_ensemble(cal_folder, tmp_path, capsys):
 
 def test_the_cli_and_the_calibration_files_agree_on_the_calibratable_methods():
     from recon.cli.run import CALIBRATABLE, ENSEMBLE_METHODS
-    from recon.solvers.diffusion import calibration as calib
+    from recon.solvers.uncertainty import calibration as calib
 
     assert set(CALIBRATABLE) == set(calib.CALIBRATABLE) and set(ENSEMBLE_METHODS) <= set(CALIBRATABLE)
     assert calib.resolved_options("varnet", {"ensemble": 3}) == {"ensemble": 3, "ensemble_fraction": 0.2,

@@ -4,7 +4,7 @@ Every raw file of CAL_DIR (fastMRI layout with fully sampled k-space; their ``re
 of the k-space, is the truth) is undersampled as ``--mask-type/--accel/--center-fraction`` say and
 reconstructed with posterior sampling (diffusion) or with a k-space split ensemble (varnet/modl
 ``--ensemble K``: the spread of K reconstructions each missing 20 % of the lines outside the centre). The scale ``lam`` of the intervals ``[mean - lam lo, mean + lam hi]``
-(:mod:`recon.solvers.diffusion.calibration`) is then fitted so that the fraction of object pixels outside their
+(:mod:`recon.solvers.uncertainty.calibration`) is then fitted so that the fraction of object pixels outside their
 interval is at most ``--alpha``: in expectation over new slices (``--guarantee crc``, conformal risk control,
 the default) or with probability ``1 - --delta`` (``--guarantee rcps``, Hoeffding-Bentkus RCPS; needs many
 slices) (:mod:`recon.metrics.conformal`). ``recon run|batch --calibration OUT.json`` then writes ``lower``,
@@ -75,7 +75,7 @@ def collect_slices(files: list[Path], method: str, undersampling, options: dict,
     from recon.metrics.conformal import slice_scores
     from recon.metrics.reference import reference_slice
     from recon.pipeline import reconstruct_file
-    from recon.solvers.diffusion.calibration import (
+    from recon.solvers.uncertainty.calibration import (
         heuristic_spread,
         measured_acceleration,
     )
@@ -124,7 +124,7 @@ def main(args: argparse.Namespace) -> int:
     from recon.errors import UsageError
     from recon.io.atomic import atomic_path, check_output_path
     from recon.metrics.conformal import fit_scale
-    from recon.solvers.diffusion import calibration as calib
+    from recon.solvers.uncertainty import calibration as calib
     from recon.solvers.diffusion.uncertainty import OBJECT_FRACTION
 
     start = time.perf_counter()

@@ -268,7 +268,7 @@ def check_run_args(args: argparse.Namespace) -> None:
     if path is None:
         return
     from recon.errors import UsageError
-    from recon.solvers.diffusion import calibration as calib
+    from recon.solvers.uncertainty import calibration as calib
 
     cal = calib.load_calibration(path)
     if args.method not in CALIBRATABLE:

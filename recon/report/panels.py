@@ -50,7 +50,7 @@ def panels_figure(reconstruction: np.ndarray, uncertainty: np.ndarray, hallucina
         show_image(axes[r, 0], reconstruction[i], "posterior mean" if r == 0 else None, vmax=top)
         im_std = show_image(axes[r, 1], uncertainty[i], "std of samples" if r == 0 else None, vmax=std_top,
                             cmap="inferno")
-        im_h = show_image(axes[r, 2], hallucination[i], "hallucination ratio" if r == 0 else None,
+        im_h = show_image(axes[r, 2], hallucination[i], "hallucination" if r == 0 else None,
                           vmax=2 * HALLUCINATION_THRESHOLD, cmap="magma")
         for j in range(k):
             show_image(axes[r, 3 + j], samples[i, j], f"sample {j + 1}" if r == 0 else None, vmax=top)

@@ -1,5 +1,5 @@
 """Defaults of ``recon run --method diffusion`` (steps per sampler, start noise), in a module of their own so that
-the calibration files (:mod:`recon.solvers.diffusion.calibration`, used by every calibratable method) can fill
+the calibration files (:mod:`recon.solvers.uncertainty.calibration`, used by every calibratable method) can fill
 them in without importing the sampler (that would close an import circle through the learned methods)."""
 from __future__ import annotations
 

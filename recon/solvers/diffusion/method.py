@@ -16,7 +16,7 @@ Per slice ``(1, C, H, W)``:
 
 Returns (all float32, leading slice axis of 1; the pipeline crops the image-shaped ones):
 ``reconstruction`` = |posterior mean|, ``uncertainty`` = std of the sample magnitudes, ``hallucination`` =
-the null-space ratio map, ``hallucination_fraction`` ``(1,)`` = flagged fraction of object pixels,
+the local RMS null-space content relative to the object's mean intensity, ``hallucination_fraction`` ``(1,)`` = flagged fraction of object pixels,
 ``null_spread`` = the samples' RMS null-space deviation (the predicted hallucination magnitude),
 ``noise_level`` ``(1,)`` = the image-domain noise std used, and with
 ``save_samples`` ``samples`` ``(1, K, H, W)`` = the sample magnitudes.
@@ -120,7 +120,7 @@ def diffusion_method(
     ``start_sigma`` (start from the CG-SENSE image plus noise of this level; None = from pure noise),
     ``calibration`` (a ``recon calibrate`` file: also ``lower``/``upper`` and ``uncertainty`` = the calibrated
     half-width, the raw std then as ``sample_std``; refused for other weights/options/acceleration,
-    :mod:`recon.solvers.diffusion.calibration`).
+    :mod:`recon.solvers.uncertainty.calibration`).
     """
     from recon.solvers.diffusion.uncertainty import noise_level, summarise
     from recon.solvers.learned.method import slice_mask
@@ -138,7 +138,7 @@ def diffusion_method(
     mask = slice_mask(raw)
     cal = None
     if calibration is not None:
-        from recon.solvers.diffusion import calibration as calib
+        from recon.solvers.uncertainty import calibration as calib
 
         cal = calib.load_calibration(calibration)
         calib.check_calibration(cal, calibration, method="diffusion", weights=weights,

@@ -96,9 +96,9 @@ def learned_reconstruction(raw: RawData, name: str, weights: str | Path | None, 
     image-domain noise std (:func:`recon.solvers.diffusion.uncertainty.noise_level`), as the diffusion method
     writes them. ``calibration`` (a ``recon calibrate`` file for this method, weights, ensemble and
     acceleration; needs ``ensemble``): also ``lower``/``upper`` and ``uncertainty`` = the calibrated half-width,
-    the raw std then as ``sample_std`` (:mod:`recon.solvers.diffusion.calibration`).
+    the raw std then as ``sample_std`` (:mod:`recon.solvers.uncertainty.calibration`).
     """
-    from recon.solvers.diffusion import calibration as calib
+    from recon.solvers.uncertainty import calibration as calib
     from recon.solvers.diffusion.uncertainty import noise_level
 
     cal = None

@@ -10,9 +10,11 @@ complex temporary (4 MB) is 1025 page faults, about 2 ms, against 0.18 ms for th
 the SENSE normal operator took 13-17 ms instead of 6, and the 16-slice L1-wavelet volume spent 11 of its 26 s
 in the kernel.
 
-Now glibc keeps its adaptive threshold (the solver's temporaries are reused from the heap, no page faults)
-and :func:`release_free_memory` (``malloc_trim(0)``) hands the free heap back to the system after each slice:
-the same flat memory across slices, without the per-iteration cost.
+Now :func:`keep_solver_buffers` serves every block below 1 GiB from the heap and lets the heap keep up to
+1 GiB free (no page faults for the solvers' temporaries, also those of a batched 16-slice solve, which exceed
+glibc's adaptive limit of 32 MB), and :func:`release_free_memory` (``malloc_trim(0)``) hands the free heap back
+to the system after each slice or batch: RSS after each slice of a 32-slice 640 x 368 zero-filled run grows only
+by the kept outputs (277 -> 319 MB).
 """
 from __future__ import annotations
 
@@ -51,9 +53,9 @@ def release_free_memory() -> bool:
 
 
 def keep_solver_buffers(mmap_bytes: int = 1 << 30, trim_bytes: int = 1 << 30) -> bool:
-    """Blocks above ``mmap_bytes`` (a slice's raw k-space) are mmapped and returned when freed; smaller ones
-    (a solver's per-iteration temporaries) come from the heap, which keeps up to ``trim_bytes`` free at its top
-    between them instead of returning and re-faulting it. glibc only; elsewhere a no-op. Returns success."""
+    """Serve blocks below ``mmap_bytes`` from the heap and keep up to ``trim_bytes`` free at its top between
+    them instead of returning and re-faulting it (module docstring). glibc only; elsewhere a no-op. Called once
+    per process (:func:`recon.pipeline.reconstruct_file`); returns success."""
     global _done
     if _done:
         return True
@@ -62,25 +64,6 @@ def keep_solver_buffers(mmap_bytes: int = 1 << 30, trim_bytes: int = 1 << 30) ->
         return False
     try:
         _done = bool(libc.mallopt(_M_MMAP_THRESHOLD, int(mmap_bytes))) and bool(libc.mallopt(_M_TRIM_THRESHOLD, int(trim_bytes)))
-    except AttributeError:
-        _done = False
-    return _done
-
-
-def limit_heap_growth(threshold_bytes: int = 1 << 20) -> bool:
-    """Serve allocations above ``threshold_bytes`` from mmap (glibc only; elsewhere a no-op). Returns success.
-
-    Not used by the pipeline any more (module docstring: it makes every solver temporary page-fault); kept for
-    callers that want it, e.g. a process that holds few large buffers for a long time.
-    """
-    global _done
-    if _done:
-        return True
-    libc = _glibc()
-    if libc is None:
-        return False
-    try:
-        _done = bool(libc.mallopt(_M_MMAP_THRESHOLD, int(threshold_bytes)))
-    except AttributeError:
+    except AttributeError:  # musl or another libc without mallopt
         _done = False
     return _done

@@ -49,7 +49,7 @@ class _Tensors:
     def __init__(self, maps: torch.Tensor, mask: torch.Tensor | None):
         self.maps = maps
         self.mask = mask
-        self._cache: dict[tuple[torch.dtype, str], tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = {}
+        self._cache: dict[tuple[torch.dtype, str], tuple[torch.Tensor | None, ...]] = {}  # (S', conj S', M', |M|^2, columns)
 
     def get(self, dtype: torch.dtype, device: torch.device):
         """``(S', conj(S'), M', |M|^2)`` for tensors of ``dtype`` on ``device``."""

@@ -31,7 +31,12 @@ import numpy as np
 from recon.errors import OutputError, UsageError
 from recon.io.atomic import check_output_path
 from recon.arrays import center_crop_or_pad
+from recon import __version__
+from recon.app.memory import keep_solver_buffers, release_free_memory
+from recon.app.report.panels import write_panels
 from recon.io.types import RawData, stack_slices
+from recon.metrics.reference import reference_metrics, reference_slice
+from recon.sampling import acquired_mask
 from recon.solvers.maps_cache import MapsCache
 from recon.solvers.methods import METHODS, Method, register_method  # noqa: F401 - the registry, re-exported
 from recon.solvers.methods import get_method as method_spec
@@ -223,140 +228,48 @@ def reconstruct_file(
     ``{"prewhitened": bool, "reason"}`` or, when it ran, :meth:`recon.coils.noise.Prewhitening.record`
     (``bandwidth_ratio``, dwell times, a note when the ratio was unknown and 1 was used).
     """
-    from recon import __version__
-    from recon.io import open_raw
-    from recon.metrics.reference import reference_metrics, reference_slice
-
-    from recon.app.memory import keep_solver_buffers, release_free_memory
+    from recon.io import open_raw, validate
 
     keep_solver_buffers()  # flat memory over slices without page faults inside the solvers (recon/app/memory.py)
     start = time.perf_counter()
     kind = output_kind(output_path)
     out = check_output_path(output_path, overwrite)
-    from recon.io import validate
-
     validate.check_not_input(out, input_path)  # never replace the raw data (issue 18)
     spec = method_spec(method)
     call_options = spec.parse_options(options, PIPELINE_OPTIONS)  # checked once, before any work
     if maps_cache is not None and spec.shares_maps:
         call_options["maps_cache"] = maps_cache
-    func = spec.function()
-    from recon.solvers.partial_fourier import MODES as PF_MODES
-
-    if partial_fourier not in PF_MODES:
-        raise UsageError(f"--partial-fourier must be one of {', '.join(PF_MODES)}, got {partial_fourier!r}")
-    pf_info: dict[str, Any] | None = None
+    _check_partial_fourier_mode(partial_fourier)
 
     with open_raw(input_path, epi_correction=epi_correction) as raw_file:
         validate.check_opened(raw_file, input_path)  # absurd declared shapes / recon sizes before any work
-        header = raw_file.header
-        fmt = raw_file.format
-        crop = header.recon_size
-        slices: list[np.ndarray] = []
-        extras: dict[str, list[np.ndarray]] = {}
-        total = raw_file.num_slices
+        header, fmt = raw_file.header, raw_file.format
         mask = mask_info = None
-        references: list[np.ndarray | None] = []  # per-slice references for the metrics
         if undersampling is not None:
             mask, mask_info = undersampling.mask_for(input_path, raw_file.shape)
         whitening, prewhitening = _prewhitening(header, input_path, prewhiten)
-        batch = slice_batch_size(spec, options, raw_file.shape)
-        pending: list[RawData] = []
-
-        def flush(fn: MethodFn = func, opts: dict[str, Any] = call_options) -> None:  # the pending slices
-            for rec, more in _solve(fn, method, pending, opts):  # (solved together when they stack)
-                for key, value in more.items():  # image-shaped extras are cropped like the reconstruction
-                    if value.ndim >= 2 and value.shape[-2:] == rec.shape[-2:]:
-                        value = center_crop_or_pad(value, crop)
-                    extras.setdefault(key, []).append(np.asarray(value))
-                slices.append(np.asarray(center_crop_or_pad(rec, crop), dtype=np.float32))
-                if progress is not None:
-                    progress(len(slices), total)
-            pending.clear()
-            release_free_memory()  # per-slice buffers must not pile up in a fragmented heap (recon/app/memory.py)
-
-        for i in range(total):
-            raw = raw_file.read_slices(i)
-            if whitening is not None:  # before the reference, so a fully sampled RSS reference is on its scale
-                from recon.coils.noise import apply_prewhitening
-
-                raw = apply_prewhitening(raw, whitening)
-            references.append(reference_slice(raw, crop, fully_sampled_rss=mask is not None))
-            validate.check_reference(raw.reference, input_path, raw.reference_name)
-            if mask is not None:
-                if i == 0 and raw.is_undersampled:
-                    raise UsageError(
-                        "input is already undersampled; retrospective undersampling (--accel/--mask-type) "
-                        "needs fully sampled data", input_path)
-                raw = _undersample(raw, mask)
-            pf = _partial_fourier(raw)
-            if pf is not None and spec.completes_partial_fourier:
-                from recon.solvers.partial_fourier import partial_fourier_method
-
-                flush()  # the slices before it, in order
-                pending.append(raw)
-                pf_info = {"mode": partial_fourier, **pf.summary()}
-                flush(partial(partial_fourier_method, method=method, mode=partial_fourier),
-                      {k: v for k, v in call_options.items() if k != "maps_cache"})
-                continue
-            if pf is not None:
-                pf_info = {"mode": "unsampled k-space (iterative/learned method)", **pf.summary()}
-            pending.append(raw)
-            if len(pending) >= batch:
-                flush()
-        if pending:
-            flush()
-    reconstruction = np.concatenate(slices, axis=0)
+        loop = _SliceLoop(spec, call_options, header.recon_size, raw_file.num_slices, progress, partial_fourier,
+                          slice_batch_size(spec, options, raw_file.shape))
+        for i in range(raw_file.num_slices):
+            loop.feed(_prepared_slice(raw_file.read_slices(i), i, whitening, mask, loop.references, input_path))
+        loop.flush()
+    reconstruction = np.concatenate(loop.slices, axis=0)
     validate.check_reconstruction(reconstruction, input_path, method)  # never an all-zero/NaN "success"
-    datasets = {k: np.concatenate(vs, axis=0) for k, vs in extras.items()}
-    metrics = reference_metrics(reconstruction, references)  # None without a reference
-    parameters = {"method": method, **{k: v for k, v in options.items()}}
-    if not epi_correction:
-        parameters["epi_correction"] = False
-    if partial_fourier != "pocs":
-        parameters["partial_fourier"] = partial_fourier
-    if not prewhiten:
-        parameters["prewhiten"] = False
+    datasets = {k: np.concatenate(vs, axis=0) for k, vs in loop.extras.items()}
+    metrics = reference_metrics(reconstruction, loop.references)  # None without a reference
+    parameters = _parameters(method, options, epi_correction, partial_fourier, prewhiten)
     entries = spec.summary_entries(datasets, options)  # e.g. the adaptation record of a learned method
+    if loop.pf_info is not None:
+        entries["partial_fourier"] = loop.pf_info
     if mask is not None:
-        from recon.sampling import acquired_mask
-
         datasets["mask"] = acquired_mask(mask, header, raw_file.shape[-1])
         parameters["mask"] = mask_info
-
-    if kind == "reconstruction":
-        from recon.io.fastmri import write_reconstruction
-
-        attrs = {
-            "method": method,
-            "parameters": json.dumps(parameters, sort_keys=True, default=str),
-            "recon_version": __version__,
-            "input_file": Path(input_path).name,
-            "format": fmt,
-            "acquisition": header.acquisition,
-            "threads": _torch_threads(),
-            "prewhitened": int(bool(prewhitening["prewhitened"])),
-            "prewhitening": json.dumps(prewhitening, sort_keys=True),
-        }
-        if "bandwidth_ratio" in prewhitening:
-            attrs["noise_bandwidth_ratio"] = float(prewhitening["bandwidth_ratio"])
-        if metrics is not None:
-            attrs.update({f"metric_{k}": v for k, v in metrics.items()})
-        attrs.update({k: json.dumps(v) for k, v in entries.items()})
-        if pf_info is not None:
-            attrs["partial_fourier"] = json.dumps(pf_info)
-        if mask_info is not None:
-            attrs.update({k if k.startswith("mask_") else f"mask_{k}": v for k, v in mask_info.items() if v is not None})
-        write_reconstruction(out, reconstruction, attrs=attrs, datasets=datasets or None, overwrite=overwrite)
-    else:
-        from recon.io.images import write_image
-
-        write_image(out, reconstruction, header=header, overwrite=overwrite,  # threads: issue 18 defect 14
-                    provenance=f"recon {__version__} {method} threads={_torch_threads()}")
+    record = {"method": method, "parameters": parameters, "input_file": Path(input_path).name, "format": fmt,
+              "acquisition": header.acquisition, "threads": _torch_threads(), "prewhitening": prewhitening,
+              "metrics": metrics, "entries": entries, "mask_info": mask_info}
+    _write_output(out, kind, reconstruction, datasets, header, record, overwrite)
     panels = None
-    if "uncertainty" in datasets:  # posterior sampling: PNG panels next to the output (OUT_panels.png)
-        from recon.app.report.panels import write_panels
-
+    if "uncertainty" in datasets:  # any method with an uncertainty: PNG panels next to the output
         panels = write_panels(out, reconstruction, datasets, title=f"{Path(input_path).name}: {method}")
 
     return {
@@ -368,13 +281,141 @@ def reconstruct_file(
         "shape": list(reconstruction.shape),
         "seconds": round(time.perf_counter() - start, 4),
         "recon_version": __version__,
-        "threads": _torch_threads(),
+        "threads": record["threads"],
         "prewhitening": prewhitening,
         **({"metrics": metrics} if metrics is not None else {}),
         **({"panels": str(panels)} if panels is not None else {}),
         **entries,
-        **({"partial_fourier": pf_info} if pf_info is not None else {}),
     }
+
+
+def _check_partial_fourier_mode(mode: str) -> None:
+    """``--partial-fourier`` must name a completion (:data:`recon.solvers.partial_fourier.MODES`)."""
+    from recon.solvers.partial_fourier import MODES
+
+    if mode not in MODES:
+        raise UsageError(f"--partial-fourier must be one of {', '.join(MODES)}, got {mode!r}")
+
+
+def _prepared_slice(raw: RawData, index: int, whitening: Any, mask: np.ndarray | None,
+                    references: list[np.ndarray | None], input_path: str | Path) -> RawData:
+    """One slice read from the file, prewhitened, its reference appended to ``references`` (cropped to the
+    recon size; the RSS of the fully sampled data when undersampling retrospectively), then undersampled
+    with ``mask`` (an already undersampled input is a :class:`UsageError`)."""
+    from recon.io import validate
+
+    if whitening is not None:  # before the reference, so a fully sampled RSS reference is on its scale
+        from recon.coils.noise import apply_prewhitening
+
+        raw = apply_prewhitening(raw, whitening)
+    references.append(reference_slice(raw, raw.header.recon_size, fully_sampled_rss=mask is not None))
+    validate.check_reference(raw.reference, input_path, raw.reference_name)
+    if mask is None:
+        return raw
+    if index == 0 and raw.is_undersampled:
+        raise UsageError("input is already undersampled; retrospective undersampling (--accel/--mask-type) "
+                         "needs fully sampled data", input_path)
+    return _undersample(raw, mask)
+
+
+class _SliceLoop:
+    """The slices of one file through a method: collected into batches of ``batch`` (solved together when
+    they stack), partial-Fourier slices of a direct method through its completion, outputs centre-cropped to
+    ``crop`` (image-shaped extras too), progress reported per slice, free memory returned after each batch."""
+
+    def __init__(self, spec: Method, options: dict[str, Any], crop: tuple[int, int], total: int,
+                 progress: ProgressFn | None, partial_fourier: str, batch: int):
+        self.spec, self.options, self.crop, self.total = spec, options, crop, total
+        self.progress, self.partial_fourier, self.batch = progress, partial_fourier, batch
+        self.func = spec.function()
+        self.slices: list[np.ndarray] = []
+        self.extras: dict[str, list[np.ndarray]] = {}
+        self.references: list[np.ndarray | None] = []  # per-slice references for the metrics
+        self.pending: list[RawData] = []
+        self.pf_info: dict[str, Any] | None = None
+
+    def feed(self, raw: RawData) -> None:
+        """Queue one slice; solve the queue when it is a full batch."""
+        pf = _partial_fourier(raw)
+        if pf is not None and self.spec.completes_partial_fourier:
+            from recon.solvers.partial_fourier import partial_fourier_method
+
+            self.flush()  # the slices before it, in order
+            self.pending.append(raw)
+            self.pf_info = {"mode": self.partial_fourier, **pf.summary()}
+            self.flush(partial(partial_fourier_method, method=self.spec.name, mode=self.partial_fourier),
+                       {k: v for k, v in self.options.items() if k != "maps_cache"})
+            return
+        if pf is not None:
+            self.pf_info = {"mode": "unsampled k-space (iterative/learned method)", **pf.summary()}
+        self.pending.append(raw)
+        if len(self.pending) >= self.batch:
+            self.flush()
+
+    def flush(self, fn: MethodFn | None = None, options: dict[str, Any] | None = None) -> None:
+        """Solve the queued slices (with ``fn``/``options`` instead of the method's, for partial Fourier)."""
+        if not self.pending:
+            return
+        for rec, more in _solve(fn or self.func, self.spec.name, self.pending,
+                                self.options if options is None else options):
+            for key, value in more.items():  # image-shaped extras are cropped like the reconstruction
+                if value.ndim >= 2 and value.shape[-2:] == rec.shape[-2:]:
+                    value = center_crop_or_pad(value, self.crop)
+                self.extras.setdefault(key, []).append(np.asarray(value))
+            self.slices.append(np.asarray(center_crop_or_pad(rec, self.crop), dtype=np.float32))
+            if self.progress is not None:
+                self.progress(len(self.slices), self.total)
+        self.pending.clear()
+        release_free_memory()  # per-slice buffers must not pile up in a fragmented heap (recon/app/memory.py)
+
+
+def _parameters(method: str, options: dict[str, Any], epi_correction: bool, partial_fourier: str,
+                prewhiten: bool) -> dict[str, Any]:
+    """What the output records as ``parameters``: the method and the options given, plus the pipeline's
+    options where they differ from their defaults."""
+    parameters = {"method": method, **options}
+    if not epi_correction:
+        parameters["epi_correction"] = False
+    if partial_fourier != "pocs":
+        parameters["partial_fourier"] = partial_fourier
+    if not prewhiten:
+        parameters["prewhiten"] = False
+    return parameters
+
+
+def _write_output(out: Path, kind: str, reconstruction: np.ndarray, datasets: dict[str, np.ndarray], header: Any,
+                  record: dict[str, Any], overwrite: bool) -> None:
+    """Write ``reconstruction`` ``(S, h, w)`` atomically: an ``.h5`` with ``datasets`` and the ``record``'s
+    attributes (:func:`recon.io.fastmri.write_reconstruction`), or an image with provenance."""
+    if kind != "reconstruction":
+        from recon.io.images import write_image
+
+        write_image(out, reconstruction, header=header, overwrite=overwrite,  # threads: issue 18 defect 14
+                    provenance=f"recon {__version__} {record['method']} threads={record['threads']}")
+        return
+    from recon.io.fastmri import write_reconstruction
+
+    prewhitening = record["prewhitening"]
+    attrs = {
+        "method": record["method"],
+        "parameters": json.dumps(record["parameters"], sort_keys=True, default=str),
+        "recon_version": __version__,
+        "input_file": record["input_file"],
+        "format": record["format"],
+        "acquisition": record["acquisition"],
+        "threads": record["threads"],
+        "prewhitened": int(bool(prewhitening["prewhitened"])),
+        "prewhitening": json.dumps(prewhitening, sort_keys=True),
+    }
+    if "bandwidth_ratio" in prewhitening:
+        attrs["noise_bandwidth_ratio"] = float(prewhitening["bandwidth_ratio"])
+    if record["metrics"] is not None:
+        attrs.update({f"metric_{k}": v for k, v in record["metrics"].items()})
+    attrs.update({k: json.dumps(v) for k, v in record["entries"].items()})
+    if record["mask_info"] is not None:
+        attrs.update({k if k.startswith("mask_") else f"mask_{k}": v for k, v in record["mask_info"].items()
+                      if v is not None})
+    write_reconstruction(out, reconstruction, attrs=attrs, datasets=datasets or None, overwrite=overwrite)
 
 
 def _partial_fourier(raw: RawData) -> Any:

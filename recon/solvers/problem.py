@@ -56,14 +56,16 @@ def least_squares(A, y: torch.Tensor, lipschitz: float | None = None, *, power_i
     """The data term ``0.5 ||A x - y||^2`` of an operator ``A`` (its fast normal form ``A.N``) and data ``y``.
 
     ``lipschitz``: a bound of ``||A^H A||``; None = ``margin * power_norm(A)^2`` (``power_iterations`` steps).
-    The image axes are ``A.ishape``'s, the data axes ``A.oshape``'s; both must be known.
+    The image axes are ``A.ishape``'s (which must be known); ``aty``'s other, leading axes are batch, and
+    ``||y||^2`` sums over all of ``y``'s axes after those.
     """
     from recon.operators import power_norm
 
-    if A.ishape is None or A.oshape is None:
-        raise UsageError(f"least_squares needs an operator with known ishape and oshape, got {A!r}")
+    if A.ishape is None:
+        raise UsageError(f"least_squares needs an operator with a known ishape, got {A!r}")
     aty = A.H(y)
-    y_norm_sq = (y.real.square() + y.imag.square()).to(torch.float64).sum(dim=tuple(range(-len(A.oshape), 0)))
+    nbatch = aty.ndim - len(A.ishape)  # y's leading dims that are batch (the rest: coils, samples, ...)
+    y_norm_sq = (y.real.square() + y.imag.square()).to(torch.float64).sum(dim=tuple(range(nbatch, y.ndim)))
     if lipschitz is None:
         lipschitz = margin * power_norm(A, aty.shape, iters=power_iterations, device=aty.device) ** 2
     return LeastSquares(A.normal(), aty, y_norm_sq, float(lipschitz), len(A.ishape))

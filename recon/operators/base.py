@@ -223,6 +223,14 @@ class Composition(LinearOperator):
             x = op.forward(x)
         return x
 
+    def _shape_error(self, x, side: str) -> str:
+        # the message of the operator that fixes the shape: the innermost one with an ishape for the
+        # input, the outermost one with an oshape for the output
+        ops = reversed(self.ops) if side == "input" else self.ops
+        name = "ishape" if side == "input" else "oshape"
+        owner = next((op for op in ops if getattr(op, name) is not None), None)
+        return super()._shape_error(x, side) if owner is None else owner._shape_error(x, side)
+
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         for op in self.ops:
             y = op.adjoint(y)

@@ -57,11 +57,11 @@ def pdhg(
         x = problem.aty.clone() if x0 is None else x0.clone()
         nx = problem.normal(x)
         kx = K.forward(x)
-        q = torch.zeros_like(kx)
+        q = _zeros_like(kx)
         history = [float((problem.value(x, nx) + h.value(kx)).sum())]
         for _ in range(int(iterations)):
             x_new = x - tau * (nx - problem.aty + K.adjoint(q))
-            q = h.conjugate(q + sigma * K.forward(2 * x_new - x), sigma)
+            q = h.conjugate(_axpy(q, sigma, K.forward(2 * x_new - x)), sigma)
             x = x_new
             nx = problem.normal(x)
             history.append(float((problem.value(x, nx) + h.value(K.forward(x))).sum()))
@@ -69,6 +69,16 @@ def pdhg(
         image=x, iterations=int(iterations), history=history, seconds=time.perf_counter() - start,
         parameters={"solver": "pdhg", **describe(g), "tau": tau, "sigma": sigma},
     )
+
+
+def _zeros_like(v):
+    """Zeros shaped as ``K x``: a tensor, or a tuple of them (a stacked ``K``)."""
+    return tuple(torch.zeros_like(p) for p in v) if isinstance(v, tuple) else torch.zeros_like(v)
+
+
+def _axpy(q, a: float, v):
+    """``q + a v`` for tensors or tuples of tensors."""
+    return tuple(p + a * w for p, w in zip(q, v)) if isinstance(q, tuple) else q + a * v
 
 
 def _norm_sq(g, K, transform, norm_sq: float | None, like: torch.Tensor) -> float:

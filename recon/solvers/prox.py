@@ -115,8 +115,10 @@ class Box(Prox):
         return self._clamp(x)
 
     def value(self, x: torch.Tensor) -> torch.Tensor:
-        """0 (the solvers' iterates are feasible after each prox)."""
-        return torch.zeros(x.shape[: x.ndim - self.ndim], dtype=torch.float64, device=x.device)
+        """0 where ``x`` is in the set, ``inf`` where it is not (e.g. an unconstrained start)."""
+        outside = (self(x, 1.0) != x).reshape(x.shape[: x.ndim - self.ndim] + (-1,)).any(dim=-1)
+        zero = torch.zeros(outside.shape, dtype=torch.float64, device=x.device)
+        return torch.where(outside, torch.full_like(zero, float("inf")), zero)
 
 
 class NonNegative(Box):

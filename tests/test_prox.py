@@ -221,8 +221,9 @@ def test_generic_solvers_on_volumes_and_constraints() -> None:
     assert all(b <= a + 1e-4 for a, b in zip(res.history[1:], res.history[2:]))
     problem = least_squares(A, y, lipschitz=1.0)
     assert problem.ndim == 3 and problem.y_norm_sq.shape == (2,)
-    sol = cg(problem, lam=0.1, max_iter=50, tol=1e-10).image  # (A^H A + 0.1) x = A^H y: pointwise
-    exact = problem.aty / (mask + 0.1)
+    sol = cg(problem, lam=0.1, max_iter=50, tol=1e-10).image  # (F^H M F + 0.1) x = A^H y: pointwise in k-space
+    F = FFT(dims=(-3, -2, -1))
+    exact = F.H(F(problem.aty) / (mask + 0.1))
     assert torch.allclose(sol, exact, atol=1e-5)
     ref = conjugate_gradient(problem.normal, problem.aty, lam=0.1, max_iter=50, tol=1e-10, ndim=3).image
     assert torch.equal(sol, ref)

@@ -17,8 +17,16 @@ Algebra (each result is again a :class:`LinearOperator`, evaluated lazily):
                    :meth:`LinearOperator.normal` (masked Cartesian SENSE, NUFFT Toeplitz, FFT)
 =================  ==========================================================================
 
-``ishape``/``oshape`` are the trailing shapes an operator acts on, or ``None`` where it accepts any
-shape (FFT, mask, identity). They are documentation and checks; they do not include batch dims.
+``ishape``/``oshape`` are the trailing shapes an operator acts on; they do not include batch dims.
+:data:`ANY_SHAPE` (``None``) declares that an operator accepts any shape (an FFT over given axes, a
+broadcasting mask, an identity without a shape). Calling an operator (``A(x)``, ``A @ x``, :meth:`apply`)
+checks the trailing shape of the input against ``ishape`` and of the output against ``oshape`` (one tuple
+comparison each) and raises a :class:`~recon.errors.UsageError` that names the operator and both shapes;
+:meth:`forward`/:meth:`adjoint` themselves do not check (the algebra's internal calls skip the checks).
+
+Operators with several inputs or outputs (:class:`~recon.operators.stack.Vstack`,
+:class:`~recon.operators.stack.Hstack`, :class:`~recon.operators.stack.Diag`) take and give tuples of
+tensors; their shapes are :class:`Shapes` (a tuple of shapes), checked element by element.
 """
 from __future__ import annotations
 
@@ -30,6 +38,28 @@ import torch
 from recon.errors import UsageError
 
 Shape = tuple[int, ...]
+
+#: ``ishape``/``oshape`` of an operator that accepts any trailing shape (no check)
+ANY_SHAPE = None
+
+
+class Shapes(tuple):
+    """The shapes of a tuple of tensors (inputs or outputs of a stacked operator), one per element."""
+
+
+def _fits(x, shape) -> bool:
+    """Whether ``x`` (a tensor, or a tuple of tensors for :class:`Shapes`) ends in ``shape``."""
+    if isinstance(shape, Shapes):
+        return isinstance(x, (tuple, list)) and len(x) == len(shape) and all(
+            s is None or _fits(v, s) for v, s in zip(x, shape))
+    n = len(shape)
+    return isinstance(x, torch.Tensor) and x.ndim >= n and x.shape[x.ndim - n:] == shape
+
+
+def _shape_of(x) -> tuple:
+    if isinstance(x, (tuple, list)):
+        return tuple(_shape_of(v) for v in x)
+    return tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
 
 
 class LinearOperator:
@@ -54,9 +84,28 @@ class LinearOperator:
         """``A^H A`` as an operator ``(..., *ishape) -> (..., *ishape)``; override with a fast form."""
         return Composition(self.H, self)
 
+    # --- shape-checked application --------------------------------------------------------------
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        """``A x`` with the shapes checked: ``x`` must end in ``ishape``, the output in ``oshape``."""
+        if self.ishape is not None and not _fits(x, self.ishape):
+            raise UsageError(self._shape_error(x, "input"))
+        y = self.forward(x)
+        if self.oshape is not None and not _fits(y, self.oshape):
+            raise UsageError(self._shape_error(y, "output"))
+        return y
+
+    __call__ = apply
+
+    def _shape_error(self, x, side: str) -> str:
+        """The message for a tensor ``x`` that does not fit the ``side`` (``input``/``output``) shape.
+
+        Operators whose callers know a more specific message (SENSE, wavelet, NUFFT) override this."""
+        expected = self.ishape if side == "input" else self.oshape
+        name = "ishape" if side == "input" else "oshape"
+        return (f"{type(self).__name__}: {side} of shape {_shape_of(x)} does not fit the operator's "
+                f"{name} {tuple(expected)} (trailing dims; leading dims are batch)")
+
     # --- algebra --------------------------------------------------------------------------------
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward(x)
 
     @property
     def H(self) -> "LinearOperator":
@@ -72,7 +121,7 @@ class LinearOperator:
         if isinstance(other, LinearOperator):
             return Composition(self, other)
         if isinstance(other, torch.Tensor):
-            return self.forward(other)
+            return self.apply(other)
         return NotImplemented
 
     def __add__(self, other):
@@ -102,7 +151,7 @@ class LinearOperator:
 
 
 class Identity(LinearOperator):
-    """``x -> x`` on any shape (``shape`` is only documentation)."""
+    """``x -> x``; on inputs ending in ``shape`` (checked), or on any shape when ``shape`` is None."""
 
     def __init__(self, shape: Sequence[int] | None = None):
         self.ishape = self.oshape = tuple(shape) if shape is not None else None
@@ -127,6 +176,9 @@ class Adjoint(LinearOperator):
     def __init__(self, op: LinearOperator):
         self.op = op
         self.ishape, self.oshape = op.oshape, op.ishape
+
+    def _shape_error(self, x, side: str) -> str:
+        return self.op._shape_error(x, "output" if side == "input" else "input")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.op.adjoint(x)
@@ -170,6 +222,14 @@ class Composition(LinearOperator):
         for op in reversed(self.ops):
             x = op.forward(x)
         return x
+
+    def _shape_error(self, x, side: str) -> str:
+        # the message of the operator that fixes the shape: the innermost one with an ishape for the
+        # input, the outermost one with an oshape for the output
+        ops = reversed(self.ops) if side == "input" else self.ops
+        name = "ishape" if side == "input" else "oshape"
+        owner = next((op for op in ops if getattr(op, name) is not None), None)
+        return super()._shape_error(x, side) if owner is None else owner._shape_error(x, side)
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         for op in self.ops:
@@ -257,6 +317,9 @@ def _compatible(a: Shape | None, b: Shape | None) -> bool:
     """Trailing shapes agree where both are known (the shorter one a suffix of the longer: batch dims)."""
     if a is None or b is None:
         return True
+    if isinstance(a, Shapes) or isinstance(b, Shapes):
+        return isinstance(a, Shapes) and isinstance(b, Shapes) and len(a) == len(b) and all(
+            _compatible(u, v) for u, v in zip(a, b))
     n = min(len(a), len(b))
     return tuple(a)[len(a) - n:] == tuple(b)[len(b) - n:]
 

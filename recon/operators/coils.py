@@ -27,6 +27,10 @@ class SensitivityExpand(LinearOperator):
         self.ishape = tuple(maps.shape[-2:])
         self.oshape = tuple(maps.shape[-3:])
 
+    def _shape_error(self, x, side: str) -> str:
+        what = "image" if side == "input" else "coil images"
+        return f"{what} of shape {tuple(x.shape)} does not fit sensitivity maps of shape {tuple(self.maps.shape)}"
+
     def _maps(self, x: torch.Tensor) -> torch.Tensor:
         if self.maps.device != x.device or (x.dtype == torch.complex128) != (self.maps.dtype == torch.complex128):
             self.maps = self.maps.to(device=x.device, dtype=torch.complex128 if x.dtype == torch.complex128 else torch.complex64)

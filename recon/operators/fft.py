@@ -22,7 +22,7 @@ from typing import Sequence
 
 import torch
 
-from recon.operators.base import Identity, LinearOperator
+from recon.operators.base import ANY_SHAPE, Identity, LinearOperator
 
 AXES = (-2, -1)
 
@@ -101,11 +101,13 @@ class FFT(LinearOperator):
     """Centred orthonormal FFT over ``dims`` (default the last two, (H, W)).
 
     Forward: image ``(..., H, W)`` -> k-space ``(..., H, W)`` (:func:`fft2c`); adjoint = inverse
-    (:func:`ifft2c`); normal = identity. Any shape; unitary, so ``||A||_2 == 1``.
+    (:func:`ifft2c`); normal = identity. Unitary, so ``||A||_2 == 1``. ``shape``: the trailing shape it is
+    applied to (checked on every call), or None (default) = any shape (:data:`~recon.operators.base.ANY_SHAPE`).
     """
 
-    def __init__(self, dims: Sequence[int] = AXES):
+    def __init__(self, dims: Sequence[int] = AXES, shape: Sequence[int] | None = None):
         self.dims = tuple(int(d) for d in dims)
+        self.ishape = self.oshape = ANY_SHAPE if shape is None else tuple(int(n) for n in shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return fft2c(x, self.dims)
@@ -114,7 +116,7 @@ class FFT(LinearOperator):
         return ifft2c(y, self.dims)
 
     def normal(self) -> LinearOperator:
-        return Identity()
+        return Identity(self.ishape)
 
     def __repr__(self) -> str:
         return f"FFT(dims={self.dims})"

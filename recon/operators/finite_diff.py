@@ -24,9 +24,13 @@ class FiniteDifference(LinearOperator):
       * ``"neumann"``: ``(D x)_i = x_{i+1} - x_i`` for ``i < N-1`` and ``0`` at ``i = N-1``; ``||D||_2 < 2 sqrt(len(dims))``.
 
     Adjoint (exact): periodic ``(D^H y)_i = y_{i-1} - y_i``; Neumann the same with ``y_{-1} = y_{N-1} = 0``.
+
+    ``shape``: the trailing input block ``T`` (checked on every call; ``oshape = (len(dims), *T)``), or None
+    (default) = any shape (:data:`~recon.operators.base.ANY_SHAPE`).
     """
 
-    def __init__(self, dims: Sequence[int] = (-2, -1), boundary: str = "periodic"):
+    def __init__(self, dims: Sequence[int] = (-2, -1), boundary: str = "periodic",
+                 shape: Sequence[int] | None = None):
         dims = tuple(int(d) for d in dims)
         if not dims or any(d >= 0 for d in dims) or len(set(dims)) != len(dims):
             raise UsageError(f"finite-difference dims must be distinct negative axes, got {dims}")
@@ -34,6 +38,12 @@ class FiniteDifference(LinearOperator):
             raise UsageError(f"unknown boundary {boundary!r}; choose one of {', '.join(BOUNDARIES)}")
         self.dims, self.boundary = dims, boundary
         self.k = max(-d for d in dims)
+        if shape is not None:
+            shape = tuple(int(n) for n in shape)
+            if len(shape) < self.k:
+                raise UsageError(f"finite differences over dims {dims} need a shape of {self.k} axes, got {shape}")
+            self.ishape = shape[len(shape) - self.k:]
+            self.oshape = (len(dims),) + self.ishape
 
     def _diff(self, x: torch.Tensor, dim: int) -> torch.Tensor:
         if self.boundary == "periodic":

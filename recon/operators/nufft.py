@@ -280,6 +280,11 @@ class NUFFT(LinearOperator):
             y = y * self.sqrt_weights.to(device=y.device, dtype=y.real.dtype)
         return _NufftFunction.apply(y, self, True)
 
+    def _shape_error(self, x, side: str) -> str:
+        if side == "input":
+            return f"image of shape {tuple(x.shape)} does not fit a NUFFT for {self.ishape}"
+        return f"k-space of shape {tuple(x.shape)} does not fit a NUFFT with {self.num_points} points"
+
     def gridding(self, y: torch.Tensor) -> torch.Tensor:
         """Density-compensated adjoint ``F^H (w y)`` of raw samples ``y (..., K)`` (``F^H y`` without weights)."""
         if self.sqrt_weights is None:
@@ -320,6 +325,9 @@ class ToeplitzNormal(LinearOperator):
     def __init__(self, nufft: NUFFT):
         self.nufft = nufft
         self.ishape = self.oshape = nufft.ishape
+
+    def _shape_error(self, x, side: str) -> str:
+        return self.nufft._shape_error(x, "input")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[-2:]) != self.ishape:

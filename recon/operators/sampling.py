@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from recon.operators.base import LinearOperator
+from recon.operators.base import ANY_SHAPE, LinearOperator
 
 
 def as_weight(mask: torch.Tensor, like: torch.dtype = torch.complex64) -> torch.Tensor:
@@ -20,12 +20,14 @@ class Mask(LinearOperator):
 
     ``mask`` broadcasts against the input: ``(W,)`` for a fastMRI column mask, ``(H, W)`` for a 2D mask,
     ``(S, 1, H, W)`` per slice, etc. Output shape = broadcast(input, mask). Normal: ``|m|^2 * x``, so that
-    ``Mask(m).N == Mask(|m|^2)``; for a boolean mask it is the mask itself.
+    ``Mask(m).N == Mask(|m|^2)``; for a boolean mask it is the mask itself. It broadcasts, so it accepts
+    any input shape (:data:`~recon.operators.base.ANY_SHAPE`).
     """
+
+    ishape = oshape = ANY_SHAPE
 
     def __init__(self, mask: torch.Tensor):
         self.mask = as_weight(mask)
-        self.ishape = self.oshape = None
 
     def _m(self, x: torch.Tensor) -> torch.Tensor:
         m = self.mask

@@ -118,6 +118,10 @@ class Sense(LinearOperator):
         self.oshape = tuple(maps.shape[-3:])
         self._t = _Tensors(maps, mask)
 
+    def _shape_error(self, x, side: str) -> str:
+        what = "image" if side == "input" else "k-space"
+        return f"{what} of shape {tuple(x.shape)} does not fit SENSE with maps {tuple(self.maps.shape)}"
+
     def _check(self, x: torch.Tensor, trailing: tuple[int, ...], what: str) -> None:
         if tuple(x.shape[-len(trailing):]) != trailing:
             raise UsageError(f"{what} of shape {tuple(x.shape)} does not fit SENSE with maps {tuple(self.maps.shape)}")
@@ -150,6 +154,9 @@ class SenseNormal(LinearOperator):
     def __init__(self, sense: Sense):
         self.sense = sense
         self.ishape = self.oshape = sense.ishape
+
+    def _shape_error(self, x, side: str) -> str:
+        return self.sense._shape_error(x, "input")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.sense._check(x, self.ishape, "image")

@@ -174,6 +174,11 @@ class Wavelet2D(LinearOperator):
         x = self._from_real(cur, batch, cplx)
         return x[..., : self.ishape[0], : self.ishape[1]]
 
+    def _shape_error(self, x, side: str) -> str:
+        if side == "input":
+            return f"image of shape {tuple(x.shape)} does not fit a wavelet operator for {self.ishape}"
+        return f"coefficients of shape {tuple(x.shape)} do not fit a wavelet operator for {self.oshape}"
+
     def normal(self) -> LinearOperator:
         from recon.operators.base import Identity
 

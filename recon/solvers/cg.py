@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import torch
 
+from recon.errors import UsageError
 from recon.solvers.checks import check_iterations, check_lambda
 from recon.solvers.result import SolverResult
 
@@ -115,6 +116,36 @@ def conjugate_gradient(
             history.append(float((rr.sqrt() / b_norm).max()))
     return SolverResult(image=x, iterations=it, history=history, seconds=time.perf_counter() - start,
                         parameters=parameters, converged=not bool(active.any()))
+
+
+def cg(
+    op,
+    b: torch.Tensor | None = None,
+    x0: torch.Tensor | None = None,
+    *,
+    lam: float | torch.Tensor = 0.0,
+    max_iter: int = 30,
+    tol: float = 1e-6,
+    ndim: int | None = None,
+    differentiable: bool = False,
+) -> SolverResult:
+    """:func:`conjugate_gradient` for any Hermitian operator or data term: ``op`` a
+    :class:`~recon.operators.LinearOperator` ``N`` (e.g. ``A.N``; ``ndim`` from its ``ishape``), a callable
+    (``ndim`` default 2), or a :class:`~recon.solvers.problem.LeastSquares` (the normal equations
+    ``(A^H A + lam I) x = A^H y``; ``b`` default ``A^H y``). Leading dims beyond ``ndim`` are batch."""
+    from recon.solvers.problem import LeastSquares
+
+    if isinstance(op, LeastSquares):
+        b = op.aty if b is None else b
+        ndim = op.ndim if ndim is None else ndim
+        op = op.normal
+    if b is None:
+        raise UsageError("cg needs a right-hand side b (or a LeastSquares problem)")
+    if ndim is None:
+        ishape = getattr(op, "ishape", None)
+        ndim = 2 if ishape is None else len(ishape)
+    return conjugate_gradient(op, b, x0, lam=lam, max_iter=max_iter, tol=tol, ndim=int(ndim),
+                              differentiable=differentiable)
 
 
 def _fixed_steps(apply: ApplyFn, b: torch.Tensor, x0: torch.Tensor | None, iterations: int,

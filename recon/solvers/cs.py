@@ -85,6 +85,9 @@ def solve_scaled(
 ) -> SolverResult:
     """Run a CS solver on ``problem`` after dividing the data by its scale; the image comes back unscaled.
 
+    The composition: the prox of ``lam R`` (:func:`make_prox`), the data term scaled (:func:`scaled_problem`)
+    and the generic solver (:data:`SOLVERS`).
+
     Parameters
     ----------
     problem: the unscaled data term (``aty = A^H y``).
@@ -109,13 +112,34 @@ def solve_scaled(
         raise UsageError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
     if regularizer == "tv" and solver == "fista":
         raise UsageError("TV has no closed-form proximal map; use solver 'admm' or 'pdhg'")
-    shape = tuple(problem.aty.shape[-2:])
+    shift = (solver == "fista") if random_shift is None else bool(random_shift)
+    g = make_prox(regularizer, tuple(problem.aty.shape[-2:]), lam, wavelet=wavelet, levels=levels,
+                  random_shift=shift, seed=seed)
+    scaled, s_img, s = scaled_problem(problem, scale)
+    start = None if x0 is None else x0 / s_img
+    result = SOLVERS[solver](scaled, g, x0=start, iterations=iterations, **solver_options)
+    result.image = result.image * s_img
+    result.parameters["scale"] = [float(v) for v in s.reshape(-1)]
+    result.parameters["iterations"] = iterations
+    return result
+
+
+def make_prox(regularizer: str, shape: tuple[int, ...], lam: float, *, wavelet: str = "db2",
+              levels: int | None = None, random_shift: bool = False, seed: int = 0):
+    """The term ``lam R`` of ``regularizer`` (``l1-wavelet``: L1 in a wavelet, :class:`~recon.solvers.prox.L1InTransform`;
+    ``tv``: :class:`~recon.solvers.prox.TV`) for ``(H, W)`` images."""
     if regularizer == "l1-wavelet":
-        shift = (solver == "fista") if random_shift is None else bool(random_shift)
-        reg = make_regularizer(regularizer, shape, wavelet=wavelet, levels=levels, random_shift=shift, seed=seed)
+        reg = make_regularizer(regularizer, shape, wavelet=wavelet, levels=levels, random_shift=random_shift,
+                               seed=seed)
     else:
         reg = make_regularizer(regularizer, shape)
+    return reg.as_prox(lam)
 
+
+def scaled_problem(problem: LeastSquares, scale: bool | float | torch.Tensor = True
+                   ) -> tuple[LeastSquares, torch.Tensor, torch.Tensor]:
+    """``problem`` with its data divided by the scale ``s`` (as :func:`solve_scaled`'s ``scale``): returns the
+    scaled problem, ``s`` shaped to multiply images and ``s`` per batch element."""
     batch = problem.aty.shape[:-2]
     if scale is True:
         s = safe_scale(bart_scale(problem.aty))
@@ -128,13 +152,27 @@ def solve_scaled(
         s = s.expand(batch).contiguous() if s.ndim == 0 else s.reshape(batch)
     s_img = s.reshape(s.shape + (1, 1)).to(problem.aty.real.dtype)
     scaled = LeastSquares(problem.normal, problem.aty / s_img,
-                          problem.y_norm_sq / s.to(torch.float64).square(), problem.lipschitz)
-    start = None if x0 is None else x0 / s_img
-    result = SOLVERS[solver](scaled, reg, lam, x0=start, iterations=iterations, **solver_options)
-    result.image = result.image * s_img
-    result.parameters["scale"] = [float(v) for v in s.reshape(-1)]
-    result.parameters["iterations"] = iterations
-    return result
+                          problem.y_norm_sq / s.to(torch.float64).square(), problem.lipschitz, problem.ndim)
+    return scaled, s_img, s
+
+
+def solve_method(problem: LeastSquares, method: str, *, lam: float | None = None, iterations: int | None = None,
+                 sense_iterations: int = 10, **opts: Any) -> tuple[SolverResult, np.ndarray | None]:
+    """Solve the data term ``problem`` (any operator: Cartesian SENSE, NUFFT) with ``method``: ``sense``
+    (CG on the normal equations, Tikhonov ``lam``, option ``tol``) or ``l1-wavelet``/``tv``
+    (:func:`solve_scaled`, ``opts`` its options). Returns the result and the data scale (None for sense)."""
+    if method == "sense":
+        from recon.solvers.cg import conjugate_gradient
+
+        tol = float(opts.pop("tol", 1e-6))
+        if opts:
+            raise UsageError(f"sense does not take option(s): {', '.join(sorted(opts))}")
+        result = conjugate_gradient(problem.normal, problem.aty, lam=0.0 if lam is None else float(lam),
+                                    max_iter=sense_iterations if iterations is None else int(iterations), tol=tol,
+                                    ndim=problem.ndim)
+        return result, None
+    result = solve_scaled(problem, method, lam=lam, iterations=iterations, **opts)
+    return result, np.asarray(result.parameters.get("scale"), dtype=np.float32)
 
 
 def compressed_sensing(

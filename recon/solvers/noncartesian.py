@@ -60,10 +60,7 @@ def reconstruct_noncartesian(
     :class:`ReconResult` with ``image`` ``(S, H, W)`` float32 magnitude; the scale of the images is that of
     the orthonormal NUFFT model (``||F x|| ~ ||x||`` for a Nyquist-sampled trajectory).
     """
-    from recon.operators import NUFFT, SensitivityExpand, fft2c, power_norm
-    from recon.solvers.reconstruct import SENSE_ITERATIONS, _check_common, resolve_device
-    from recon.solvers.sense import normalize_maps
-    from recon.sampling import check_trajectory, pipe_menon_dcf
+    from recon.solvers.reconstruct import _check_common, resolve_device
 
     start = time.perf_counter()
     if method not in METHODS:
@@ -75,6 +72,35 @@ def reconstruct_noncartesian(
         raise UsageError("lambda 'auto' (cross-validated) is for Cartesian data; give a number for "
                          "non-Cartesian reconstruction")
     dev = resolve_device(device)
+    k, t, d = _inputs(kspace, traj, shape, dcf, dev)
+    h, w = int(shape[0]), int(shape[1])
+    traj_t = torch.from_numpy(t.astype(np.float32))
+    dcf_t = torch.from_numpy(d.astype(np.float32)).to(dev)
+    coil_images = _gridded_coil_images(k, traj_t, dcf_t, (h, w))  # (S, C, H, W)
+    params: dict[str, Any] = {"method": method, "weighted": bool(weighted), "trajectory_points": int(t.shape[0])}
+    if method == "zero-filled":
+        image = (coil_images.real.square() + coil_images.imag.square()).sum(1).sqrt()
+        return ReconResult(image=image.cpu().numpy().astype(np.float32), method=method,
+                           seconds=time.perf_counter() - start, parameters=params)
+    s_maps = _noncartesian_maps(coil_images, maps, calib_size, k.shape[0], dev)
+    problem = nufft_problem(k, traj_t, dcf_t, s_maps, weighted)
+    result = _solve(problem, method, lam, iterations, opts)
+    scale = result.parameters.pop("scale", None)
+    scale = None if scale is None else np.asarray(scale, dtype=np.float32)
+    params.update(result.parameters)
+    return ReconResult(
+        image=result.image.abs().cpu().numpy().astype(np.float32), method=method,
+        complex_image=result.image.cpu().numpy(), maps=s_maps.cpu().numpy(), scale=scale,
+        seconds=time.perf_counter() - start, parameters=params, solver=result,
+    )
+
+
+def _inputs(kspace: Any, traj: Any, shape: tuple[int, int], dcf: Any, dev: torch.device
+            ) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """The k-space ``(S, C, K)`` complex64 on ``dev``, the trajectory ``(K, 2)`` and the weights ``(K,)``
+    (Pipe-Menon when ``dcf`` is None), checked."""
+    from recon.sampling import check_trajectory, pipe_menon_dcf
+
     k = torch.as_tensor(np.asarray(kspace) if not isinstance(kspace, torch.Tensor) else kspace)
     k = k.to(device=dev, dtype=torch.complex64)
     if k.ndim == 2:
@@ -89,59 +115,65 @@ def reconstruct_noncartesian(
     d = pipe_menon_dcf(t, (h, w)) if dcf is None else np.asarray(dcf, dtype=np.float64).reshape(-1)
     if d.shape[0] != t.shape[0] or not np.all(np.isfinite(d)) or np.any(d < 0):
         raise UsageError(f"dcf must be {t.shape[0]} finite non-negative weights, got shape {d.shape}")
-    traj_t = torch.from_numpy(t.astype(np.float32))
-    dcf_t = torch.from_numpy(d.astype(np.float32)).to(dev)
+    return k, t, d
+
+
+def _gridded_coil_images(k: torch.Tensor, traj_t: torch.Tensor, dcf_t: torch.Tensor,
+                         shape: tuple[int, int]) -> torch.Tensor:
+    """The density-compensated adjoint ``F^H (w y)`` per coil, on the image scale: ``(S, C, H, W)``."""
+    from recon.operators import NUFFT
+
+    h, w = shape
     plain = NUFFT(traj_t, (h, w))
     # F^H W F ~ (4 pi^2 / (H W)) I for weights that are k-space areas: rescale the gridding to image scale
     grid_gain = h * w / (4 * math.pi ** 2)
-    coil_images = plain.adjoint(k * dcf_t) * grid_gain  # (S, C, H, W)
-    params: dict[str, Any] = {"method": method, "weighted": bool(weighted), "trajectory_points": int(t.shape[0])}
-    if method == "zero-filled":
-        image = (coil_images.real.square() + coil_images.imag.square()).sum(1).sqrt()
-        return ReconResult(image=image.cpu().numpy().astype(np.float32), method=method,
-                           seconds=time.perf_counter() - start, parameters=params)
+    return plain.adjoint(k * dcf_t) * grid_gain
+
+
+def _noncartesian_maps(coil_images: torch.Tensor, maps: Any, calib_size: int, slices: int,
+                       dev: torch.device) -> torch.Tensor:
+    """Coil maps ``(S, C, H, W)``: the given ones normalised, or ESPIRiT of the gridded centre."""
+    from recon.operators import fft2c
+    from recon.solvers.sense import normalize_maps
+
     if maps is None:
         from recon.coils.calibration import region_start
         from recon.solvers.reconstruct import estimate_maps
 
+        h, w = coil_images.shape[-2:]
         cart = fft2c(coil_images)
         ch, cw = min(calib_size, h), min(calib_size, w)
         a, b = region_start(h, ch), region_start(w, cw)
         centre = torch.zeros_like(cart)
         centre[..., a:a + ch, b:b + cw] = cart[..., a:a + ch, b:b + cw]
-        s_maps = estimate_maps(centre, None, calib_size=(ch, cw))
-    else:
-        s_maps = torch.as_tensor(np.asarray(maps) if not isinstance(maps, torch.Tensor) else maps)
-        s_maps = normalize_maps(s_maps.to(device=dev, dtype=torch.complex64))
-        if s_maps.ndim == 3:
-            s_maps = s_maps.unsqueeze(0).expand(k.shape[0], -1, -1, -1)
-    nufft = NUFFT(traj_t, (h, w), weights=dcf_t.cpu() if weighted else None)
+        return estimate_maps(centre, None, calib_size=(ch, cw))
+    s_maps = torch.as_tensor(np.asarray(maps) if not isinstance(maps, torch.Tensor) else maps)
+    s_maps = normalize_maps(s_maps.to(device=dev, dtype=torch.complex64))
+    if s_maps.ndim == 3:
+        s_maps = s_maps.unsqueeze(0).expand(slices, -1, -1, -1)
+    return s_maps
+
+
+def nufft_problem(k: torch.Tensor, traj_t: torch.Tensor, dcf_t: torch.Tensor, s_maps: torch.Tensor,
+                  weighted: bool = True):
+    """The data term ``0.5 ||W^(1/2) (F S x - y)||^2`` (``weighted``) or ``0.5 ||F S x - y||^2``:
+    ``A = NUFFT @ SensitivityExpand(maps)`` and :func:`recon.solvers.problem.least_squares` (Toeplitz normal,
+    Lipschitz bound by power iteration)."""
+    from recon.operators import NUFFT, SensitivityExpand
+    from recon.solvers.problem import least_squares
+
+    nufft = NUFFT(traj_t, tuple(s_maps.shape[-2:]), weights=dcf_t.cpu() if weighted else None)
     op = nufft @ SensitivityExpand(s_maps)
     y = k * dcf_t.sqrt() if weighted else k
-    aty = op.adjoint(y)
-    normal = op.normal()
-    lipschitz = 1.05 * power_norm(op, aty.shape, iters=20, device=dev) ** 2
-    from recon.solvers.problem import LeastSquares
+    return least_squares(op, y)
 
-    problem = LeastSquares(normal.forward, aty, (y.real.square() + y.imag.square()).to(torch.float64).sum((-2, -1)),
-                           lipschitz)
-    scale = None
-    if method == "sense":
-        from recon.solvers.cg import conjugate_gradient
 
-        result = conjugate_gradient(problem.normal, aty, lam=0.0 if lam is None else float(lam),
-                                    max_iter=SENSE_ITERATIONS if iterations is None else int(iterations),
-                                    tol=float(opts.pop("tol", 1e-6)))
-        if opts:
-            raise UsageError(f"sense does not take option(s): {', '.join(sorted(opts))}")
-    else:
-        from recon.solvers.cs import solve_scaled
+def _solve(problem, method: str, lam: float | None, iterations: int | None, opts: dict[str, Any]):
+    """``sense`` or ``l1-wavelet``/``tv`` on the NUFFT data term: :func:`recon.solvers.cs.solve_method`, the
+    code the Cartesian methods use."""
+    from recon.solvers.cs import solve_method
+    from recon.solvers.reconstruct import SENSE_ITERATIONS
 
-        result = solve_scaled(problem, method, lam=lam, iterations=iterations, **opts)
-        scale = np.asarray(result.parameters.pop("scale"), dtype=np.float32)
-    params.update(result.parameters)
-    return ReconResult(
-        image=result.image.abs().cpu().numpy().astype(np.float32), method=method,
-        complex_image=result.image.cpu().numpy(), maps=s_maps.cpu().numpy(), scale=scale,
-        seconds=time.perf_counter() - start, parameters=params, solver=result,
-    )
+    result, _ = solve_method(problem, method, lam=lam, iterations=iterations, sense_iterations=SENSE_ITERATIONS,
+                             **opts)
+    return result

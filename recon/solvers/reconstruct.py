@@ -176,74 +176,14 @@ def reconstruct(
     complex_image = used_maps = scale = None
 
     if method == "zero-filled":
-        if lam is not None or iterations is not None:
-            raise UsageError("zero-filled takes no lambda or iterations")
-        from recon.solvers.zero_filled import rss_reconstruction
-
-        image = rss_reconstruction(kspace, None if mask_np is None else torch.from_numpy(mask_np).to(dev))
+        image = _zero_filled(kspace, mask_np, lam, iterations, dev)
     elif method == "grappa":
-        if iterations is not None:
-            raise UsageError("grappa takes no iterations")
-        from recon.solvers.grappa import grappa
-
-        if mask_np is None:
-            mask_np = np.ones((1, 1, 1, kspace.shape[-1]), dtype=bool)
-        elif raw is not None and raw.header.attrs.get("asymmetric_echo"):  # (H, W) mask: its lines
-            mask_np = np.asarray(mask_np, dtype=bool).reshape(-1, kspace.shape[-1]).any(axis=0)
-        fill = raw.header.acquired_pe if raw is not None else None
-        cal = raw.calibration if raw is not None and opts.pop("use_calibration", True) else None
-        solver_result = grappa(kspace, mask_np, kernel_size=opts.pop("kernel_size", GRAPPA_KERNEL),
-                               reg=GRAPPA_REG if lam is None else float(lam), fill_range=fill,
-                               calibration=cal, calibration_mask=None if cal is None else raw.calibration_mask)
-        if opts:
-            raise UsageError(f"grappa does not take option(s): {', '.join(sorted(opts))}")
+        solver_result = _grappa(kspace, mask_np, raw, lam, iterations, opts)
         image = solver_result.image
         params.update(solver_result.parameters)
     else:
-        from recon.solvers.sense import as_mask, cartesian_problem, normalize_maps
-
-        espirit_options = dict(opts.pop("espirit", None) or {})
-        if "calib_size" in opts:
-            espirit_options["calib_size"] = opts.pop("calib_size")
-        if maps is None and raw is not None and raw.calibration is not None:
-            used_maps = _maps_from_reference_lines(raw, dev, **espirit_options)
-        elif maps is None:
-            used_maps = estimate_maps(kspace, mask_np, **espirit_options)
-        else:
-            used_maps = torch.as_tensor(np.asarray(maps) if not isinstance(maps, torch.Tensor) else maps)
-            used_maps = used_maps.to(device=dev, dtype=torch.complex64)
-            if used_maps.ndim == 3:
-                used_maps = used_maps.unsqueeze(0).expand(kspace.shape[0], -1, -1, -1)
-            if tuple(used_maps.shape[-3:]) != tuple(kspace.shape[-3:]) or used_maps.ndim != 4:
-                raise UsageError(f"maps of shape {tuple(used_maps.shape)} do not fit k-space {tuple(kspace.shape)}")
-            used_maps = normalize_maps(used_maps)
-        m = as_mask(mask_np, dev)
-        problem, _ = cartesian_problem(kspace, used_maps, m)
-        if method == "sense":
-            from recon.solvers.cg import conjugate_gradient
-
-            tol = float(opts.pop("tol", 1e-6))
-            if opts:
-                raise UsageError(f"sense does not take option(s): {', '.join(sorted(opts))}")
-            solver_result = conjugate_gradient(
-                problem.normal, problem.aty, lam=0.0 if lam is None else float(lam),
-                max_iter=SENSE_ITERATIONS if iterations is None else int(iterations), tol=tol)
-            solver_result.parameters["solver"] = "cg-sense"
-        else:
-            from recon.solvers.cs import default_lambda, solve_scaled
-
-            if lam is None:
-                lam = default_lambda(method, mask_np)  # l1-wavelet: lower for 2D masks
-            try:
-                if is_auto(lam):  # k-space cross-validation, solving with the final solve's options
-                    from recon.solvers.autolambda import select_lambda
-
-                    lam, params["lambda_auto"] = select_lambda(kspace, used_maps, mask_np, method,
-                                                               iterations=iterations, **opts)
-                solver_result = solve_scaled(problem, method, lam=lam, iterations=iterations, **opts)
-            except TypeError as exc:
-                raise UsageError(f"{method}: {exc}") from None
-            scale = np.asarray(solver_result.parameters.get("scale"), dtype=np.float32)
+        used_maps = _coil_maps(kspace, mask_np, raw, maps, dev, opts)
+        solver_result, scale = _iterative(kspace, mask_np, used_maps, method, lam, iterations, dev, opts, params)
         complex_image = solver_result.image
         image = complex_image.abs()
         params.update(solver_result.parameters)
@@ -256,6 +196,89 @@ def reconstruct(
         scale=scale, seconds=time.perf_counter() - start, parameters=params, solver=solver_result,
         recon_size=recon_size,
     )
+
+
+def _zero_filled(kspace: torch.Tensor, mask_np: np.ndarray | None, lam: Any, iterations: Any,
+                 dev: torch.device) -> torch.Tensor:
+    """``zero-filled``: the RSS image of the (masked) k-space."""
+    if lam is not None or iterations is not None:
+        raise UsageError("zero-filled takes no lambda or iterations")
+    from recon.solvers.zero_filled import rss_reconstruction
+
+    return rss_reconstruction(kspace, None if mask_np is None else torch.from_numpy(mask_np).to(dev))
+
+
+def _grappa(kspace: torch.Tensor, mask_np: np.ndarray | None, raw: RawData | None, lam: Any, iterations: Any,
+            opts: dict[str, Any]):
+    """``grappa``: the :class:`SolverResult` of :func:`recon.solvers.grappa.grappa` (``lam``: calibration Tikhonov)."""
+    if iterations is not None:
+        raise UsageError("grappa takes no iterations")
+    from recon.solvers.grappa import grappa
+
+    if mask_np is None:
+        mask_np = np.ones((1, 1, 1, kspace.shape[-1]), dtype=bool)
+    elif raw is not None and raw.header.attrs.get("asymmetric_echo"):  # (H, W) mask: its lines
+        mask_np = np.asarray(mask_np, dtype=bool).reshape(-1, kspace.shape[-1]).any(axis=0)
+    fill = raw.header.acquired_pe if raw is not None else None
+    cal = raw.calibration if raw is not None and opts.pop("use_calibration", True) else None
+    result = grappa(kspace, mask_np, kernel_size=opts.pop("kernel_size", GRAPPA_KERNEL),
+                    reg=GRAPPA_REG if lam is None else float(lam), fill_range=fill,
+                    calibration=cal, calibration_mask=None if cal is None else raw.calibration_mask)
+    if opts:
+        raise UsageError(f"grappa does not take option(s): {', '.join(sorted(opts))}")
+    return result
+
+
+def _coil_maps(kspace: torch.Tensor, mask_np: np.ndarray | None, raw: RawData | None, maps: Any,
+               dev: torch.device, opts: dict[str, Any]) -> torch.Tensor:
+    """The coil maps ``(S, C, H, W)``: given ones normalised, else ESPIRiT (on the file's reference lines when
+    it has them); takes the ESPIRiT options (``espirit``, ``calib_size``) out of ``opts``."""
+    from recon.solvers.sense import normalize_maps
+
+    espirit_options = dict(opts.pop("espirit", None) or {})
+    if "calib_size" in opts:
+        espirit_options["calib_size"] = opts.pop("calib_size")
+    if maps is None and raw is not None and raw.calibration is not None:
+        return _maps_from_reference_lines(raw, dev, **espirit_options)
+    if maps is None:
+        return estimate_maps(kspace, mask_np, **espirit_options)
+    used_maps = torch.as_tensor(np.asarray(maps) if not isinstance(maps, torch.Tensor) else maps)
+    used_maps = used_maps.to(device=dev, dtype=torch.complex64)
+    if used_maps.ndim == 3:
+        used_maps = used_maps.unsqueeze(0).expand(kspace.shape[0], -1, -1, -1)
+    if tuple(used_maps.shape[-3:]) != tuple(kspace.shape[-3:]) or used_maps.ndim != 4:
+        raise UsageError(f"maps of shape {tuple(used_maps.shape)} do not fit k-space {tuple(kspace.shape)}")
+    return normalize_maps(used_maps)
+
+
+def _iterative(kspace: torch.Tensor, mask_np: np.ndarray | None, used_maps: torch.Tensor, method: str,
+               lam: Any, iterations: int | None, dev: torch.device, opts: dict[str, Any],
+               params: dict[str, Any]):
+    """``sense``, ``l1-wavelet``, ``tv``: the SENSE data term (``A = M F S``) solved by
+    :func:`recon.solvers.cs.solve_method` (the code the non-Cartesian methods share, with the NUFFT's ``A``).
+    Returns the :class:`SolverResult` and the data scale (None for sense); ``lam="auto"`` records its
+    choice in ``params``."""
+    from recon.solvers.cs import default_lambda, solve_method
+    from recon.solvers.sense import as_mask, cartesian_problem
+
+    m = as_mask(mask_np, dev)
+    problem, _ = cartesian_problem(kspace, used_maps, m)
+    if method == "sense":
+        result, _ = solve_method(problem, "sense", lam=lam, iterations=iterations,
+                                 sense_iterations=SENSE_ITERATIONS, **opts)
+        result.parameters["solver"] = "cg-sense"
+        return result, None
+    if lam is None:
+        lam = default_lambda(method, mask_np)  # l1-wavelet: lower for 2D masks
+    try:
+        if is_auto(lam):  # k-space cross-validation, solving with the final solve's options
+            from recon.solvers.autolambda import select_lambda
+
+            lam, params["lambda_auto"] = select_lambda(kspace, used_maps, mask_np, method,
+                                                       iterations=iterations, **opts)
+        return solve_method(problem, method, lam=lam, iterations=iterations, **opts)
+    except TypeError as exc:
+        raise UsageError(f"{method}: {exc}") from None
 
 
 # --- pipeline methods: one slice (1, C, H, W) in, (1, H, W) float32 magnitude out ----------------------

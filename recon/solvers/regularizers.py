@@ -1,16 +1,17 @@
 """Sparsity regularisers ``R(x) = ||K x||_1`` for the CS solvers: L1-wavelet and isotropic total variation.
 
-Each gives the transform ``K`` (forward/adjoint), ``||K||^2``, the value ``R(x)`` per batch element, the
-proximal map of ``t R`` (FISTA) and the two maps on ``K x``'s space that ADMM and PDHG need: the
-shrinkage ``prox_{t ||.||_1}`` and the projection onto ``{q : |q| <= lam}`` (the dual ball).
+Short compositions of an operator ``K`` and a prox object (:mod:`recon.solvers.prox`): :meth:`as_prox` gives
+the term ``lam R`` that the generic solvers (:func:`~recon.solvers.fista.fista`, :func:`~recon.solvers.admm.admm`,
+:func:`~recon.solvers.pdhg.pdhg`) take. The methods ``forward``/``adjoint``/``value``/``shrink``/``project``/
+``prox`` stay for callers of the earlier interface (``fista(problem, reg, lam)``).
 
 * :class:`L1Wavelet`: ``K`` = orthonormal 2D DWT (:class:`recon.operators.Wavelet2D`); the coarsest
   approximation band is not penalised (its weight is 0), so a large lambda leaves a low-resolution image
   rather than a darkened one. ``random_shift``: cycle spinning as BART ``pics`` does: each prox uses the
   wavelet of a randomly shifted image, which removes the blocky artefacts of a fixed wavelet grid (the
-  value :meth:`value` is always the unshifted one).
+  value :meth:`value` is always the unshifted one). ``as_prox(lam)`` = :class:`~recon.solvers.prox.L1InTransform`.
 * :class:`TotalVariation`: ``K`` = forward differences along H and W (:class:`recon.operators.FiniteDifference`),
-  ``|K x|`` the per-pixel magnitude of the 2-vector (isotropic TV).
+  ``|K x|`` the per-pixel magnitude of the 2-vector (isotropic TV). ``as_prox(lam)`` = :class:`~recon.solvers.prox.TV`.
 """
 from __future__ import annotations
 
@@ -19,19 +20,14 @@ import math
 import torch
 
 from recon.errors import UsageError
-from recon.operators import FiniteDifference, Wavelet2D
+from recon.operators import Wavelet2D
+from recon.solvers.prox import TV, L1InTransform, soft_threshold  # noqa: F401  (soft_threshold: re-export)
 
 
 def default_levels(shape: tuple[int, int], coarsest: int = 16, max_levels: int = 4) -> int:
     """Wavelet levels so that the coarsest band is at least ``coarsest`` pixels per axis (1..max_levels)."""
     n = min(int(shape[0]), int(shape[1]))
     return int(max(1, min(max_levels, math.floor(math.log2(max(n / coarsest, 1.0))))))
-
-
-def soft_threshold(z: torch.Tensor, thr: torch.Tensor | float) -> torch.Tensor:
-    """Complex soft thresholding ``z * max(1 - thr / |z|, 0)`` (``thr`` broadcastable, >= 0)."""
-    mag = z.abs()
-    return z * torch.clamp(1 - thr / mag.clamp_min(1e-30), min=0)
 
 
 class L1Wavelet:
@@ -49,15 +45,19 @@ class L1Wavelet:
         H, W = self.op.oshape
         weights = torch.ones(H, W)
         weights[: H >> self.levels, : W >> self.levels] = 0.0  # the approximation band is not penalised
-        self._weights = weights
         self.random_shift = bool(random_shift)
         self._gen = torch.Generator().manual_seed(int(seed))
         self.parameters = {"wavelet": wavelet, "levels": self.levels, "random_shift": self.random_shift}
+        self._unit = self.as_prox(1.0, weights)  # R itself (lam 1): shares the weights and the shifts' generator
+
+    def as_prox(self, lam: float, weights: torch.Tensor | None = None) -> L1InTransform:
+        """The term ``lam R`` as a prox object; its random shifts draw from this regulariser's generator."""
+        return L1InTransform(self.op, self._unit.inner._weights if weights is None else weights, lam,
+                             random_shift=self.random_shift, shift_period=2 ** self.levels, generator=self._gen,
+                             name=self.name, parameters=self.parameters)
 
     def weights(self, like: torch.Tensor) -> torch.Tensor:
-        if self._weights.device != like.device:
-            self._weights = self._weights.to(like.device)
-        return self._weights
+        return self._unit.inner.weights(like)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.op.forward(x)
@@ -67,28 +67,19 @@ class L1Wavelet:
 
     def value(self, x: torch.Tensor) -> torch.Tensor:
         """``R(x)`` per batch element: shape ``x.shape[:-2]``, float64."""
-        c = self.op.forward(x)
-        return (c.abs() * self.weights(c)).to(torch.float64).sum(dim=(-2, -1))
+        return self._unit.inner.raw_value(self.op.forward(x))
 
     def shrink(self, c: torch.Tensor, thr: float) -> torch.Tensor:
         """``prox_{thr ||.||_1}`` on coefficients (weighted by band)."""
-        return soft_threshold(c, thr * self.weights(c))
+        return self._unit.inner.shrink(c, thr)
 
     def project(self, q: torch.Tensor, lam: float) -> torch.Tensor:
         """Projection onto ``{|q| <= lam * weight}`` (the dual ball of ``lam R``)."""
-        bound = lam * self.weights(q)
-        mag = q.abs()
-        return q * torch.where(mag > bound, bound / mag.clamp_min(1e-30), torch.ones_like(mag))
+        return self._unit.inner.project(q, lam)
 
     def prox(self, x: torch.Tensor, thr: float) -> torch.Tensor:
         """``prox_{thr R}(x)`` = ``W^H shrink(W x)`` (exact for sizes divisible by ``2**levels``)."""
-        if self.random_shift:
-            step = 2 ** self.levels
-            sh = torch.randint(0, step, (2,), generator=self._gen).tolist()
-            xs = torch.roll(x, shifts=(sh[0], sh[1]), dims=(-2, -1))
-            out = self.op.adjoint(self.shrink(self.op.forward(xs), thr))
-            return torch.roll(out, shifts=(-sh[0], -sh[1]), dims=(-2, -1))
-        return self.op.adjoint(self.shrink(self.op.forward(x), thr))
+        return self._unit(x, thr)
 
 
 class TotalVariation:
@@ -100,8 +91,13 @@ class TotalVariation:
 
     def __init__(self, shape: tuple[int, int], boundary: str = "periodic"):
         self.shape = (int(shape[0]), int(shape[1]))
-        self.op = FiniteDifference((-2, -1), boundary)
+        self._unit = TV(self.shape, 1.0, boundary)
+        self.op = self._unit.transform
         self.parameters = {"boundary": boundary}
+
+    def as_prox(self, lam: float) -> TV:
+        """The term ``lam R`` as a prox object (ADMM/PDHG use its split; its own prox is iterative)."""
+        return TV(self.shape, lam, self.parameters["boundary"])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.op.forward(x)
@@ -114,17 +110,14 @@ class TotalVariation:
         return (g.real.square() + g.imag.square()).sum(dim=-3, keepdim=True).sqrt()
 
     def value(self, x: torch.Tensor) -> torch.Tensor:
-        g = self.op.forward(x)
-        return self._mag(g).to(torch.float64).sum(dim=(-3, -2, -1))
+        return self._unit.inner.raw_value(self.op.forward(x))
 
     def shrink(self, g: torch.Tensor, thr: float) -> torch.Tensor:
         """Group soft thresholding of the gradient 2-vectors."""
-        mag = self._mag(g)
-        return g * torch.clamp(1 - thr / mag.clamp_min(1e-30), min=0)
+        return self._unit.inner.shrink(g, thr)
 
     def project(self, q: torch.Tensor, lam: float) -> torch.Tensor:
-        mag = self._mag(q)
-        return q * torch.where(mag > lam, lam / mag.clamp_min(1e-30), torch.ones_like(mag))
+        return self._unit.inner.project(q, lam)
 
     def prox(self, x: torch.Tensor, thr: float) -> torch.Tensor:  # pragma: no cover - not closed form
         raise UsageError("TV has no closed-form prox; use solver='admm' or 'pdhg' for TV")

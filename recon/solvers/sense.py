@@ -16,7 +16,7 @@ from recon.errors import UsageError
 from recon.solvers.checks import check_lambda
 from recon.operators import Sense
 from recon.solvers.cg import conjugate_gradient
-from recon.solvers.problem import LeastSquares
+from recon.solvers.problem import LeastSquares, least_squares
 from recon.solvers.result import SolverResult
 
 
@@ -59,11 +59,9 @@ def cartesian_problem(kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tens
         raise UsageError(f"maps of shape {tuple(maps.shape)} do not fit k-space of shape {tuple(kspace.shape)}")
     op = Sense(maps, mask)
     y = kspace if mask is None else kspace * mask.to(kspace.real.dtype)
-    aty = op.adjoint(y)
-    y_norm_sq = (y.real.square() + y.imag.square()).to(torch.float64).sum(dim=(-3, -2, -1))
     power = float((maps.real.square() + maps.imag.square()).sum(dim=-3).max())
     mmax = 1.0 if mask is None else float(mask.abs().max()) ** 2
-    return LeastSquares(op.normal(), aty, y_norm_sq, max(power * mmax, 1e-12)), op
+    return least_squares(op, y, max(power * mmax, 1e-12)), op
 
 
 def cg_sense(

@@ -12,6 +12,16 @@ with :func:`register_method`): a name mapped to a :class:`~recon.solvers.methods
 magnitude on the full k-space grid, or a dict with that array under ``"reconstruction"`` plus extra per-slice
 arrays (``uncertainty``, ...) with the same leading slice axis of length 1, stored as datasets of the same
 name (concatenated over slices; those whose last two axes are the grid's are centre-cropped like the image).
+Outputs: an ``.h5`` holds ``reconstruction`` (float32 ``(S, h, w)``), the method's extra datasets, ``mask``
+(retrospective undersampling) and attributes ``method``, ``parameters`` (JSON: the options given, plus
+``epi_correction``/``partial_fourier``/``prewhiten`` where not default, ``mask``), ``recon_version``,
+``input_file``, ``format``, ``acquisition``, ``threads``, ``prewhitened`` (0/1), ``prewhitening`` (JSON:
+:meth:`recon.coils.noise.Prewhitening.record` or the reason it did not run), ``noise_bandwidth_ratio``,
+``metric_nmse/psnr/ssim`` (when the input has a reference or is undersampled retrospectively;
+:mod:`recon.metrics.reference`), ``mask_*``, and the method's summary entries as JSON (``adaptation``,
+``partial_fourier``: mode and sampled extents). Images carry the method and thread count as provenance
+(:mod:`recon.io.images`). An output with an ``uncertainty`` dataset also gets ``OUT_panels.png``.
+
 Options are checked once, by the method's options class, before any work (a :class:`UsageError`); what the
 pipeline must know of a method (partial Fourier, shared maps, summary entries) are attributes of the
 :class:`~recon.solvers.methods.Method`, so there are no method-specific branches here.
@@ -191,42 +201,24 @@ def reconstruct_file(
 ) -> dict[str, Any]:
     """Reconstruct one raw file and write the result; return a JSON-serialisable summary.
 
-    Parameters
-    ----------
-    input_path: any raw file :func:`recon.io.open_raw` reads.
-    output_path: ``.h5`` (``reconstruction`` dataset, float32 ``(S, h, w)``, attributes ``method``,
-        ``parameters`` (JSON), ``recon_version``, ``input_file``, ``format``, ``acquisition``) or an image
-        (``.png``, ``.nii``, ``.nii.gz``, ``.dcm``; see :mod:`recon.io.images`).
-    method: a key of :data:`METHODS` (:mod:`recon.solvers.methods`).
-    overwrite: replace an existing output.
-    progress: called as ``progress(done, total)`` after each slice.
-    undersampling: undersample a fully sampled input retrospectively; the mask is written to the ``.h5``
-        output as the ``mask`` dataset and its parameters as ``mask_*`` attributes (an already undersampled
-        input is a :class:`UsageError`).
-    epi_correction: EPI ramp regridding + Nyquist-ghost correction of twix inputs (``--no-epi-correction``).
-    partial_fourier: ``pocs`` (default), ``homodyne`` or ``zero``: how the direct methods (``zero-filled``,
-        ``grappa``, ``sense``: ``Method.completes_partial_fourier``) complete
-        a partial-Fourier input (declared by the header and seen in the data; :mod:`recon.solvers.partial_fourier`).
-        A non-default mode is recorded in ``parameters``; what was done (mode, sampled extents) in the
-        ``partial_fourier`` summary entry and ``.h5`` attribute, when the input is partial Fourier.
-    prewhiten: when the input has noise scans (or a noise covariance), whiten every slice's k-space first,
-        with the noise/data bandwidth ratio (:func:`recon.coils.noise.prewhitening_for`); ``False`` is
-        ``--no-prewhiten`` (recorded as ``parameters["prewhiten"] = False``). Whether it ran is recorded
-        either way: ``.h5`` attributes ``prewhitened`` (0/1) and ``noise_bandwidth_ratio`` (when it ran), and
-        the summary's ``"prewhitening"`` entry.
-    maps_cache: a :class:`~recon.solvers.maps_cache.MapsCache` shared by several calls on the same input:
-        methods that estimate ESPIRiT maps (``Method.shares_maps``) reuse maps computed on the same slices
-        and mask (``recon demo``); not recorded, the result is the same.
-    options: the method's options (its options class in :mod:`recon.solvers.methods`; e.g. ``device="cuda"``).
+    ``input_path``: any raw file :func:`recon.io.open_raw` reads. ``output_path``: ``.h5`` or an image
+    (``.png``, ``.nii``, ``.nii.gz``, ``.dcm``, ``.mrd.h5``); what each records: the module docstring.
+    ``method``: a key of :data:`METHODS`; ``options``: its options (its options class in
+    :mod:`recon.solvers.methods`, e.g. ``device="cuda"``), checked before any work. ``overwrite``: replace an
+    existing output. ``progress(done, total)``: called after each slice. ``undersampling``: undersample a fully
+    sampled input retrospectively (an already undersampled input is a :class:`UsageError`).
+    ``epi_correction``: EPI ramp regridding + Nyquist-ghost correction (``--no-epi-correction``).
+    ``partial_fourier``: ``pocs`` (default), ``homodyne`` or ``zero``: how methods with
+    ``completes_partial_fourier`` (zero-filled, grappa, sense) complete a partial-Fourier input (declared by the
+    header and seen in the data; :mod:`recon.solvers.partial_fourier`). ``prewhiten``: whiten the k-space with
+    the input's noise scans first, when it has them (:func:`recon.coils.noise.prewhitening_for`).
+    ``maps_cache``: a :class:`~recon.solvers.maps_cache.MapsCache` shared by several calls on the same input,
+    so methods with ``shares_maps`` reuse ESPIRiT maps of the same slices and mask (same result).
 
-    Returns
-    -------
-    ``{"input", "output", "method", "parameters", "format", "shape", "seconds", "recon_version"}``; ``shape``
-    is the written ``(S, h, w)``, ``seconds`` the wall time of reading + reconstructing + writing; plus
-    ``"metrics": {"nmse", "psnr", "ssim"}`` (also ``metric_*`` attributes of an ``.h5``) when the input has a
-    reference or is undersampled retrospectively (:mod:`recon.metrics.reference`); ``"prewhitening"``:
-    ``{"prewhitened": bool, "reason"}`` or, when it ran, :meth:`recon.coils.noise.Prewhitening.record`
-    (``bandwidth_ratio``, dwell times, a note when the ratio was unknown and 1 was used).
+    Returns ``{"input", "output", "method", "parameters", "format", "shape" (the written (S, h, w)),
+    "seconds" (read + reconstruct + write), "recon_version", "threads", "prewhitening"}``, plus ``"metrics"``
+    ``{"nmse", "psnr", "ssim"}`` when there is a reference, ``"panels"``, and the method's summary entries
+    (``"adaptation"``, ``"partial_fourier"``) when they apply.
     """
     from recon.io import open_raw, validate
 
@@ -271,21 +263,26 @@ def reconstruct_file(
     panels = None
     if "uncertainty" in datasets:  # any method with an uncertainty: PNG panels next to the output
         panels = write_panels(out, reconstruction, datasets, title=f"{Path(input_path).name}: {method}")
+    return _summary(input_path, out, record, reconstruction.shape, time.perf_counter() - start, panels)
 
+
+def _summary(input_path: str | Path, out: Path, record: dict[str, Any], shape: tuple[int, ...], seconds: float,
+             panels: Path | None) -> dict[str, Any]:
+    """The JSON-serialisable summary :func:`reconstruct_file` returns (and ``recon run --json`` prints)."""
     return {
         "input": str(input_path),
         "output": str(out),
-        "method": method,
-        "parameters": json.loads(json.dumps(parameters, default=str)),
-        "format": fmt,
-        "shape": list(reconstruction.shape),
-        "seconds": round(time.perf_counter() - start, 4),
+        "method": record["method"],
+        "parameters": json.loads(json.dumps(record["parameters"], default=str)),
+        "format": record["format"],
+        "shape": list(shape),
+        "seconds": round(seconds, 4),
         "recon_version": __version__,
         "threads": record["threads"],
-        "prewhitening": prewhitening,
-        **({"metrics": metrics} if metrics is not None else {}),
+        "prewhitening": record["prewhitening"],
+        **({"metrics": record["metrics"]} if record["metrics"] is not None else {}),
         **({"panels": str(panels)} if panels is not None else {}),
-        **entries,
+        **record["entries"],
     }
 
 

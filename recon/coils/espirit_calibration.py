@@ -162,6 +162,61 @@ def normalize_phase(maps: torch.Tensor, mode: PhaseMode, reference: torch.Tensor
     return maps * rot[:, :, None]
 
 
+def _check_parameters(shape: tuple[int, ...], kernel: tuple[int, int], threshold: float, crop: float,
+                      num_maps: int, eig_grid: int | None) -> None:
+    """Raise UsageError for :func:`espirit` parameters that do not fit k-space of ``shape`` ``(S, C, H, W)``."""
+    _, c, hh, ww = shape
+    kh, kw = kernel
+    if not 0.0 <= threshold < 1.0:
+        raise UsageError(f"threshold must be in [0, 1), got {threshold}")
+    if not 0.0 <= crop < 1.0:
+        raise UsageError(f"crop must be in [0, 1), got {crop}")
+    if not 1 <= num_maps <= c:
+        raise UsageError(f"num_maps must be between 1 and the number of coils ({c}), got {num_maps}")
+    if 2 * kh > hh or 2 * kw > ww:
+        raise UsageError(f"kernel_size {kh}x{kw} is too large for k-space of {hh}x{ww} (needs 2k per axis)")
+    if eig_grid is not None and eig_grid < 1:
+        raise UsageError(f"eig_grid must be positive or None, got {eig_grid}")
+
+
+def _signal_kernels(calib: torch.Tensor, kernel: tuple[int, int],
+                   threshold: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The k-space kernels of the calibration data ``calib`` ``(S, C, h, w)`` and which span the signal.
+
+    Returns ``(kernels (S, J, C, kh, kw), weights (S, J) float32 (1 = sigma_j / sigma_0 > sqrt(threshold)),
+    singular values (S, J) descending)``, ``J = C kh kw``. Raises DataError for a slice without signal.
+    """
+    s, c = calib.shape[:2]
+    kh, kw = kernel
+    a = calibration_matrix(calib, (kh, kw))  # (S, R, P)
+    gram = a.conj().transpose(-2, -1) @ a  # (S, P, P)
+    evals, evecs = torch.linalg.eigh(gram)
+    evals, evecs = evals.flip(-1), evecs.flip(-1)
+    sv = evals.clamp_min(0).sqrt()  # (S, P) singular values, descending
+    if bool((sv[:, 0] <= 0).any()):
+        bad = [int(i) for i in torch.nonzero(sv[:, 0] <= 0).flatten()]
+        raise DataError(f"no signal in the calibration region of slice(s) {bad}")
+    weights = (sv / sv[:, :1] > math.sqrt(threshold)).to(torch.float32)
+    # A = U diag(sv) V^H, so the patches (rows of A, as vectors) span conj(V): those are the kernels.
+    kernels = evecs.conj().transpose(-2, -1).reshape(s, -1, c, kh, kw)  # (S, J, C, kh, kw)
+    return kernels, weights, sv
+
+
+def _eigen_maps(kernels: torch.Tensor, weights: torch.Tensor, kernel: tuple[int, int], grid: tuple[int, int],
+                num_maps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``num_maps`` leading per-pixel eigenvectors of the ESPIRiT operator on ``grid`` ``(h', w')``.
+
+    Returns ``(maps (S, M, C, h', w'), eigenvalues (S, M, h', w'))``, largest eigenvalue first.
+    """
+    g = image_space_operator(kernels, weights, kernel, grid)  # (S, h', w', C, C)
+    vals, vecs = torch.linalg.eigh(g)
+    vals = vals[..., -num_maps:].flip(-1)  # (S, h', w', M)
+    vecs = vecs[..., -num_maps:].flip(-1)  # (S, h', w', C, M)
+    maps = vecs.permute(0, 4, 3, 1, 2)  # (S, M, C, h', w')
+    eig = vals.permute(0, 3, 1, 2).contiguous()  # (S, M, h', w')
+    return maps, eig
+
+
 def espirit(
     kspace: ArrayLike,
     *,
@@ -204,45 +259,21 @@ def espirit(
     """
     k = as_complex_tensor(kspace, "kspace", (3, 4), device)
     k, _ = with_slice_axis(k, 3)
-    s, c, hh, ww = k.shape
+    hh, ww = k.shape[-2:]
     kh, kw = _pair(kernel_size, "kernel_size")
-    if not 0.0 <= threshold < 1.0:
-        raise UsageError(f"threshold must be in [0, 1), got {threshold}")
-    if not 0.0 <= crop < 1.0:
-        raise UsageError(f"crop must be in [0, 1), got {crop}")
-    if not 1 <= num_maps <= c:
-        raise UsageError(f"num_maps must be between 1 and the number of coils ({c}), got {num_maps}")
-    if 2 * kh > hh or 2 * kw > ww:
-        raise UsageError(f"kernel_size {kh}x{kw} is too large for k-space of {hh}x{ww} (needs 2k per axis)")
-    if eig_grid is not None and eig_grid < 1:
-        raise UsageError(f"eig_grid must be positive or None, got {eig_grid}")
+    _check_parameters(k.shape, (kh, kw), threshold, crop, num_maps, eig_grid)
 
     calib = calibration_region(k, calib_size, mask, max_size=max_calib_size, min_size=(kh, kw))
     ch, cw = calib.shape[-2:]
 
-    a = calibration_matrix(calib, (kh, kw))  # (S, R, P)
-    gram = a.conj().transpose(-2, -1) @ a  # (S, P, P)
-    evals, evecs = torch.linalg.eigh(gram)
-    evals, evecs = evals.flip(-1), evecs.flip(-1)
-    sv = evals.clamp_min(0).sqrt()  # (S, P) singular values, descending
-    if bool((sv[:, 0] <= 0).any()):
-        bad = [int(i) for i in torch.nonzero(sv[:, 0] <= 0).flatten()]
-        raise DataError(f"no signal in the calibration region of slice(s) {bad}")
-    weights = (sv / sv[:, :1] > math.sqrt(threshold)).to(torch.float32)
-    # A = U diag(sv) V^H, so the patches (rows of A, as vectors) span conj(V): those are the kernels.
-    kernels = evecs.conj().transpose(-2, -1).reshape(s, -1, c, kh, kw)  # (S, J, C, kh, kw)
+    kernels, weights, sv = _signal_kernels(calib, (kh, kw), threshold)
 
     full = (hh, ww)
     if eig_grid is None:
         grid = full
     else:
         grid = (min(hh, max(eig_grid, 2 * kh)), min(ww, max(eig_grid, 2 * kw)))
-    g = image_space_operator(kernels, weights, (kh, kw), grid)  # (S, h', w', C, C)
-    vals, vecs = torch.linalg.eigh(g)
-    vals = vals[..., -num_maps:].flip(-1)  # (S, h', w', M)
-    vecs = vecs[..., -num_maps:].flip(-1)  # (S, h', w', C, M)
-    maps = vecs.permute(0, 4, 3, 1, 2)  # (S, M, C, h', w')
-    eig = vals.permute(0, 3, 1, 2).contiguous()  # (S, M, h', w')
+    maps, eig = _eigen_maps(kernels, weights, (kh, kw), grid, num_maps)
 
     reference = principal_coil_vector(calib) if phase == "rotate" else None
     maps = normalize_phase(maps, phase, reference)

@@ -41,8 +41,18 @@ def write_enhanced_mr(tmp: Path, vol: np.ndarray, stacks: list[tuple[dict[str, i
     comments: ``ImageComments`` (how the image was made: version, method, threads), if given.
     """
     require("pydicom", None, "writing DICOM images")
-    from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
-    from pydicom.sequence import Sequence
+    ds = _file_dataset(tmp, description, comments)
+    slope, pixels = _image_module(ds, vol, voxel_mm)
+    _dimension_module(ds)
+    _shared_groups(ds, slope, row_dir, col_dir, voxel_mm, spacing_mm)
+    order = _per_frame_groups(ds, stacks, positions, vol.shape[0])
+    ds.PixelData = np.ascontiguousarray(pixels[order]).tobytes()
+    ds.save_as(tmp, enforce_file_format=True)
+
+
+def _file_dataset(tmp: Path, description: str, comments: str | None) -> Any:
+    """The pydicom ``FileDataset``: file meta, fresh UIDs, dates (now), anonymous patient and study modules."""
+    from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
     from recon import __version__
@@ -78,6 +88,12 @@ def write_enhanced_mr(tmp: Path, vol: np.ndarray, stacks: list[tuple[dict[str, i
     ds.ReferringPhysicianName = ""
     ds.PatientBirthDate = ""
     ds.PatientSex = ""
+    return ds
+
+
+def _image_module(ds: Any, vol: np.ndarray, voxel_mm: tuple[float, float, float]) -> tuple[float, np.ndarray]:
+    """Pixel-description attributes of ``vol`` ``(S, H, W)`` on ``ds``; returns (RescaleSlope, uint16 pixels
+    ``(S, H, W)``), ``value = stored * slope`` with the volume maximum at 65535. ``voxel_mm``: (dH, dW, dz) mm."""
     s, h, w = vol.shape
     dh, dw, dz = voxel_mm
     vmax = float(vol.max())
@@ -106,6 +122,14 @@ def write_enhanced_mr(tmp: Path, vol: np.ndarray, stacks: list[tuple[dict[str, i
     ds.RescaleType = "US"
     ds.PixelSpacing = [_ds(dh), _ds(dw)]
     ds.SliceThickness = _ds(dz)
+    return slope, pixels
+
+
+def _dimension_module(ds: Any) -> None:
+    """Multi-frame dimensions on ``ds``: stack (TemporalPositionIndex, the contrast), then InStackPositionNumber."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import generate_uid
 
     # dimensions: stack, then position within the stack
     dim_uid = generate_uid()
@@ -122,6 +146,15 @@ def write_enhanced_mr(tmp: Path, vol: np.ndarray, stacks: list[tuple[dict[str, i
     ds.DimensionOrganizationSequence = Sequence([org])
     ds.DimensionIndexSequence = Sequence(dims)
 
+
+def _shared_groups(ds: Any, slope: float, row_dir: np.ndarray, col_dir: np.ndarray,
+                   voxel_mm: tuple[float, float, float], spacing_mm: float) -> None:
+    """``SharedFunctionalGroupsSequence``: pixel measures (mm), orientation (unit LPS row/column directions
+    ``(3,)``), rescale ``slope`` and the MR frame type, the same for every frame."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    dh, dw, dz = voxel_mm
     shared = Dataset()
     measures = Dataset()
     measures.PixelSpacing = [_ds(dh), _ds(dw)]
@@ -146,7 +179,15 @@ def write_enhanced_mr(tmp: Path, vol: np.ndarray, stacks: list[tuple[dict[str, i
     shared.MRImageFrameTypeSequence = Sequence([mrtype])
     ds.SharedFunctionalGroupsSequence = Sequence([shared])
 
-    per_frame: list[Any] = [None] * s
+
+def _per_frame_groups(ds: Any, stacks: list[tuple[dict[str, int], list[int]]], positions: np.ndarray,
+                      n_frames: int) -> list[int]:
+    """``PerFrameFunctionalGroupsSequence`` (frame content, ImagePositionPatient from ``positions`` ``(S, 3)``
+    LPS mm), frames stored stack by stack in spatial order; returns that order (indices into the S frames)."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    per_frame: list[Any] = [None] * n_frames
     order: list[int] = []
     for stack_no, (labels, frames) in enumerate(stacks, start=1):
         for pos_no, f in enumerate(frames, start=1):
@@ -167,5 +208,4 @@ def write_enhanced_mr(tmp: Path, vol: np.ndarray, stacks: list[tuple[dict[str, i
             order.append(f)
     # frames stored stack by stack, in spatial order
     ds.PerFrameFunctionalGroupsSequence = Sequence([per_frame[f] for f in order])
-    ds.PixelData = np.ascontiguousarray(pixels[order]).tobytes()
-    ds.save_as(tmp, enforce_file_format=True)
+    return order

@@ -230,52 +230,57 @@ def _place_readout(data: np.ndarray, head: np.void, H: int, i: int, path: Path,
     return data, start, guessed
 
 
-def open_mrd(path: str | Path, *, repetition: int | None = None, contrast: int | None = None,
-             dataset: str | None = None, epi_correction: bool = True) -> InMemoryRawFile:
-    """Read an ISMRMRD/MRD HDF5 file (Cartesian 2D, multi-slice) whole into memory.
+# --------------------------------------------------------------------------------------------- steps
 
-    Parameters
-    ----------
-    path: the ``.h5``/``.mrd`` file.
-    repetition: keep only acquisitions with ``idx.repetition == repetition``. Default None keeps every
-        repetition, each as its own entries of the slice axis.
-    contrast: likewise for ``idx.contrast`` (echoes). Default None keeps every contrast.
-    dataset: the HDF5 group holding the MRD data; default ``/dataset`` or the first MRD-like group.
-    epi_correction: for ``epi`` trajectories, ramp regridding and navigator ghost correction
-        (``recon.io.epi_mrd``; False: ``--no-epi-correction``).
 
-    Returns
-    -------
-    An :class:`InMemoryRawFile` (format ``mrd``) whose data are ``(F, coils, H, W)`` complex64 k-space,
-    ``F`` = number of distinct ``(repetition, contrast, phase, set, slice)`` present (listed in
-    ``header.attrs["frames"]``), H = encoded readout samples, W = encoded phase-encode lines; unsampled
-    points are 0. ``mask`` is ``(W,)`` when the sampled lines are the same for every entry, ``(F, 1, W)``
-    when they differ, None when every line of ``acquired_pe`` is sampled.
+@dataclass
+class _Sorting:
+    """Acquisition sorting: which acquisitions of the file go where (boolean masks over the N acquisitions)."""
 
-    Raises
-    ------
-    FormatError: no XML header, invalid XML, non-Cartesian or 3D encoding.
-    DataError: no image acquisitions, samples that do not fit the header, NaN/Inf, inconsistent channels.
-    UsageError: ``repetition``/``contrast`` not present in the file.
+    noise: np.ndarray  # (N,) bool: noise scans (-> Header.noise_samples)
+    image: np.ndarray  # (N,) bool: image and PAT reference lines of encoding space 0, every counter
+    keep: np.ndarray  # (N,) bool: the image lines of the selected repetition/contrast (-> k-space)
+    navigator: np.ndarray  # (N,) bool: EPI phase-correction navigators of encoding space 0
+    ignored_counts: dict[str, int]  # acquisitions left out, per reason (flag name, other_encoding_space)
+    coils: int  # active channels of every image acquisition
+    selection: dict[str, Any]  # repetition/contrast: the value kept, or "all (along the slice axis)"
+    frames: np.ndarray  # (F, 5) int64: the FRAME_FIELDS counters of each slice-axis entry, sorted
+    frame_of: np.ndarray  # (keep.sum(),) int: the slice-axis entry of each kept acquisition, in file order
+
+
+@dataclass
+class _Grid:
+    """Assembly: the kept acquisitions on the ``(F, coils, H, W)`` k-space grid, with per-line bookkeeping."""
+
+    kspace: np.ndarray  # (F, C, H, W) complex64, acquisitions landing on the same (entry, line) averaged
+    counts: np.ndarray  # (F, W) int64: acquisitions placed on each line
+    calib: np.ndarray  # (F, W) bool: lines with a parallel-imaging calibration acquisition
+    calib_only: np.ndarray  # (F, W) bool: lines with an ACQ_IS_PARALLEL_CALIBRATION (reference-only) one
+    imaging: np.ndarray  # (F, W) bool: lines with an acquisition that is not reference-only
+    guessed_centre: int  # readouts whose unset centre sample was taken as H // 2
+    has_traj: bool  # some acquisition stored (Cartesian) trajectory coordinates
+
+
+def _parse_header(xml: str, path: Path) -> tuple[Any, _Encoding]:
+    """Header parsing: the ISMRMRD XML text -> (the ``ismrmrdHeader`` object, what the reader uses of it).
+
+    Raises FormatError for invalid XML, a missing/incomplete encoding, or a trajectory other than
+    ``cartesian``/``epi``.
     """
-    path = Path(path)
-    with open_h5(path) as f:
-        group = _find_group(f, dataset, path)
-        xml = _read_xml(group, path)
-        recs = _read_acquisitions(group, path)
     hdr = _parse_xml(xml, path)
     enc = _encoding(hdr, path)
     if enc.trajectory not in ("cartesian", "epi"):
         raise FormatError(f"trajectory '{enc.trajectory}': non-Cartesian MRD is not supported here yet "
                           "(Cartesian and EPI only)", path)
-    if recs.size == 0:
-        raise DataError("MRD file has no acquisitions (empty 'data' dataset)", path)
+    return hdr, enc
 
-    head = recs["head"]
-    idx = head["idx"]
+
+def _classify(head: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """``(noise, image, ignored_counts)`` of the acquisition headers ``head`` ``(N,)``: noise scans, image lines
+    (everything not noise nor ignored: flagged navigator/feedback/dummy/... scans, other encoding spaces)."""
     flags = head["flags"].astype(np.uint64)
     noise = _flag(flags, _NOISE)
-    ignored = np.zeros(recs.size, dtype=bool)
+    ignored = np.zeros(head.size, dtype=bool)
     ignored_counts: dict[str, int] = {}
     for bit, name in _IGNORED_FLAGS.items():
         hit = _flag(flags, bit) & ~noise & ~ignored
@@ -291,6 +296,22 @@ def open_mrd(path: str | Path, *, repetition: int | None = None, contrast: int |
     if n_image == 0:
         what = ", ".join([f"{n_noise} noise scans"] + [f"{v} {k}" for k, v in ignored_counts.items()])
         raise DataError(f"MRD file has no image acquisitions (only {what})", path)
+    return noise, image, ignored_counts
+
+
+def _sort_acquisitions(recs: np.ndarray, enc: _Encoding, repetition: int | None, contrast: int | None,
+                       path: Path) -> _Sorting:
+    """Acquisition sorting: noise / ignored / navigator / image acquisitions, the ``repetition=``/``contrast=``
+    selection and the slice-axis entry (``FRAME_FIELDS`` counters) of every kept image line.
+
+    Raises DataError (no acquisitions, no image ones, differing or zero channel counts), FormatError (3D
+    encoding), UsageError (a selected repetition/contrast not in the file).
+    """
+    if recs.size == 0:
+        raise DataError("MRD file has no acquisitions (empty 'data' dataset)", path)
+    head = recs["head"]
+    idx = head["idx"]
+    noise, image, ignored_counts = _classify(head, path)
 
     # --- consistency checks on the image acquisitions
     coils_all = head["active_channels"][image]
@@ -318,102 +339,130 @@ def open_mrd(path: str | Path, *, repetition: int | None = None, contrast: int |
     keys = np.stack([idx[k][keep].astype(np.int64) for k in FRAME_FIELDS], axis=1)
     frames, frame_of = np.unique(keys, axis=0, return_inverse=True)
     frame_of = frame_of.reshape(-1)
+    navigator = _flag(head["flags"].astype(np.uint64), _PHASECORR) & ~noise & (head["encoding_space_ref"] == 0)
+    return _Sorting(noise, image, keep, navigator, ignored_counts, coils, selection, frames, frame_of)
 
-    H, W = enc.matrix[0], enc.matrix[1]
+
+def _phase_encode_placement(enc: _Encoding) -> tuple[int, tuple[int, int] | None]:
+    """``(padding_left, acquired_pe)``: line ``kspace_encode_step_1 = s`` goes to column ``s + padding_left``
+    of the W encoded lines; ``acquired_pe`` = ``[start, end)`` of the acquirable ones (None: limits unknown)."""
+    W = enc.matrix[1]
     if enc.pe_limits is not None:
         pe_min, pe_max, pe_centre = enc.pe_limits
         pad_left = W // 2 - pe_centre
         acquired_pe: tuple[int, int] | None = (max(pad_left, 0), min(pad_left + pe_max + 1, W))
     else:
         pad_left, acquired_pe = 0, None
+    return pad_left, acquired_pe
 
-    # --- EPI: navigators fitted per slice before the image lines are placed (recon.io.epi_mrd)
+
+def _epi_corrector(hdr: Any, enc: _Encoding, epi_correction: bool) -> tuple[Any, dict[str, Any]]:
+    """``(recon.io.epi_mrd.MrdEpi or None, the ConventionalEPI trajectoryDescription parameters)``: None for
+    Cartesian data; with ``epi_correction=False`` an MrdEpi that only reverses readouts."""
     epi = None
     epi_params: dict[str, Any] = {}
-    navigator = _flag(flags, _PHASECORR) & ~noise & (head["encoding_space_ref"] == 0)
     if enc.trajectory == "epi":
         from recon.io.epi_mrd import MrdEpi, ramp_from_mrd
 
+        H = enc.matrix[0]
         spec, n_ramp, epi_params = ramp_from_mrd(hdr.encoding[0], H)
         epi = MrdEpi(spec, n_ramp, H) if epi_correction else MrdEpi(None, None, H)  # off: reversal only
+    return epi, epi_params
 
-    def epi_line(data: np.ndarray, h: np.void, i: int) -> tuple[np.ndarray, bool]:
-        """(coils, H) k-space of one EPI readout (reversed, regridded) and its polarity."""
-        rev = bool(_flag(np.uint64(h["flags"]), _REVERSE))
-        line = epi.readout(data, rev)  # type: ignore[union-attr]
-        if line is None:  # placed as stored by its centre sample, then the whole readout reversed (as twix)
-            d, start, _ = _place_readout(data, h, H, i, path, reverse=False)
-            line = np.zeros((d.shape[0], H), dtype=np.complex64)
-            line[:, start:start + d.shape[1]] = d
-            line = np.ascontiguousarray(line[:, ::-1]) if rev else line
-        return line, rev
 
-    if epi is not None and epi_correction:
-        for i in np.flatnonzero(navigator):
-            h = recs[i]["head"]
-            c, n = int(h["active_channels"]), int(h["number_of_samples"])
-            raw = np.asarray(recs[i]["data"], dtype=np.float32)
-            if raw.size != 2 * c * n or c != coils:
-                raise DataError(f"phase-correction acquisition {i}: {raw.size // 2} complex samples stored, "
-                                f"header says {c} channels x {n} samples (image data: {coils} channels)", path)
-            d = raw.view(np.complex64).reshape(c, n)
-            if not np.all(np.isfinite(d)):
-                raise DataError(f"phase-correction acquisition {i} contains NaN/Inf samples", path)
-            line, rev = epi_line(d, h, int(i))
-            epi.add_navigator(line, rev, int(h["idx"]["slice"]))
-        epi.fit()
+def _epi_line(epi: Any, data: np.ndarray, h: np.void, H: int, i: int, path: Path) -> tuple[np.ndarray, bool]:
+    """(coils, H) k-space of one EPI readout ``data`` ``(coils, samples)`` (reversed, regridded) and its polarity."""
+    rev = bool(_flag(np.uint64(h["flags"]), _REVERSE))
+    line = epi.readout(data, rev)
+    if line is None:  # placed as stored by its centre sample, then the whole readout reversed (as twix)
+        d, start, _ = _place_readout(data, h, H, i, path, reverse=False)
+        line = np.zeros((d.shape[0], H), dtype=np.complex64)
+        line[:, start:start + d.shape[1]] = d
+        line = np.ascontiguousarray(line[:, ::-1]) if rev else line
+    return line, rev
 
-    F = frames.shape[0]
+
+def _fit_navigators(epi: Any, recs: np.ndarray, sorting: _Sorting, H: int, path: Path) -> None:
+    """EPI: the ``ACQ_IS_PHASECORR_DATA`` navigators fitted per slice, before the image lines are placed."""
+    coils = sorting.coils
+    for i in np.flatnonzero(sorting.navigator):
+        h = recs[i]["head"]
+        c, n = int(h["active_channels"]), int(h["number_of_samples"])
+        raw = np.asarray(recs[i]["data"], dtype=np.float32)
+        if raw.size != 2 * c * n or c != coils:
+            raise DataError(f"phase-correction acquisition {i}: {raw.size // 2} complex samples stored, "
+                            f"header says {c} channels x {n} samples (image data: {coils} channels)", path)
+        d = raw.view(np.complex64).reshape(c, n)
+        if not np.all(np.isfinite(d)):
+            raise DataError(f"phase-correction acquisition {i} contains NaN/Inf samples", path)
+        line, rev = _epi_line(epi, d, h, H, int(i), path)
+        epi.add_navigator(line, rev, int(h["idx"]["slice"]))
+    epi.fit()
+
+
+def _image_samples(rec: np.void, coils: int, i: int, path: Path) -> np.ndarray:
+    """``(coils, number_of_samples)`` complex64 samples of image acquisition ``i``; DataError if they do not
+    match its header or are not finite."""
+    h = rec["head"]
+    n = int(h["number_of_samples"])
+    raw = np.asarray(rec["data"], dtype=np.float32)
+    if raw.size != 2 * coils * n:
+        raise DataError(f"acquisition {i}: {raw.size // 2} complex samples stored, header says "
+                        f"{coils} channels x {n} samples", path)
+    data = raw.view(np.complex64).reshape(coils, n)
+    if not np.all(np.isfinite(data)):
+        raise DataError(f"acquisition {i} (phase-encode step {int(h['idx']['kspace_encode_step_1'])}) "
+                        "contains NaN/Inf samples", path)
+    return data
+
+
+def _assemble_kspace(recs: np.ndarray, sorting: _Sorting, matrix: tuple[int, int, int], pad_left: int,
+                     epi: Any, path: Path) -> _Grid:
+    """Assembly: every kept acquisition onto the ``(F, coils, H, W)`` grid (``H, W = matrix[:2]``): readout by
+    its centre sample (or EPI-corrected), column ``kspace_encode_step_1 + pad_left``; repeated lines averaged."""
+    H, W = matrix[0], matrix[1]
+    F, coils, keep = sorting.frames.shape[0], sorting.coils, sorting.keep
     # the zero-filled grid against the samples really stored (a forged header must not allocate gigabytes)
-    stored = int(np.sum(head["number_of_samples"][keep].astype(np.int64))) * coils * 8
+    stored = int(np.sum(recs["head"]["number_of_samples"][keep].astype(np.int64))) * coils * 8
     check_declared_shape((F, coils, H, W), 8, path, "k-space (MRD encodedSpace)", stored_bytes=stored,
                          file_bytes=max(stored, path.stat().st_size))
-    kspace = np.zeros((F, coils, H, W), dtype=np.complex64)
-    counts = np.zeros((F, W), dtype=np.int64)
-    calib = np.zeros((F, W), dtype=bool)
-    calib_only = np.zeros((F, W), dtype=bool)
-    imaging = np.zeros((F, W), dtype=bool)
-    guessed_centre = 0
-    has_traj = False
+    g = _Grid(np.zeros((F, coils, H, W), dtype=np.complex64), np.zeros((F, W), dtype=np.int64),
+              np.zeros((F, W), dtype=bool), np.zeros((F, W), dtype=bool), np.zeros((F, W), dtype=bool), 0, False)
     for j, i in enumerate(np.flatnonzero(keep)):
         rec = recs[i]
         h = rec["head"]
-        n = int(h["number_of_samples"])
-        raw = np.asarray(rec["data"], dtype=np.float32)
-        if raw.size != 2 * coils * n:
-            raise DataError(f"acquisition {i}: {raw.size // 2} complex samples stored, header says "
-                            f"{coils} channels x {n} samples", path)
-        data = raw.view(np.complex64).reshape(coils, n)
-        if not np.all(np.isfinite(data)):
-            raise DataError(f"acquisition {i} (phase-encode step {int(h['idx']['kspace_encode_step_1'])}) "
-                            "contains NaN/Inf samples", path)
+        data = _image_samples(rec, coils, int(i), path)
         if int(h["trajectory_dimensions"]) > 0:
             _check_cartesian_traj(rec, int(i), path)
-            has_traj = True
+            g.has_traj = True
         if epi is not None:
-            line, rev = epi_line(data, h, int(i))
+            line, rev = _epi_line(epi, data, h, H, int(i), path)
             data, start, guessed = epi.correct(line, rev, int(h["idx"]["slice"])), 0, False
         else:
             data, start, guessed = _place_readout(data, h, H, int(i), path)
-        guessed_centre += guessed
+        g.guessed_centre += guessed
         step = int(h["idx"]["kspace_encode_step_1"])
         col = step + pad_left
         if not 0 <= col < W:
             raise DataError(f"acquisition {i}: phase-encode step {step} (+ padding {pad_left}) lies outside the "
                             f"header's {W} encoded lines (encodedSpace.matrixSize.y, limits centre)", path)
-        fr = frame_of[j]
-        kspace[fr, :, start:start + data.shape[1], col] += data
-        counts[fr, col] += 1
+        fr = sorting.frame_of[j]
+        g.kspace[fr, :, start:start + data.shape[1], col] += data
+        g.counts[fr, col] += 1
         fl = np.uint64(h["flags"])
         is_cal, is_cal_img = bool(_flag(fl, _CALIBRATION)), bool(_flag(fl, _CALIBRATION_AND_IMAGING))
-        calib[fr, col] |= is_cal or is_cal_img
+        g.calib[fr, col] |= is_cal or is_cal_img
         if is_cal:
-            calib_only[fr, col] = True
+            g.calib_only[fr, col] = True
         else:
-            imaging[fr, col] = True
-    sampled = counts > 0
-    np.divide(kspace, np.maximum(counts, 1)[:, None, None, :].astype(np.float32), out=kspace)
+            g.imaging[fr, col] = True
+    np.divide(g.kspace, np.maximum(g.counts, 1)[:, None, None, :].astype(np.float32), out=g.kspace)
+    return g
 
+
+def _line_mask(sampled: np.ndarray, acquired_pe: tuple[int, int] | None, W: int) -> np.ndarray | None:
+    """The sampling mask of ``sampled`` ``(F, W)``: None if every acquirable line is sampled in every entry,
+    ``(W,)`` when every entry has the same lines, else ``(F, 1, W)``."""
     # --- mask: None if every acquirable line is sampled in every entry
     region = np.zeros(W, dtype=bool)
     a, b = acquired_pe if acquired_pe is not None else (0, W)
@@ -424,11 +473,16 @@ def open_mrd(path: str | Path, *, repetition: int | None = None, contrast: int |
         mask = sampled[0].copy()
     else:
         mask = sampled[:, None, :].copy()
+    return mask
 
-    # --- noise scans: (coils, samples), concatenated in file order
+
+def _noise_scans(recs: np.ndarray, sorting: _Sorting, path: Path) -> tuple[np.ndarray | None, float | None]:
+    """``(noise samples (coils, samples) complex64 in file order, their dwell time in us)``; (None, None)
+    without noise scans."""
+    noise, coils = sorting.noise, sorting.coils
     noise_samples = None
     noise_dwell = None
-    if n_noise:
+    if int(noise.sum()):
         chunks = []
         for i in np.flatnonzero(noise):
             h = recs[i]["head"]
@@ -444,31 +498,45 @@ def open_mrd(path: str | Path, *, repetition: int | None = None, contrast: int |
                 raise DataError(f"noise scan {i} contains NaN/Inf samples", path)
             chunks.append(d)
         noise_samples = np.concatenate(chunks, axis=1).astype(np.complex64)
-        noise_dwell = float(head["sample_time_us"][noise][0])
+        noise_dwell = float(recs["head"]["sample_time_us"][noise][0])
+    return noise_samples, noise_dwell
 
-    # --- patient geometry per entry; entries in spatial order within each contrast (recon.io.geometry)
+
+def _spatial_order(head: np.ndarray, sorting: _Sorting, kspace: np.ndarray,
+                   mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, Any, np.ndarray | None]:
+    """Patient geometry per entry; entries in spatial order within each contrast (``recon.io.geometry``).
+
+    Returns ``(kspace (F, C, H, W), frames (F, 5), Geometry or None, mask)``, reordered alike.
+    """
     from recon.io.geometry import mrd_geometry, sort_by_position
 
-    geometry = mrd_geometry(head[keep], frame_of, frames, FRAME_FIELDS)
+    frames = sorting.frames
+    geometry = mrd_geometry(head[sorting.keep], sorting.frame_of, frames, FRAME_FIELDS)
     order = sort_by_position(geometry) if geometry is not None else np.arange(frames.shape[0])
     if np.any(order != np.arange(order.size)):
         kspace, frames, geometry = kspace[order], frames[order], geometry.take(order)
         if mask is not None and mask.ndim == 3:
             mask = mask[order]
+    return kspace, frames, geometry, mask
+
+
+def _header_attrs(hdr: Any, enc: _Encoding, head: np.ndarray, sorting: _Sorting, grid: _Grid,
+                  frames: np.ndarray, noise_dwell: float | None) -> dict[str, Any]:
+    """``Header.attrs`` of an MRD file: slice-axis entries, selection, calibration lines, averages, dwell times."""
     receiver = getattr(getattr(hdr, "acquisitionSystemInformation", None), "receiverChannels", None)
     frame_list = [dict(zip(FRAME_FIELDS, map(int, fr))) for fr in frames]
-    cal_union = calib.any(axis=0)
+    cal_union = grid.calib.any(axis=0)
     attrs: dict[str, Any] = {
         "frames": frame_list,
         "slice_axis": "one entry per (repetition, contrast, phase, set, slice) present, in that order",
-        "selection": selection,
+        "selection": sorting.selection,
         "trajectory": enc.trajectory,
         "calibration_mask": cal_union.astype(int).tolist(),
         "calibration_lines": int(cal_union.sum()),
-        "calibration_only_lines": int((calib_only & ~imaging).any(axis=0).sum()),
-        "averages_max": int(counts.max()),
+        "calibration_only_lines": int((grid.calib_only & ~grid.imaging).any(axis=0).sum()),
+        "averages_max": int(grid.counts.max()),
         "receiver_channels": int(receiver) if receiver is not None else None,
-        "dwell_time_us": float(head["sample_time_us"][keep][0]),
+        "dwell_time_us": float(head["sample_time_us"][sorting.keep][0]),
         "encoding_limits_step_1": list(enc.pe_limits) if enc.pe_limits is not None else None,
     }
     if noise_dwell is not None:
@@ -476,15 +544,124 @@ def open_mrd(path: str | Path, *, repetition: int | None = None, contrast: int |
     if enc.acceleration is not None:
         attrs["acceleration"] = enc.acceleration
         attrs["calibration_mode"] = enc.calibration_mode
-    if guessed_centre:
-        attrs["center_sample_assumed"] = int(guessed_centre)
-    if has_traj:
+    if grid.guessed_centre:
+        attrs["center_sample_assumed"] = int(grid.guessed_centre)
+    if grid.has_traj:
         attrs["trajectory_coordinates"] = "ignored (Cartesian lines placed by their encoding counters)"
+    return attrs
 
+
+def _calibration_lines(kspace: np.ndarray, calib: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``(RawData.calibration (F, C, H, W), its line mask (W,))`` when every entry of ``calib`` ``(F, W)`` holds
+    the same reference lines, else (None, None)."""
+    # reference lines as RawData.calibration (their own line mask) when every entry holds the same ones;
+    # they stay in the k-space too (real samples of it), so a method that ignores them loses nothing
+    cal_union = calib.any(axis=0)
+    cal = cal_mask = None
+    if cal_union.any() and calib[:, cal_union].all():
+        cal_mask = cal_union.copy()
+        cal = np.where(cal_mask, kspace, 0).astype(np.complex64)
+    return cal, cal_mask
+
+
+def _reader_info(data: RawData, recs: np.ndarray, sorting: _Sorting) -> dict[str, Any]:
+    """``RawFile.info()`` extras: acquisition counts, ignored scans, counters present, calibration summary."""
+    from recon.io.calibration import calibration_summary
+
+    idx, image, attrs = recs["head"]["idx"], sorting.image, data.header.attrs
+    noise_samples = data.header.noise_samples
+    return {
+        **calibration_summary(data),
+        "acquisitions": int(recs.size),
+        "image_acquisitions": int(image.sum()),
+        "noise_scans": int(sorting.noise.sum()),
+        "noise_samples": int(noise_samples.shape[1]) if noise_samples is not None else 0,
+        "ignored_acquisitions": sorting.ignored_counts,
+        "calibration_lines": attrs["calibration_lines"],
+        "repetitions": sorted(set(idx["repetition"][image].tolist())),
+        "contrasts": sorted(set(idx["contrast"][image].tolist())),
+        "slices_in_file": sorted(set(idx["slice"][image].tolist())),
+        "averages_max": attrs["averages_max"],
+        "selection": sorting.selection,
+        "slice_axis": attrs["slice_axis"],
+    }
+
+
+def _epi_report(extra: dict[str, Any], header: Header, recs: np.ndarray, sorting: _Sorting, epi: Any,
+                epi_params: dict[str, Any], epi_correction: bool) -> None:
+    """EPI: navigators, reversed lines and the correction applied, into ``extra`` (and ``header.attrs``)."""
+    flags = recs["head"]["flags"].astype(np.uint64)
+    extra["epi_navigators"] = int(sorting.navigator.sum())
+    extra["epi_reversed_lines"] = int(_flag(flags, _REVERSE)[sorting.keep].sum())
+    if not epi_correction:
+        extra["notes"] = ["EPI correction off (--no-epi-correction): readouts as stored, navigators ignored"]
+    elif epi is not None:
+        info = epi.info().as_dict()
+        if epi_params:
+            info["trajectory_description"] = epi_params
+        extra["epi_correction"] = info
+        header.attrs["epi_correction"] = info
+        notes = []
+        if info["ramp_regridding"] is None:
+            notes.append("no ramp regridding (no ConventionalEPI trajectoryDescription with ramp times)")
+        if not epi.fits:
+            notes.append("no ACQ_IS_PHASECORR_DATA navigators of both polarities: no ghost correction")
+        if notes:
+            extra["notes"] = notes
+
+
+def open_mrd(path: str | Path, *, repetition: int | None = None, contrast: int | None = None,
+             dataset: str | None = None, epi_correction: bool = True) -> InMemoryRawFile:
+    """Read an ISMRMRD/MRD HDF5 file (Cartesian 2D, multi-slice) whole into memory.
+
+    Parameters
+    ----------
+    path: the ``.h5``/``.mrd`` file.
+    repetition: keep only acquisitions with ``idx.repetition == repetition``. Default None keeps every
+        repetition, each as its own entries of the slice axis.
+    contrast: likewise for ``idx.contrast`` (echoes). Default None keeps every contrast.
+    dataset: the HDF5 group holding the MRD data; default ``/dataset`` or the first MRD-like group.
+    epi_correction: for ``epi`` trajectories, ramp regridding and navigator ghost correction
+        (``recon.io.epi_mrd``; False: ``--no-epi-correction``).
+
+    Returns
+    -------
+    An :class:`InMemoryRawFile` (format ``mrd``) whose data are ``(F, coils, H, W)`` complex64 k-space,
+    ``F`` = number of distinct ``(repetition, contrast, phase, set, slice)`` present (listed in
+    ``header.attrs["frames"]``), H = encoded readout samples, W = encoded phase-encode lines; unsampled
+    points are 0. ``mask`` is ``(W,)`` when the sampled lines are the same for every entry, ``(F, 1, W)``
+    when they differ, None when every line of ``acquired_pe`` is sampled.
+
+    Steps: header parsing (:func:`_parse_header`), acquisition sorting (:func:`_sort_acquisitions`), EPI
+    navigators (:func:`_fit_navigators`), assembly (:func:`_assemble_kspace`), noise scans, spatial order.
+
+    Raises
+    ------
+    FormatError: no XML header, invalid XML, non-Cartesian or 3D encoding.
+    DataError: no image acquisitions, samples that do not fit the header, NaN/Inf, inconsistent channels.
+    UsageError: ``repetition``/``contrast`` not present in the file.
+    """
+    path = Path(path)
+    with open_h5(path) as f:
+        group = _find_group(f, dataset, path)
+        xml = _read_xml(group, path)
+        recs = _read_acquisitions(group, path)
+    hdr, enc = _parse_header(xml, path)
+    sorting = _sort_acquisitions(recs, enc, repetition, contrast, path)
+    H, W = enc.matrix[0], enc.matrix[1]
+    pad_left, acquired_pe = _phase_encode_placement(enc)
+    epi, epi_params = _epi_corrector(hdr, enc, epi_correction)
+    if epi is not None and epi_correction:
+        _fit_navigators(epi, recs, sorting, H, path)
+    grid = _assemble_kspace(recs, sorting, enc.matrix, pad_left, epi, path)
+    mask = _line_mask(grid.counts > 0, acquired_pe, W)
+    noise_samples, noise_dwell = _noise_scans(recs, sorting, path)
+    head = recs["head"]
+    kspace, frames, geometry, mask = _spatial_order(head, sorting, grid.kspace, mask)
     header = Header(
         encoded_matrix=enc.matrix,
         recon_matrix=enc.recon_matrix,
-        num_coils=coils,
+        num_coils=sorting.coils,
         encoded_fov_mm=enc.fov,
         recon_fov_mm=enc.recon_fov,
         pe_center=W // 2 if enc.pe_limits is not None else None,
@@ -493,51 +670,14 @@ def open_mrd(path: str | Path, *, repetition: int | None = None, contrast: int |
         noise_samples=noise_samples,
         xml=xml,
         format="mrd",
-        attrs=attrs,
+        attrs=_header_attrs(hdr, enc, head, sorting, grid, frames, noise_dwell),
         geometry=geometry,
     )
-    # reference lines as RawData.calibration (their own line mask) when every entry holds the same ones;
-    # they stay in the k-space too (real samples of it), so a method that ignores them loses nothing
-    cal = cal_mask = None
-    if cal_union.any() and calib[:, cal_union].all():
-        cal_mask = cal_union.copy()
-        cal = np.where(cal_mask, kspace, 0).astype(np.complex64)
+    cal, cal_mask = _calibration_lines(kspace, grid.calib)
     data = RawData(kspace, header, mask=mask, path=path, calibration=cal, calibration_mask=cal_mask)
-    from recon.io.calibration import calibration_summary
-
-    extra = {
-        **calibration_summary(data),
-        "acquisitions": int(recs.size),
-        "image_acquisitions": n_image,
-        "noise_scans": n_noise,
-        "noise_samples": int(noise_samples.shape[1]) if noise_samples is not None else 0,
-        "ignored_acquisitions": ignored_counts,
-        "calibration_lines": attrs["calibration_lines"],
-        "repetitions": sorted(set(idx["repetition"][image].tolist())),
-        "contrasts": sorted(set(idx["contrast"][image].tolist())),
-        "slices_in_file": sorted(set(idx["slice"][image].tolist())),
-        "averages_max": attrs["averages_max"],
-        "selection": selection,
-        "slice_axis": attrs["slice_axis"],
-    }
+    extra = _reader_info(data, recs, sorting)
     if enc.trajectory == "epi":
-        extra["epi_navigators"] = int(navigator.sum())
-        extra["epi_reversed_lines"] = int(_flag(flags, _REVERSE)[keep].sum())
-        if not epi_correction:
-            extra["notes"] = ["EPI correction off (--no-epi-correction): readouts as stored, navigators ignored"]
-        elif epi is not None:
-            info = epi.info().as_dict()
-            if epi_params:
-                info["trajectory_description"] = epi_params
-            extra["epi_correction"] = info
-            header.attrs["epi_correction"] = info
-            notes = []
-            if info["ramp_regridding"] is None:
-                notes.append("no ramp regridding (no ConventionalEPI trajectoryDescription with ramp times)")
-            if not epi.fits:
-                notes.append("no ACQ_IS_PHASECORR_DATA navigators of both polarities: no ghost correction")
-            if notes:
-                extra["notes"] = notes
+        _epi_report(extra, header, recs, sorting, epi, epi_params, epi_correction)
     return InMemoryRawFile(data, "mrd", extra)
 
 

@@ -22,6 +22,7 @@ import contextlib
 import io
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -207,21 +208,25 @@ def _centre_pad(arr: np.ndarray, axis: int, size: int, centre: int | None) -> tu
     return np.pad(arr, pad), front
 
 
-def open_twix(path: str | Path, *, remove_oversampling: bool = True, measurement: int = -1,
-              epi_correction: bool = True) -> RawFile:
-    """Read one measurement of a Siemens twix file into memory as a :class:`RawFile`.
+@dataclass
+class _Encoding:
+    """Header parsing: what the reader takes from the protocol (``MeasYaps``/``Meas``) and the first readout."""
 
-    Parameters
-    ----------
-    path: the ``.dat`` file (VB, or VD/VE multi-raid).
-    remove_oversampling: halve the readout (H) when the protocol says it is 2x oversampled.
-    measurement: which measurement of a multi-raid file (-1: the last, the imaging scan).
-    epi_correction: EPI ramp-sampling regridding and Nyquist-ghost correction (``recon.io.epi``) when the
-        protocol has ramp sampling or the file has phase-correction navigators (``--no-epi-correction``).
+    base_res: int  # sKSpace.lBaseResolution (0: not in the protocol)
+    pe_lines: int  # sKSpace.lPhaseEncodingLines (0: not in the protocol)
+    os_factor: float  # Meas.flReadoutOSFactor (0: not in the protocol)
+    n_col: int  # samples per stored readout (Col)
+    centre_col: int  # MDH CenterCol of the first image readout
+    full_col: int  # samples of the full (oversampled) readout: 2 * base_res, or n_col
+    asymmetric: bool  # asymmetric echo (readout partial Fourier): zero-filled to full_col
+    oversampled: bool  # the readout is 2x oversampled
+    remove: bool  # readout oversampling removed (asked for, oversampled, even n_col, symmetric echo)
 
-    The k-space is ``(slices, coils, H, W)`` complex64 on the scanner's scale; see ``data_specs/twix.md``.
-    """
-    path = check_input_file(path)
+
+def _open_measurement(path: Path, measurement: int) -> tuple[str, int, dict, dict[str, Any], list[str]]:
+    """``(twix version, number of measurements, the chosen measurement, its scan categories, twixtools'
+    messages)``; the categories (``image``, ``noise``, ``phasecorr``, ``refscan``, ...) are twixtools'
+    sorting of the scans, each with an ``mdb_list``."""
     version = twix_version(path)
     try:
         twixtools = require("twixtools", None, "reading Siemens twix files")
@@ -237,11 +242,11 @@ def open_twix(path: str | Path, *, remove_oversampling: bool = True, measurement
     categories = {k: v for k, v in meas.items() if hasattr(v, "mdb_list")}
     if "image" not in categories:
         raise DataError(f"no image data in measurement {measurement} (found: {sorted(categories) or 'nothing'})", path)
-    hdr = meas["hdr"]
-    scan = categories["image"]
-    notes: list[str] = []
+    return version, len(measurements), meas, categories, messages
 
-    # --- readout oversampling ------------------------------------------------------------------
+
+def _parse_encoding(hdr: dict, scan: Any, remove_oversampling: bool, notes: list[str]) -> _Encoding:
+    """Header parsing: protocol matrix and readout oversampling, and whether the oversampling is removed."""
     yaps = hdr.get("MeasYaps", {})
     base_res = int(_get(yaps, "sKSpace", "lBaseResolution", default=0) or 0)
     pe_lines = int(_get(yaps, "sKSpace", "lPhaseEncodingLines", default=0) or 0)
@@ -258,14 +263,24 @@ def open_twix(path: str | Path, *, remove_oversampling: bool = True, measurement
     elif remove_oversampling and not remove:
         notes.append(f"readout oversampling not removed: the protocol gives factor {os_factor or 'none'} "
                      f"for {n_col}-sample readouts")
+    return _Encoding(base_res, pe_lines, os_factor, n_col, centre_col, full_col, asymmetric, oversampled, remove)
 
+
+def _read_image(scan: Any, categories: dict[str, Any], hdr: dict, enc: _Encoding, epi_correction: bool,
+                messages: list[str], notes: list[str], path: Path) -> tuple[np.ndarray, Any, int]:
+    """Acquisition sorting and reading: the ``image`` scans as twixtools' 16-dim array in ``DIM_ORDER``
+    (``Ave``/``Seg`` averaged to size 1, ``(..., Lin, Cha, Col)`` complex64), EPI-corrected when asked for,
+    an asymmetric echo zero-filled to the full readout.
+
+    Returns ``(array, EPI correction info or None, readout samples zero-filled in front of the echo)``.
+    """
     for dim in DIM_ORDER:
         scan.flags["average"][dim] = dim in AVERAGED
     import recon.io.epi as epi
 
     epi_mode = epi_correction and ("phasecorr" in categories or
-                                   epi.RampSpec.from_twix(hdr.get("Meas", {}), n_col) is not None)
-    scan.flags["remove_os"] = remove and not epi_mode  # EPI: removed after regridding (recon.io.epi)
+                                   epi.RampSpec.from_twix(hdr.get("Meas", {}), enc.n_col) is not None)
+    scan.flags["remove_os"] = enc.remove and not epi_mode  # EPI: removed after regridding (recon.io.epi)
     scan.flags["regrid"] = False
     scan.flags["squeeze_singletons"] = False
     scan.flags["squeeze_ave_dims"] = False
@@ -283,27 +298,36 @@ def open_twix(path: str | Path, *, remove_oversampling: bool = True, measurement
     if epi_mode:
         pc = categories["phasecorr"].mdb_list if "phasecorr" in categories else []
         arr, epi_info, epi_notes = epi.apply_twix(arr, scan.mdb_list, pc, hdr.get("Meas", {}), DIM_ORDER,
-                                                  AVERAGED, correct=True, remove_os=remove)
+                                                  AVERAGED, correct=True, remove_os=enc.remove)
         notes.extend(epi_notes)
-    elif epi_correction and not asymmetric and not any(m.is_flag_set("REFLECT") for m in scan.mdb_list):
+    elif epi_correction and not enc.asymmetric and not any(m.is_flag_set("REFLECT") for m in scan.mdb_list):
         from recon.io.epi_unflagged import correct_unflagged, is_pulseq
 
         if is_pulseq(hdr):  # no EPI flags at all: reflected lines and ghost found from the data
             arr, epi_info, epi_notes, _ = correct_unflagged(arr)
             notes.extend(epi_notes)
-    if asymmetric and not epi_mode:  # the echo centre (MDH CenterCol) lands at H // 2 of the full readout
-        ro_front = min(max(full_col // 2 - centre_col, 0), full_col - n_col)
+    ro_front = 0
+    if enc.asymmetric and not epi_mode:  # the echo centre (MDH CenterCol) lands at H // 2 of the full readout
+        full_col, n_col = enc.full_col, enc.n_col
+        ro_front = min(max(full_col // 2 - enc.centre_col, 0), full_col - n_col)
         arr = np.pad(arr, [(0, 0)] * (arr.ndim - 1) + [(ro_front, full_col - n_col - ro_front)])
-    sizes = dict(zip(DIM_ORDER, arr.shape))
+    return arr, epi_info, ro_front
 
-    # --- which lines hold data (before padding) --------------------------------------------------
-    acquired_lines = np.zeros(sizes["Lin"], dtype=bool)
+
+def _acquired_lines(scan: Any, n_lin: int) -> np.ndarray:
+    """``(n_lin,)`` bool: the ``Lin`` counters of the image readouts (which lines hold data, before padding)."""
+    acquired_lines = np.zeros(n_lin, dtype=bool)
     for mdb in scan.mdb_list:
         lin = int(mdb.mdh.Counter.Lin)
-        if lin < sizes["Lin"]:
+        if lin < n_lin:
             acquired_lines[lin] = True
+    return acquired_lines
 
-    # --- 3D: partitions -> slices by an inverse FFT along Par ------------------------------------
+
+def _partitions_to_slices(arr: np.ndarray, scan: Any, yaps: dict, sizes: dict[str, int],
+                          notes: list[str]) -> np.ndarray:
+    """3D: partitions (``Par``, zero-filled to ``lPartitions`` around the centre partition) -> slices by a
+    centred orthonormal inverse FFT along ``Par``; updates ``sizes["Par"]``. 2D arrays are returned as they are."""
     par_axis = DIM_ORDER.index("Par")
     if sizes["Par"] > 1:
         centre_par = int(scan.kspace_center_par)
@@ -313,8 +337,16 @@ def open_twix(path: str | Path, *, remove_oversampling: bool = True, measurement
                               axes=par_axis).astype(np.complex64)
         sizes["Par"] = arr.shape[par_axis]
         notes.append(f"3D: {sizes['Par']} partitions inverse-Fourier transformed into slices")
+    return arr
 
-    # --- phase encode: zero-fill to the protocol and put the centre line at W // 2 --------------
+
+def _fill_phase_encode(arr: np.ndarray, scan: Any, sizes: dict[str, int], pe_lines: int,
+                       acquired_lines: np.ndarray,
+                       notes: list[str]) -> tuple[np.ndarray, np.ndarray, tuple[int, int], int]:
+    """Phase encode: zero-fill ``Lin`` to the protocol's ``pe_lines`` and put the centre line at W // 2.
+
+    Returns ``(array, line mask (W,) bool, acquired_pe [start, end), lines added in front)``.
+    """
     lin_axis = DIM_ORDER.index("Lin")
     centre_lin = int(scan.kspace_center_lin)
     centre_known = 0 < centre_lin < max(sizes["Lin"], pe_lines)
@@ -327,8 +359,18 @@ def open_twix(path: str | Path, *, remove_oversampling: bool = True, measurement
     line_mask = np.zeros(w, dtype=bool)
     line_mask[front:front + n_lin] = acquired_lines
     acquired_pe = (front, front + max(target, n_lin))
+    return arr, line_mask, acquired_pe, front
 
-    # --- (..., Lin, Cha, Col) -> (slices, Cha, Col, Lin) --------------------------------------------
+
+def _assemble_kspace(arr: np.ndarray, scan: Any, sizes: dict[str, int],
+                     notes: list[str]) -> tuple[np.ndarray, dict[str, int], Any]:
+    """Assembly: ``(..., Lin, Cha, Col)`` -> k-space ``(slices, Cha, Col, Lin)``, every counter but Lin/Cha/Col
+    on the slice axis (``Sli`` fastest), slices in spatial order when the MDH geometry gives one.
+
+    Returns ``(kspace, the counters of size > 1 on the slice axis, Geometry or None)``.
+    """
+    lin_axis = DIM_ORDER.index("Lin")
+    w = arr.shape[lin_axis]
     n_cha, n_col_out = arr.shape[-2], arr.shape[-1]
     kspace = arr.reshape(-1, w, n_cha, n_col_out).transpose(0, 2, 3, 1)
     slice_dims = {d: int(sizes[d]) for d in DIM_ORDER[:lin_axis] if sizes[d] > 1}
@@ -342,8 +384,12 @@ def open_twix(path: str | Path, *, remove_oversampling: bool = True, measurement
             notes.append("slices sorted by position along the slice normal")
     else:
         geometry = None
+    return kspace, slice_dims, geometry
 
-    # --- noise scans ----------------------------------------------------------------------------
+
+def _noise_samples(categories: dict[str, Any], n_cha: int, notes: list[str]) -> tuple[np.ndarray | None, int | None]:
+    """``(noise scans (Cha, samples) complex64 concatenated in file order, samples per noise line)``, or
+    (None, None) without usable noise scans."""
     noise = None
     if "noise" in categories:
         blocks = [np.asarray(m.data) for m in categories["noise"].mdb_list]
@@ -351,15 +397,22 @@ def open_twix(path: str | Path, *, remove_oversampling: bool = True, measurement
             noise = np.concatenate(blocks, axis=1).astype(np.complex64)
         else:
             notes.append("noise scans ignored: their channel count differs from the image data")
-    dwell_attrs = _dwell_times(hdr, version, n_col, n_col_out, blocks[0].shape[-1] if noise is not None else None,
-                               notes)
+    return noise, (blocks[0].shape[-1] if noise is not None else None)
 
-    # --- header -----------------------------------------------------------------------------------
+
+def _twix_header(hdr: dict, version: str, enc: _Encoding, shape: tuple[int, int, int, int], n_z: int,
+                 acquired_pe: tuple[int, int], noise: np.ndarray | None, geometry: Any, slice_dims: dict[str, int],
+                 dwell_attrs: dict[str, float], epi_info: Any, notes: list[str]) -> Header:
+    """The :class:`Header` of k-space of ``shape`` ``(slices, Cha, H, W)``: recon matrix and fields of view (mm)
+    from the protocol's slice (``sSliceArray.asSlice[0]``) when its matrix describes the readouts."""
+    yaps = hdr.get("MeasYaps", {})
+    _, n_cha, n_col_out, w = shape
     slice0 = _get(yaps, "sSliceArray", "asSlice", 0, default={}) or {}
     ro_fov = float(slice0.get("dReadoutFOV", 0.0) or 0.0)
     pe_fov = float(slice0.get("dPhaseFOV", 0.0) or 0.0)
     thick = float(slice0.get("dThickness", 0.0) or 0.0)
-    h_factor = (2 if (oversampled and not remove) else 1)
+    h_factor = (2 if (enc.oversampled and not enc.remove) else 1)
+    base_res = enc.base_res
     protocol_fits = base_res > 0 and n_col_out == h_factor * base_res
     if protocol_fits:
         recon_x = base_res
@@ -372,23 +425,32 @@ def open_twix(path: str | Path, *, remove_oversampling: bool = True, measurement
         recon_fov = encoded_fov = (0.0, 0.0, 0.0)
         notes.append(f"protocol matrix (lBaseResolution {base_res}) does not describe the {n_col_out}-sample "
                      "readouts (e.g. a Pulseq sequence); recon matrix = data matrix, FOV unknown")
-    n_z = int(sizes["Par"])
-    header = Header(
+    return Header(
         encoded_matrix=(n_col_out, w, n_z), recon_matrix=(recon_x, recon_y, n_z), num_coils=n_cha,
         encoded_fov_mm=encoded_fov, recon_fov_mm=recon_fov, pe_center=w // 2, acquired_pe=acquired_pe,
         acquisition=_protocol_name(hdr), noise_samples=noise, format="twix", geometry=geometry,
         attrs={**_protocol_attrs(hdr, version), "slice_axis": slice_dims or {"Sli": 1},
-               "readout_oversampling_removed": remove, **dwell_attrs,
-               **({"asymmetric_echo": True} if asymmetric and epi_info is None else {})},
+               "readout_oversampling_removed": enc.remove, **dwell_attrs,
+               **({"asymmetric_echo": True} if enc.asymmetric and epi_info is None else {})},
     )
+
+
+def _sampling_mask(line_mask: np.ndarray, acquired_pe: tuple[int, int], enc: _Encoding, epi_info: Any,
+                   n_col_out: int, ro_front: int) -> np.ndarray | None:
+    """None (every acquirable line sampled), the line mask ``(W,)``, or for an asymmetric echo ``(H, W)``."""
+    w = line_mask.shape[0]
     a, b = acquired_pe
     mask = None if line_mask[a:b].all() else line_mask
-    if asymmetric and epi_info is None:  # the zero-filled readout samples are unsampled k-space, not zeros
+    if enc.asymmetric and epi_info is None:  # the zero-filled readout samples are unsampled k-space, not zeros
         ro = np.zeros(n_col_out, dtype=bool)
-        ro[ro_front:ro_front + n_col] = True
+        ro[ro_front:ro_front + enc.n_col] = True
         mask = ro[:, None] & (line_mask if mask is not None else np.ones(w, dtype=bool))[None, :]
+    return mask
 
-    # --- what is not used -----------------------------------------------------------------------
+
+def _unused_notes(categories: dict[str, Any], scan: Any, hdr: dict, sizes: dict[str, int], epi_info: Any,
+                  notes: list[str]) -> None:
+    """Notes on what is not used (or combined): phase-correction lines, ramp sampling, other categories."""
     if "phasecorr" in categories and epi_info is None:
         notes.append(f"{len(categories['phasecorr'].mdb_list)} EPI phase-correction lines not in the image; "
                      "Nyquist-ghost correction not performed")
@@ -407,18 +469,31 @@ def open_twix(path: str | Path, *, remove_oversampling: bool = True, measurement
     if int(scan.base_size["Ave"]) > 1:
         notes.append(f"{int(scan.base_size['Ave'])} averages averaged")
 
+
+def _refscan(categories: dict[str, Any], enc: _Encoding, front: int, w: int, n_slices: int,
+             notes: list[str]) -> tuple[np.ndarray | None, np.ndarray | None, list[str]]:
+    """The PAT reference (``refscan``) lines on the image grid: ``(calibration (slices, Cha, H, W), its line
+    mask (W,), the notes)`` or None/None when there are none or they do not fit."""
     calibration = cal_lines = None
-    if "refscan" in categories and not asymmetric:
-        got = read_twix_refscan(categories["refscan"], DIM_ORDER, remove, front, w, kspace.shape[0])
+    if "refscan" in categories and not enc.asymmetric:
+        got = read_twix_refscan(categories["refscan"], DIM_ORDER, enc.remove, front, w, n_slices)
         if got is None:
             notes.append(f"{len(categories['refscan'].mdb_list)} 'refscan' lines do not fit the image grid; ignored")
         else:
             calibration, cal_lines = got
             notes = [n for n in notes if "'refscan' lines ignored" not in n]
-    data = RawData(kspace, header, mask=mask, path=path, calibration=calibration, calibration_mask=cal_lines)
+    return calibration, cal_lines, notes
+
+
+def _twix_info(data: RawData, version: str, measurement: int, n_meas: int, categories: dict[str, Any],
+               slice_dims: dict[str, int], notes: list[str], yaps: dict, scan: Any, epi_info: Any,
+               messages: list[str]) -> dict[str, Any]:
+    """``RawFile.info()`` extras (scans per category, notes, PAT, EPI); adds the PAT (and EPI) attributes to
+    ``data.header.attrs``."""
+    header = data.header
     extra: dict[str, Any] = {
         "twix_version": version,
-        "measurement": f"{measurement % len(measurements) + 1} of {len(measurements)}",
+        "measurement": f"{measurement % n_meas + 1} of {n_meas}",
         "scans": {k: len(v.mdb_list) for k, v in categories.items()},
         "slice_axis": slice_dims or {"Sli": 1},
         "notes": notes,
@@ -437,4 +512,49 @@ def open_twix(path: str | Path, *, remove_oversampling: bool = True, measurement
         header.attrs["epi_correction"] = epi_info.as_dict()
     if messages:
         extra["twixtools_messages"] = messages
+    return extra
+
+
+def open_twix(path: str | Path, *, remove_oversampling: bool = True, measurement: int = -1,
+              epi_correction: bool = True) -> RawFile:
+    """Read one measurement of a Siemens twix file into memory as a :class:`RawFile`.
+
+    Parameters
+    ----------
+    path: the ``.dat`` file (VB, or VD/VE multi-raid).
+    remove_oversampling: halve the readout (H) when the protocol says it is 2x oversampled.
+    measurement: which measurement of a multi-raid file (-1: the last, the imaging scan).
+    epi_correction: EPI ramp-sampling regridding and Nyquist-ghost correction (``recon.io.epi``) when the
+        protocol has ramp sampling or the file has phase-correction navigators (``--no-epi-correction``).
+
+    The k-space is ``(slices, coils, H, W)`` complex64 on the scanner's scale; see ``data_specs/twix.md``.
+    Steps: header parsing (:func:`_parse_encoding`), acquisition sorting and reading (twixtools' categories,
+    :func:`_read_image`), partitions and phase-encode filling, assembly (:func:`_assemble_kspace`), noise,
+    header, mask, reference lines.
+    """
+    path = check_input_file(path)
+    version, n_meas, meas, categories, messages = _open_measurement(path, measurement)
+    hdr = meas["hdr"]
+    scan = categories["image"]
+    notes: list[str] = []
+    yaps = hdr.get("MeasYaps", {})
+    enc = _parse_encoding(hdr, scan, remove_oversampling, notes)
+    arr, epi_info, ro_front = _read_image(scan, categories, hdr, enc, epi_correction, messages, notes, path)
+    sizes = dict(zip(DIM_ORDER, arr.shape))
+    acquired_lines = _acquired_lines(scan, sizes["Lin"])
+    arr = _partitions_to_slices(arr, scan, yaps, sizes, notes)
+    arr, line_mask, acquired_pe, front = _fill_phase_encode(arr, scan, sizes, enc.pe_lines, acquired_lines, notes)
+    w = arr.shape[DIM_ORDER.index("Lin")]
+    n_cha, n_col_out = arr.shape[-2], arr.shape[-1]
+    kspace, slice_dims, geometry = _assemble_kspace(arr, scan, sizes, notes)
+    noise, noise_line = _noise_samples(categories, n_cha, notes)
+    dwell_attrs = _dwell_times(hdr, version, enc.n_col, n_col_out, noise_line, notes)
+    header = _twix_header(hdr, version, enc, kspace.shape, int(sizes["Par"]), acquired_pe, noise, geometry,
+                          slice_dims, dwell_attrs, epi_info, notes)
+    mask = _sampling_mask(line_mask, acquired_pe, enc, epi_info, n_col_out, ro_front)
+    _unused_notes(categories, scan, hdr, sizes, epi_info, notes)
+    calibration, cal_lines, notes = _refscan(categories, enc, front, w, kspace.shape[0], notes)
+    data = RawData(kspace, header, mask=mask, path=path, calibration=calibration, calibration_mask=cal_lines)
+    extra = _twix_info(data, version, measurement, n_meas, categories, slice_dims, notes, yaps, scan, epi_info,
+                       messages)
     return InMemoryRawFile(data, "twix", extra)

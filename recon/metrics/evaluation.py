@@ -176,41 +176,10 @@ def _h5_attrs(path: Path) -> dict[str, Any]:
         return read_attrs(f)
 
 
-def evaluate_folders(
-    target_dir: str | Path,
-    predictions_dir: str | Path,
-    *,
-    acquisition: str | None = None,
-    acceleration: float | None = None,
-    recon_key: str | None = None,
-    tiers: str | Sequence[str] = ("pixel",),
-) -> EvalResult:
-    """fastMRI's evaluation of every target in ``target_dir`` against ``predictions_dir`` (see module doc).
-
-    Parameters
-    ----------
-    target_dir: fastMRI files (``.h5``) with ``reconstruction_rss`` or ``reconstruction_esc`` ``(S, H, W)``.
-    predictions_dir: files of the same relative names with ``reconstruction`` ``(S, h, w)`` float32.
-    acquisition, acceleration: fastMRI's filters (None: all volumes).
-    recon_key: the target dataset to use; None = ``reconstruction_rss``, else ``reconstruction_esc``.
-    tiers: the metric tiers (``"pixel,feature,task"`` or a sequence; :func:`recon.metrics.tiers.parse_tiers`).
-
-    Raises
-    ------
-    UsageError: an unknown tier, or a tier whose module cannot be loaded;
-    InputError: a folder is missing, no target matches, predictions are missing (all listed);
-    DataError: a prediction's shape does not fit its target's.
-    """
-    from recon.io.fastmri import read_reconstruction
-
-    tier_list = parse_tiers(tiers)
-    names = tier_metric_names(tier_list)
-    tdir = _check_dir(target_dir, "target")
-    pdir = _check_dir(predictions_dir, "predictions")
-    targets = _list_targets(tdir)
-    if not targets:
-        raise InputError("no .h5 target files", tdir)
-
+def _select_pairs(targets: list[Path], tdir: Path, pdir: Path, acquisition: str | None,
+                  acceleration: float | None) -> tuple[list[tuple[str, Path, Path]], list[str], list[str]]:
+    """fastMRI's filters over the target files: ``(selected (relative name, target, prediction), skipped
+    relative names, relative names whose prediction is missing)``, in the order of ``targets``."""
     selected: list[tuple[str, Path, Path]] = []
     skipped: list[str] = []
     missing: list[str] = []
@@ -236,17 +205,13 @@ def evaluate_folders(
             missing.append(rel)
             continue
         selected.append((rel, tpath, ppath))
-    if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        raise InputError(f"{len(missing)} prediction(s) missing for targets: {shown}", pdir)
-    if not selected:
-        filters = ", ".join(f"{k}={v}" for k, v in (("acquisition", acquisition), ("acceleration", acceleration))
-                            if v is not None)
-        raise InputError(f"no target files match ({filters}); {len(targets)} target(s) found", tdir)
+    return selected, skipped, missing
 
-    for rel, tpath, ppath in selected:  # every file checked before any metric is computed
-        _check_shapes(tpath, ppath, recon_key)
 
+def _file_metrics(selected: list[tuple[str, Path, Path]], recon_key: str | None, tier_list: Any,
+                  names: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Per file (relative name): each metric of ``names`` over its volume ``(S, H, W)`` and ``slices``."""
+    from recon.io.fastmri import read_reconstruction
     from recon.metrics.tiers import volume_tier_metrics  # the pixel tier loads torch
 
     files: dict[str, dict[str, float]] = {}
@@ -258,6 +223,55 @@ def evaluate_folders(
         except DataError as exc:  # e.g. a target without three intensity classes (task tier): name the file
             raise DataError(exc.reason, exc.path or tpath) from None
         files[rel] = {**{name: metrics[name] for name in names}, "slices": int(target.shape[0])}
+    return files
+
+
+def evaluate_folders(
+    target_dir: str | Path,
+    predictions_dir: str | Path,
+    *,
+    acquisition: str | None = None,
+    acceleration: float | None = None,
+    recon_key: str | None = None,
+    tiers: str | Sequence[str] = ("pixel",),
+) -> EvalResult:
+    """fastMRI's evaluation of every target in ``target_dir`` against ``predictions_dir`` (see module doc).
+
+    Parameters
+    ----------
+    target_dir: fastMRI files (``.h5``) with ``reconstruction_rss`` or ``reconstruction_esc`` ``(S, H, W)``.
+    predictions_dir: files of the same relative names with ``reconstruction`` ``(S, h, w)`` float32.
+    acquisition, acceleration: fastMRI's filters (None: all volumes).
+    recon_key: the target dataset to use; None = ``reconstruction_rss``, else ``reconstruction_esc``.
+    tiers: the metric tiers (``"pixel,feature,task"`` or a sequence; :func:`recon.metrics.tiers.parse_tiers`).
+
+    Raises
+    ------
+    UsageError: an unknown tier, or a tier whose module cannot be loaded;
+    InputError: a folder is missing, no target matches, predictions are missing (all listed);
+    DataError: a prediction's shape does not fit its target's.
+    """
+    tier_list = parse_tiers(tiers)
+    names = tier_metric_names(tier_list)
+    tdir = _check_dir(target_dir, "target")
+    pdir = _check_dir(predictions_dir, "predictions")
+    targets = _list_targets(tdir)
+    if not targets:
+        raise InputError("no .h5 target files", tdir)
+
+    selected, skipped, missing = _select_pairs(targets, tdir, pdir, acquisition, acceleration)
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise InputError(f"{len(missing)} prediction(s) missing for targets: {shown}", pdir)
+    if not selected:
+        filters = ", ".join(f"{k}={v}" for k, v in (("acquisition", acquisition), ("acceleration", acceleration))
+                            if v is not None)
+        raise InputError(f"no target files match ({filters}); {len(targets)} target(s) found", tdir)
+
+    for rel, tpath, ppath in selected:  # every file checked before any metric is computed
+        _check_shapes(tpath, ppath, recon_key)
+
+    files = _file_metrics(selected, recon_key, tier_list, names)
     mean: dict[str, float] = {}
     std: dict[str, float] = {}
     for name in names:

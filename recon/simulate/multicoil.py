@@ -21,6 +21,7 @@ noisy, fully sampled k-space, centre-cropped to the recon size.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -64,6 +65,48 @@ def mean_signal(images: np.ndarray, threshold: float = OBJECT_THRESHOLD) -> floa
     return float(mag[mag > threshold * peak].mean())
 
 
+def _checked_inputs(images: np.ndarray, snr: float | None, readout_oversampling: int) -> tuple[np.ndarray, int]:
+    """``images`` as ``(S, H, W)`` real finite magnitudes and the integer readout oversampling, else UsageError."""
+    x = np.asarray(images)
+    if x.ndim == 2:
+        x = x[None]
+    if x.ndim != 3 or 0 in x.shape:
+        raise UsageError(f"images must have shape (slices, H, W), got {np.shape(images)}")
+    if np.iscomplexobj(x) or not np.issubdtype(x.dtype, np.number):
+        raise UsageError(f"images must be real magnitude images, got dtype {x.dtype}")
+    if not np.all(np.isfinite(x)):
+        raise UsageError("images contain NaN/Inf")
+    oversampling = int(readout_oversampling)
+    if oversampling < 1 or oversampling != readout_oversampling:
+        raise UsageError(f"readout_oversampling must be a positive integer, got {readout_oversampling}")
+    if snr is not None and not float(snr) > 0:
+        raise UsageError(f"snr must be positive (or None for no noise), got {snr}")
+    return x, oversampling
+
+
+def _simulated_header(size: tuple[int, int], oversampling: int, num_coils: int,
+                      voxel_size_mm: tuple[float, float, float], acquisition: str, cov: np.ndarray,
+                      simulation: dict[str, Any]) -> Header:
+    """The header of simulated k-space: recon matrix ``size`` (H, W), readout ``oversampling`` x H encoded,
+    fields of view from ``voxel_size_mm`` (H, W, thickness; mm), noise covariance ``cov`` ``(C, C)``."""
+    h, w = size
+    h_enc = h * oversampling
+    dx, dy, dz = (float(v) for v in voxel_size_mm)
+    return Header(
+        encoded_matrix=(h_enc, w, 1),
+        recon_matrix=(h, w, 1),
+        num_coils=num_coils,
+        encoded_fov_mm=(h_enc * dx, w * dy, dz),
+        recon_fov_mm=(h * dx, w * dy, dz),
+        acquisition=acquisition,
+        noise_covariance=cov,
+        attrs={
+            "simulated": True,
+            "simulation": simulation,
+        },
+    )
+
+
 def simulate_multicoil(
     images: np.ndarray,
     *,
@@ -93,20 +136,7 @@ def simulate_multicoil(
     maps: ``(C, H, W)`` complex coil sensitivities to use instead of the birdcage maps (e.g. ESPIRiT maps of
         a real scan resampled to ``(H, W)``); ``num_coils`` is then ``C``.
     """
-    x = np.asarray(images)
-    if x.ndim == 2:
-        x = x[None]
-    if x.ndim != 3 or 0 in x.shape:
-        raise UsageError(f"images must have shape (slices, H, W), got {np.shape(images)}")
-    if np.iscomplexobj(x) or not np.issubdtype(x.dtype, np.number):
-        raise UsageError(f"images must be real magnitude images, got dtype {x.dtype}")
-    if not np.all(np.isfinite(x)):
-        raise UsageError("images contain NaN/Inf")
-    oversampling = int(readout_oversampling)
-    if oversampling < 1 or oversampling != readout_oversampling:
-        raise UsageError(f"readout_oversampling must be a positive integer, got {readout_oversampling}")
-    if snr is not None and not float(snr) > 0:
-        raise UsageError(f"snr must be positive (or None for no noise), got {snr}")
+    x, oversampling = _checked_inputs(images, snr, readout_oversampling)
 
     rng = np.random.default_rng(seed)
     s, h, w = x.shape
@@ -132,27 +162,15 @@ def simulate_multicoil(
         kspace += coil_noise(kspace.shape, cov, rng)
 
     reference = center_crop_or_pad(rss(ifft2c(kspace), axis=1), (h, w)).astype(np.float32)
-    dx, dy, dz = (float(v) for v in voxel_size_mm)
-    header = Header(
-        encoded_matrix=(h_enc, w, 1),
-        recon_matrix=(h, w, 1),
-        num_coils=int(num_coils),
-        encoded_fov_mm=(h_enc * dx, w * dy, dz),
-        recon_fov_mm=(h * dx, w * dy, dz),
-        acquisition=acquisition,
-        noise_covariance=cov,
-        attrs={
-            "simulated": True,
-            "simulation": {
-                "snr": None if sigma == 0 else float(snr),
-                "noise_std": sigma,
-                "noise_correlation": float(noise_correlation),
-                "seed": int(seed),
-                "readout_oversampling": oversampling,
-                "phase": bool(phase),
-                "coils": "sigpy.mri.birdcage_maps",
-            },
-        },
-    )
+    simulation = {
+        "snr": None if sigma == 0 else float(snr),
+        "noise_std": sigma,
+        "noise_correlation": float(noise_correlation),
+        "seed": int(seed),
+        "readout_oversampling": oversampling,
+        "phase": bool(phase),
+        "coils": "sigpy.mri.birdcage_maps",
+    }
+    header = _simulated_header((h, w), oversampling, int(num_coils), voxel_size_mm, acquisition, cov, simulation)
     raw = RawData(kspace, header, reference=reference, reference_name="reconstruction_rss")
     return SimulatedData(raw=raw, maps=maps, images=clean, noise_std=sigma, noise_covariance=cov)

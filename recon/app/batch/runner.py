@@ -185,17 +185,26 @@ def run_batch(
         manifest.write()  # fails here, before any work, if OUTPUT_DIR is not writable
 
         progress = BatchProgress(len(tasks), stream=stream, live=live)
-        pre_failed = sum(1 for e in manifest.files.values() if e["status"] == "failed")
-        if killed:
-            who = f"pid {previous['pid']}, " if previous.get("pid") is not None else ""
-            then = "resuming from its finished outputs" if resume else "--no-resume: redoing every file"
-            progress.log(f"the previous run in {out_root} ({who}started {previous.get('started')}) was killed "
-                         f"before it finished (its manifest said 'running'); {then}")
-        progress.log(f"{len(items)} input(s) under {Path(input_dir)}; skipped {skipped} finished"
-                     + (f"; {pre_failed} with conflicting outputs" if pre_failed else "")
-                     + f"; {len(tasks)} to reconstruct on {backend.name} ({backend.workers} worker(s))")
+        _log_start(progress, manifest, previous if killed else None, resume, out_root, len(items), input_dir,
+                   skipped, len(tasks), backend)
         _execute(tasks, items, backend, manifest, header, progress)
     return BatchResult(manifest.path, manifest.data)
+
+
+def _log_start(progress: BatchProgress, manifest: Manifest, previous: dict[str, Any] | None, resume: bool,
+               out_root: Path, n_items: int, input_dir: str | Path, skipped: int, n_tasks: int,
+               backend: Backend) -> None:
+    """The run's first progress lines: the killed earlier run (``previous``: its manifest; None when the
+    earlier run was not killed) and what is to be done."""
+    pre_failed = sum(1 for e in manifest.files.values() if e["status"] == "failed")
+    if previous is not None:
+        who = f"pid {previous['pid']}, " if previous.get("pid") is not None else ""
+        then = "resuming from its finished outputs" if resume else "--no-resume: redoing every file"
+        progress.log(f"the previous run in {out_root} ({who}started {previous.get('started')}) was killed "
+                     f"before it finished (its manifest said 'running'); {then}")
+    progress.log(f"{n_items} input(s) under {Path(input_dir)}; skipped {skipped} finished"
+                 + (f"; {pre_failed} with conflicting outputs" if pre_failed else "")
+                 + f"; {n_tasks} to reconstruct on {backend.name} ({backend.workers} worker(s))")
 
 
 def _check_run(input_dir: str | Path, output_dir: str | Path, method: str, options: dict[str, Any], pattern: str,

@@ -101,28 +101,11 @@ def learned_reconstruction(raw: RawData, name: str, weights: str | Path | None, 
     from recon.solvers.uncertainty import calibration as calib
     from recon.solvers.diffusion.uncertainty import noise_level
 
-    cal = None
-    if calibration is not None:
-        if ensemble is None:
-            raise UsageError(f"--calibration for {name} needs --ensemble K (the spread comes from the ensemble)",
-                             calibration)
-        cal = calib.load_calibration(calibration)
-        calib.check_calibration(cal, calibration, method=name, weights=weights, options=calib.resolved_options(
-            name, {"ensemble": ensemble["members"], "ensemble_fraction": ensemble.get("fraction"),
-                   **({} if adapt is None else {"adapt": True, "adapt_steps": adapt.get("steps"),
-                                                "adapt_per": adapt.get("per"), "adapt_lr": adapt.get("lr")})}))
+    cal = _checked_calibration(calibration, name, weights, adapt, ensemble)
     model = get_model(name, weights, device)
     dev = next(model.parameters()).device
     kspace, masks = remove_readout_oversampling(raw.kspace, slice_masks(raw), raw.header.recon_size[0])
-    cal_k = cal_m = None
-    if raw.calibration is not None and raw.calibration_mask is not None and np.ndim(raw.mask) <= 1:
-        # the sensitivity network sees the image lines plus the file's reference lines (data_specs/twix.md)
-        from recon.io.calibration import calibration_kspace
-
-        k_cal, m_cal = calibration_kspace(raw)
-        cal_k, _ = remove_readout_oversampling(k_cal, np.asarray(m_cal, dtype=bool)[None, None],
-                                               raw.header.recon_size[0])
-        cal_m = torch.from_numpy(np.asarray(m_cal, dtype=bool)[None, None]).to(dev)
+    cal_k, cal_m = _reference_lines(raw, dev)
     out, chosen, curves, stds, noises = [], [], [], [], []
     for s in range(kspace.shape[0]):
         m_np = np.ascontiguousarray(masks[s if masks.shape[0] > 1 else 0])
@@ -140,16 +123,71 @@ def learned_reconstruction(raw: RawData, name: str, weights: str | Path | None, 
         with torch.no_grad():
             out.append(net(k, m, calibration=ref_lines).float().cpu().numpy())
             if ensemble is not None:
-                members = []
-                for em in ensemble_masks(m_np, ensemble["members"], ensemble.get("fraction",
-                                         DEFAULT_ENSEMBLE_FRACTION), ensemble.get("seed", 0)):
-                    mt = torch.from_numpy(em).to(dev)
-                    members.append(net(k * mt.to(k.dtype), mt, calibration=ref_lines).float().cpu().numpy()[0])
-                stds.append(np.std(np.stack(members), axis=0, ddof=1).astype(np.float32))
+                stds.append(_ensemble_std(net, k, m_np, ensemble, ref_lines, dev))
                 noises.append(noise_level(kspace[s], m_np))
     image = np.concatenate(out, axis=0).astype(np.float32)
     if adapt is None and ensemble is None:
         return image
+    return _result_records(image, adapt, ensemble, cal, chosen, curves, stds, noises)
+
+
+def _checked_calibration(calibration: str | Path | None, name: str, weights: str | Path | None,
+                         adapt: dict[str, Any] | None, ensemble: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The ``recon calibrate`` file's contents, checked against this method, weights and options; None without one."""
+    from recon.solvers.uncertainty import calibration as calib
+
+    cal = None
+    if calibration is not None:
+        if ensemble is None:
+            raise UsageError(f"--calibration for {name} needs --ensemble K (the spread comes from the ensemble)",
+                             calibration)
+        cal = calib.load_calibration(calibration)
+        calib.check_calibration(cal, calibration, method=name, weights=weights, options=calib.resolved_options(
+            name, {"ensemble": ensemble["members"], "ensemble_fraction": ensemble.get("fraction"),
+                   **({} if adapt is None else {"adapt": True, "adapt_steps": adapt.get("steps"),
+                                                "adapt_per": adapt.get("per"), "adapt_lr": adapt.get("lr")})}))
+    return cal
+
+
+def _reference_lines(raw: RawData, dev: torch.device) -> tuple[np.ndarray | None, torch.Tensor | None]:
+    """The file's parallel-imaging reference lines for the sensitivity network, or (None, None).
+
+    Returns ``(k-space (S, C, h, W) complex64 with the readout oversampling removed, line mask (1, 1, W) bool
+    on dev)``; only for column-masked data with ``raw.calibration`` (data_specs/twix.md).
+    """
+    cal_k = cal_m = None
+    if raw.calibration is not None and raw.calibration_mask is not None and np.ndim(raw.mask) <= 1:
+        # the sensitivity network sees the image lines plus the file's reference lines (data_specs/twix.md)
+        from recon.io.calibration import calibration_kspace
+
+        k_cal, m_cal = calibration_kspace(raw)
+        cal_k, _ = remove_readout_oversampling(k_cal, np.asarray(m_cal, dtype=bool)[None, None],
+                                               raw.header.recon_size[0])
+        cal_m = torch.from_numpy(np.asarray(m_cal, dtype=bool)[None, None]).to(dev)
+    return cal_k, cal_m
+
+
+def _ensemble_std(net: torch.nn.Module, k: torch.Tensor, m_np: np.ndarray, ensemble: dict[str, Any],
+                  ref_lines: Any, dev: torch.device) -> np.ndarray:
+    """``(h, W)`` float32 std (ddof 1) of the network's magnitudes over the K split masks of ``m_np``.
+
+    ``k``: ``(1, C, h, W)`` k-space of one slice on ``dev``; call under ``torch.no_grad()``.
+    """
+    members = []
+    for em in ensemble_masks(m_np, ensemble["members"], ensemble.get("fraction",
+                             DEFAULT_ENSEMBLE_FRACTION), ensemble.get("seed", 0)):
+        mt = torch.from_numpy(em).to(dev)
+        members.append(net(k * mt.to(k.dtype), mt, calibration=ref_lines).float().cpu().numpy()[0])
+    return np.std(np.stack(members), axis=0, ddof=1).astype(np.float32)
+
+
+def _result_records(image: np.ndarray, adapt: dict[str, Any] | None, ensemble: dict[str, Any] | None,
+                    cal: dict[str, Any] | None, chosen: list, curves: list, stds: list,
+                    noises: list) -> dict[str, np.ndarray]:
+    """The dict result: ``reconstruction`` ``(S, h, W)`` plus the adaptation records and the ensemble's
+    ``uncertainty`` ``(S, h, W)`` / ``noise_level`` ``(S,)`` (calibrated: ``lower``/``upper``/``sample_std``)."""
+    from recon.solvers.uncertainty import calibration as calib
+
     result: dict[str, np.ndarray] = {"reconstruction": image}
     if adapt is not None:
         result.update({"adapt_chosen_step": np.asarray(chosen, dtype=np.int64),

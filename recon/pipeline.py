@@ -344,9 +344,9 @@ def reconstruct_file(
         adaptation = {"adapted": True, "steps": int(curves.shape[-1] - 1), "per": options.get("adapt_per") or "slice",
                       "chosen_step": datasets["adapt_chosen_step"].tolist(), "validation_curve": curves.tolist()}
     if mask is not None:
-        from recon.sampling import acquired_mask
+        from recon.sampling import SamplingMask
 
-        datasets["mask"] = acquired_mask(mask, header, raw_file.shape[-1])
+        datasets["mask"] = SamplingMask(mask).acquired(header, raw_file.shape[-1]).array
         parameters["mask"] = mask_info
 
     if kind == "reconstruction":

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from recon.errors import DataError, UsageError
-from recon.io.types import RawData, expand_mask
+from recon.io.types import RawData
+from recon.sampling import SamplingMask
 from recon.solvers.autolambda import is_auto
 from recon.solvers.checks import check_iterations, check_lambda
 from recon.solvers.readout import crop_readout_oversampling
@@ -50,12 +51,10 @@ def resolve_device(device: Any) -> torch.device:
     return dev
 
 
-def _as_raw(data: RawData | np.ndarray | torch.Tensor, mask: Any) -> tuple[np.ndarray, np.ndarray | None, RawData | None]:
-    """k-space ``(S, C, H, W)`` complex64, the mask broadcastable to ``(S, 1, H, W)`` (None = all sampled)."""
+def _as_kspace(data: RawData | np.ndarray | torch.Tensor) -> tuple[np.ndarray, RawData | None]:
+    """k-space ``(S, C, H, W)`` complex64 and the :class:`RawData` it came from (None for an array)."""
     if isinstance(data, RawData):
         kspace = data.kspace
-        if mask is None and data.mask is not None:
-            mask = data.sample_mask()
         raw = data
     else:
         arr = data.detach().cpu().numpy() if isinstance(data, torch.Tensor) else np.asarray(data)
@@ -67,18 +66,16 @@ def _as_raw(data: RawData | np.ndarray | torch.Tensor, mask: Any) -> tuple[np.nd
 
         kspace = validate_kspace(arr)
         raw = None
+    return kspace, raw
+
+
+def _sampling(kspace: np.ndarray, mask: Any) -> SamplingMask | None:
+    """The boolean mask broadcastable to ``(S, 1, H, W)``, numpy or torch as given (a CUDA mask stays there);
+    None (the file's mask, else the nonzero samples) = all sampled when every point is nonzero in some coil."""
     if mask is None:  # the sampled points: nonzero in any coil
         sampled = np.any(kspace != 0, axis=1, keepdims=True)
-        mask = None if sampled.all() else sampled
-    else:
-        m = np.asarray(mask.cpu() if isinstance(mask, torch.Tensor) else mask).astype(bool)
-        m = expand_mask(m)
-        try:
-            np.broadcast_shapes(m.shape, (kspace.shape[0], 1) + kspace.shape[2:])
-        except ValueError:
-            raise UsageError(f"mask of shape {np.shape(mask)} does not fit k-space of shape {kspace.shape}") from None
-        mask = m
-    return kspace, mask, raw
+        return None if sampled.all() else SamplingMask(sampled)
+    return SamplingMask.from_any(mask, kspace.shape).for_kspace().as_bool()
 
 
 def estimate_maps(kspace: torch.Tensor, mask: np.ndarray | None, **espirit_options: Any) -> torch.Tensor:
@@ -166,7 +163,8 @@ def reconstruct(
     if method not in METHODS:
         raise UsageError(f"unknown method {method!r}; available: {', '.join(METHODS)}")
     _check_common(lam, iterations, method)
-    kspace_np, mask_np, raw = _as_raw(data, mask)
+    kspace_np, raw = _as_kspace(data)
+    sampling = _sampling(kspace_np, raw.mask if mask is None and raw is not None else mask)
     dev = resolve_device(device)
     kspace = torch.from_numpy(np.ascontiguousarray(kspace_np)).to(dev)
     recon_size = raw.header.recon_size if raw is not None else None
@@ -179,16 +177,18 @@ def reconstruct(
             raise UsageError("zero-filled takes no lambda or iterations")
         from recon.solvers.zero_filled import rss_reconstruction
 
-        image = rss_reconstruction(kspace, None if mask_np is None else torch.from_numpy(mask_np).to(dev))
+        image = rss_reconstruction(kspace, None if sampling is None else sampling.to(dev))
     elif method == "grappa":
         if iterations is not None:
             raise UsageError("grappa takes no iterations")
         from recon.solvers.grappa import grappa
 
-        if mask_np is None:
+        if sampling is None:
             mask_np = np.ones((1, 1, 1, kspace.shape[-1]), dtype=bool)
         elif raw is not None and raw.header.attrs.get("asymmetric_echo"):  # (H, W) mask: its lines
-            mask_np = np.asarray(mask_np, dtype=bool).reshape(-1, kspace.shape[-1]).any(axis=0)
+            mask_np = sampling.numpy().reshape(-1, kspace.shape[-1]).any(axis=0)
+        else:
+            mask_np = sampling.numpy()
         fill = raw.header.acquired_pe if raw is not None else None
         cal = raw.calibration if raw is not None and opts.pop("use_calibration", True) else None
         solver_result = grappa(kspace, mask_np, kernel_size=opts.pop("kernel_size", GRAPPA_KERNEL),
@@ -199,7 +199,7 @@ def reconstruct(
         image = solver_result.image
         params.update(solver_result.parameters)
     else:
-        from recon.solvers.sense import as_mask, cartesian_problem, normalize_maps
+        from recon.solvers.sense import cartesian_problem, normalize_maps
 
         espirit_options = dict(opts.pop("espirit", None) or {})
         if "calib_size" in opts:
@@ -207,7 +207,7 @@ def reconstruct(
         if maps is None and raw is not None and raw.calibration is not None:
             used_maps = _maps_from_reference_lines(raw, dev, **espirit_options)
         elif maps is None:
-            used_maps = estimate_maps(kspace, mask_np, **espirit_options)
+            used_maps = estimate_maps(kspace, None if sampling is None else sampling.array, **espirit_options)
         else:
             used_maps = torch.as_tensor(np.asarray(maps) if not isinstance(maps, torch.Tensor) else maps)
             used_maps = used_maps.to(device=dev, dtype=torch.complex64)
@@ -216,7 +216,7 @@ def reconstruct(
             if tuple(used_maps.shape[-3:]) != tuple(kspace.shape[-3:]) or used_maps.ndim != 4:
                 raise UsageError(f"maps of shape {tuple(used_maps.shape)} do not fit k-space {tuple(kspace.shape)}")
             used_maps = normalize_maps(used_maps)
-        m = as_mask(mask_np, dev)
+        m = None if sampling is None else sampling.real_weight(dev)
         problem, _ = cartesian_problem(kspace, used_maps, m)
         if method == "sense":
             from recon.solvers.cg import conjugate_gradient
@@ -232,12 +232,13 @@ def reconstruct(
             from recon.solvers.cs import default_lambda, solve_scaled
 
             if lam is None:
-                lam = default_lambda(method, mask_np)  # l1-wavelet: lower for 2D masks
+                lam = default_lambda(method, sampling)  # l1-wavelet: lower for 2D masks
             try:
                 if is_auto(lam):  # k-space cross-validation, solving with the final solve's options
                     from recon.solvers.autolambda import select_lambda
 
-                    lam, params["lambda_auto"] = select_lambda(kspace, used_maps, mask_np, method,
+                    lam, params["lambda_auto"] = select_lambda(kspace, used_maps,
+                                                               None if sampling is None else sampling.numpy(), method,
                                                                iterations=iterations, **opts)
                 solver_result = solve_scaled(problem, method, lam=lam, iterations=iterations, **opts)
             except TypeError as exc:
@@ -268,7 +269,7 @@ def _maps_from_reference_lines(raw: RawData, dev: Any, **espirit_options: Any) -
 
     k_cal, m_cal = calibration_kspace(raw)
     return estimate_maps(torch.from_numpy(np.ascontiguousarray(k_cal)).to(dev),
-                         None if m_cal is None else expand_mask(np.asarray(m_cal)), **espirit_options)
+                         None if m_cal is None else SamplingMask(m_cal).for_kspace().array, **espirit_options)
 
 
 def _without_readout_oversampling(raw: RawData, device: Any) -> tuple[RawData, dict[str, Any]]:
@@ -288,14 +289,14 @@ def _without_readout_oversampling(raw: RawData, device: Any) -> tuple[RawData, d
     if cropped is raw:
         return raw, {}
     from recon.solvers.scaling import bart_scale, safe_scale
-    from recon.solvers.sense import as_mask, cartesian_problem
+    from recon.solvers.sense import cartesian_problem
 
     dev = resolve_device(device)
     kspace = torch.from_numpy(np.ascontiguousarray(raw.kspace)).to(dev)
-    mask = raw.sample_mask()
+    mask = SamplingMask.of_raw(raw)
     maps = _maps_from_reference_lines(raw, dev)  # the file's reference lines when it has them
-    maps = estimate_maps(kspace, mask) if maps is None else maps
-    problem, _ = cartesian_problem(kspace, maps, as_mask(mask, dev))
+    maps = estimate_maps(kspace, mask.array) if maps is None else maps
+    problem, _ = cartesian_problem(kspace, maps, mask.real_weight(dev))
     top = (raw.kspace.shape[-2] - cropped.kspace.shape[-2]) // 2  # recon.arrays.center_crop_or_pad's convention
     maps = maps[..., top:top + cropped.kspace.shape[-2], :]
     return cropped, {"maps": maps, "scale": safe_scale(bart_scale(problem.aty))}

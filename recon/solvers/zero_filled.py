@@ -14,6 +14,7 @@ import torch
 from recon.arrays import center_crop_or_pad, rss
 from recon.errors import UsageError
 from recon.operators.fft import ifft2c
+from recon.sampling import SamplingMask
 
 if TYPE_CHECKING:
     from recon.io.types import RawData
@@ -94,5 +95,5 @@ def zero_filled_method(raw: "RawData", *, device: str = "cpu") -> np.ndarray:
         kspace = torch.as_tensor(raw.kspace).to(dev)
     except (RuntimeError, AssertionError) as exc:
         raise UsageError(f"device {device!r} is not available: {exc}") from None
-    mask = raw.sample_mask() if raw.mask is not None else None
+    mask = SamplingMask.of_raw(raw).array if raw.mask is not None else None
     return rss_reconstruction(kspace, mask).cpu().numpy()

@@ -16,6 +16,7 @@ import torch
 
 from recon.errors import UsageError
 from recon.io.types import RawData
+from recon.sampling import SamplingMask
 from recon.solvers.learned import adapt as adapt_defaults
 from recon.solvers.learned.masks import slice_mask, slice_masks  # noqa: F401 (public names of this module)
 from recon.solvers.readout import remove_readout_oversampling
@@ -113,7 +114,8 @@ def learned_reconstruction(raw: RawData, name: str, weights: str | Path | None, 
                                                 "adapt_per": adapt.get("per"), "adapt_lr": adapt.get("lr")})}))
     model = get_model(name, weights, device)
     dev = next(model.parameters()).device
-    kspace, masks = remove_readout_oversampling(raw.kspace, slice_masks(raw), raw.header.recon_size[0])
+    kspace, masks = remove_readout_oversampling(raw.kspace, SamplingMask.per_slice(raw).array,
+                                                  raw.header.recon_size[0])
     cal_k = cal_m = None
     if raw.calibration is not None and raw.calibration_mask is not None and np.ndim(raw.mask) <= 1:
         # the sensitivity network sees the image lines plus the file's reference lines (data_specs/twix.md)

@@ -32,10 +32,8 @@ def _as_complex_tensor(kspace: Array) -> torch.Tensor:
 def _apply_mask(kspace: torch.Tensor, mask: Array | None) -> torch.Tensor:
     if mask is None:
         return kspace
-    m = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask).to(kspace.device)
-    m = m.to(torch.bool)
-    if m.ndim == 3 and kspace.ndim == 4:  # (S, H, W) per-slice mask: add the coil axis
-        m = m[:, None]
+    m = SamplingMask(mask)
+    m = (m.for_kspace() if kspace.ndim == 4 else m).to(kspace.device, torch.bool)  # (S, H, W): add the coil axis
     try:
         return kspace * m
     except RuntimeError as exc:

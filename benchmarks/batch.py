@@ -25,12 +25,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from recon.batch import DaskBackend, LocalPoolBackend, run_batch  # noqa: E402
-from recon.batch.backends import available_cores  # noqa: E402
+from recon.app.batch import DaskBackend, LocalPoolBackend, run_batch  # noqa: E402
+from recon.app.batch.backends import available_cores  # noqa: E402
 
 
 def make_data(folder: Path, files: int, slices: int, coils: int, size: tuple[int, int], seed: int) -> None:
-    from recon.cli.simulate import slab_starts
+    from recon.app.cli.simulate import slab_starts
     from recon.simulate import load_colin27, write_dataset
 
     import numpy as np
@@ -64,7 +64,7 @@ def measure(backend, data: Path, work: Path, label: str, method: str = "zero-fil
 
 def _undersampling():
     """fastMRI random 4x (centre 0.08), seeded by file name: what ``recon batch --accel 4`` uses."""
-    from recon.pipeline import Undersampling
+    from recon.app.pipeline import Undersampling
 
     return Undersampling("random", (4.0,), (0.08,), None)
 

@@ -463,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("out/benchmarks/classical.json"))
     args = ap.parse_args(argv)
 
-    from recon.runtime import configure_threads
+    from recon.app.runtime import configure_threads
 
     # recon run's thread policy (passive OpenMP waits, min(cores, 4) threads), set before torch loads: with
     # torch's spinning default, in-process timings on a busy machine were several times too slow

@@ -60,7 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    from recon.runtime import configure_threads
+    from recon.app.runtime import configure_threads
 
     configure_threads(args.threads)
     from recon.io import read_raw

@@ -160,7 +160,7 @@ def main() -> None:
     p.add_argument("--accels", type=int, nargs="+", default=[4, 8])
     p.add_argument("--json", default=None, help="also write the results as JSON here")
     args = p.parse_args()
-    from recon.runtime import configure_threads
+    from recon.app.runtime import configure_threads
 
     configure_threads(args.threads)
     from recon.solvers.learned.method import get_model

@@ -9,7 +9,7 @@ Per repeat (``--repeat``, interleaved: recon, BART, SigPy, recon, BART, SigPy, .
 * recon: ``python -m recon run VOL.h5 OUT.h5 --method l1-wavelet --accel 4 --center-fraction 0.08 --seed 0
   --overwrite --json`` as a subprocess: wall time of the whole command (interpreter start, imports, reading,
   the fastMRI mask, ESPIRiT and FISTA per slice, metrics, writing the output) / 16. recon's own thread policy
-  (``recon.runtime``: the free physical cores at start, at most 4; OpenMP's default waits).
+  (``recon.app.runtime``: the free physical cores at start, at most 4; OpenMP's default waits).
 * BART: the same undersampled k-space (the mask ``recon run`` stored in its output), per slice as a user
   scripts it: ``bart ecalib -m1 k_s sens_s`` then ``bart pics -S -R W:7:0:0.005 k_s sens_s x_s`` (BART's
   defaults otherwise; the calibration centre is 20 lines, so BART's default 6 x 6 kernel). Time = the 32

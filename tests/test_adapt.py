@@ -144,7 +144,7 @@ def _sha(path: Path) -> str:
 
 
 def cli(capsys, *args: str) -> tuple[int, str, str]:
-    from recon.cli import main
+    from recon.app.cli import main
 
     capsys.readouterr()
     code = main(list(args))

@@ -28,7 +28,7 @@ LIBRARY_RANK = {
     "training": 8,
 }
 #: the application layer: commands, files of results, figures, process and thread policy
-APPLICATION = {"pipeline", "batch", "demo", "report", "viz", "cli", "runtime", "memory", "__main__"}
+APPLICATION = {"app", "__main__"}  # recon.app: pipeline, batch, demo, report, viz, cli, runtime, memory
 
 
 def _module_name(path: Path, root: Path) -> str:
@@ -153,7 +153,31 @@ def test_the_circle_check_sees_deferred_imports_and_skips_annotations(tmp_path, 
 def test_the_layer_check_catches_an_upward_import(tmp_path):
     pkg = tmp_path / "recon" / "io"
     pkg.mkdir(parents=True)
-    (pkg / "x.py").write_text("def f():\n    from recon.pipeline import reconstruct_file\n")
+    (pkg / "x.py").write_text("def f():\n    from recon.app.pipeline import reconstruct_file\n")
     graph = import_graph(tmp_path / "recon")
-    assert graph == {"recon.io.x": {"recon.pipeline"}}
-    assert _top("recon.pipeline") in APPLICATION and _top("recon.io.x") in LIBRARY_RANK
+    assert graph == {"recon.io.x": {"recon.app.pipeline"}}
+    assert _top("recon.app.pipeline") in APPLICATION and _top("recon.io.x") in LIBRARY_RANK
+
+
+def test_the_application_layer_is_one_package():
+    """Everything that is not library sits under recon/app/ (issue 13), apart from ``python -m recon``."""
+    tops = {_top(m) for m in import_graph()}
+    assert tops - set(LIBRARY_RANK) == {"app", "__main__"}
+
+
+def test_old_application_paths_are_the_same_modules_with_a_warning():
+    import importlib
+    import sys
+    import warnings
+
+    from recon.app.batch import runner
+    from recon.app import pipeline
+
+    for old in ("recon.pipeline", "recon.batch.runner"):
+        sys.modules.pop(old, None)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            module = importlib.import_module(old)
+        assert any(issubclass(w.category, DeprecationWarning) and "recon.app." in str(w.message) for w in caught)
+        assert module is {"recon.pipeline": pipeline, "recon.batch.runner": runner}[old]
+    assert pipeline.__spec__.name == "recon.app.pipeline"

@@ -14,12 +14,12 @@ import h5py
 import numpy as np
 import pytest
 
-from recon.batch import InlineBackend, find_inputs, format_summary, run_batch
-from recon.batch.manifest import MANIFEST_NAME
+from recon.app.batch import InlineBackend, find_inputs, format_summary, run_batch
+from recon.app.batch.manifest import MANIFEST_NAME
 from recon.errors import InputError, OutputError, UsageError
 from recon.io.fastmri import read_reconstruction
 from recon.metrics import evaluate_folders
-from recon.pipeline import Undersampling
+from recon.app.pipeline import Undersampling
 from recon.simulate import load_colin27, write_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +32,7 @@ def recon_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 def cli_inline(capsys, *args: str) -> tuple[int, str, str]:
     """The real CLI entry point, in this process: (exit code, stdout, stderr)."""
-    from recon.cli import main
+    from recon.app.cli import main
 
     capsys.readouterr()
     code = main(list(args))
@@ -348,7 +348,7 @@ def test_disk_full(good_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 def test_scheduler_without_dask_says_what_to_install(good_dir: Path, tmp_path: Path) -> None:
     code = ("import sys; sys.modules['distributed'] = None; sys.modules['dask'] = None\n"
-            "from recon.cli import main\n"
+            "from recon.app.cli import main\n"
             f"sys.exit(main(['batch', {str(good_dir)!r}, {str(tmp_path / 'o')!r}, '--scheduler', 'local']))")
     r = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert r.returncode == 2

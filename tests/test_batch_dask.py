@@ -14,8 +14,8 @@ import pytest
 
 pytest.importorskip("distributed")
 
-from recon.batch import LocalPoolBackend, run_batch  # noqa: E402
-from recon.batch.manifest import MANIFEST_NAME  # noqa: E402
+from recon.app.batch import LocalPoolBackend, run_batch  # noqa: E402
+from recon.app.batch.manifest import MANIFEST_NAME  # noqa: E402
 from recon.simulate import load_colin27, write_dataset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

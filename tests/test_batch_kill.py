@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from recon.batch import LocalPoolBackend, run_batch
-from recon.batch.manifest import MANIFEST_NAME
+from recon.app.batch import LocalPoolBackend, run_batch
+from recon.app.batch.manifest import MANIFEST_NAME
 from recon.simulate import load_colin27, write_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,7 +145,7 @@ def test_sigkill_mid_run_then_resume(dataset: Path, reference: Path, tmp_path: P
 def test_running_manifest_is_stale_only_when_its_process_is_gone(tmp_path: Path) -> None:
     """A live run (another process holds the output lock) is not called killed; a free lock, or a gone pid,
     is."""
-    from recon.batch.lifetime import LOCK_NAME, owner, stale_run
+    from recon.app.batch.lifetime import LOCK_NAME, owner, stale_run
 
     m = {"state": "running", "started": "2026-01-01T00:00:00+00:00", "files": {}, **owner()}
     assert stale_run(tmp_path, {**m, "state": "finished"}) is None

@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("twixtools")
 
-from recon.cli import main  # noqa: E402
+from recon.app.cli import main  # noqa: E402
 from recon.io import open_raw  # noqa: E402
 from recon.arrays import center_crop_or_pad  # noqa: E402
 from recon.io.fourier import ifft2c  # noqa: E402
@@ -188,8 +188,8 @@ def test_readout_partial_fourier_keeps_oversampling_scale(derived, full) -> None
 
 
 def test_partial_fourier_flag_parsing() -> None:
-    from recon.cli import build_parser
-    from recon.cli.run import options_from_args
+    from recon.app.cli import build_parser
+    from recon.app.cli.run import options_from_args
 
     parser = build_parser()
     for cmd in (["run", "a.dat", "b.h5"], ["batch", "in", "out"]):
@@ -210,7 +210,7 @@ def test_partial_fourier_flag_refused(tmp_path, capsys, cmd) -> None:
 
 def test_reconstruct_file_refuses_unknown_mode(derived, tmp_path) -> None:
     from recon.errors import UsageError
-    from recon.pipeline import reconstruct_file
+    from recon.app.pipeline import reconstruct_file
 
     with pytest.raises(UsageError, match="partial-fourier"):
         reconstruct_file(GRE, tmp_path / "x.h5", partial_fourier="fft")
@@ -303,7 +303,7 @@ def test_learned_sensitivity_network_uses_reference_lines(derived, full) -> None
 def test_iterative_methods_leave_partial_fourier_unsampled(derived, tmp_path) -> None:
     """An asymmetric echo's missing readout samples are in the mask as unsampled ((H, W) mask), so the
     iterative and learned methods' data consistency does not enforce zeros there; the output says so."""
-    from recon.pipeline import reconstruct_file
+    from recon.app.pipeline import reconstruct_file
 
     path = derive_partial_fourier(GRE, derived / "iter_ro.dat", 0.75, "readout")
     raw = open_raw(path).read()

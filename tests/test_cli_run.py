@@ -14,7 +14,7 @@ import torch
 
 from recon.data import sample_path
 from recon.errors import InputError, OutputError, UsageError
-from recon.pipeline import METHODS, reconstruct_file, register_method
+from recon.app.pipeline import METHODS, reconstruct_file, register_method
 from recon.solvers.zero_filled import rss_reconstruction, zero_filled
 
 SAMPLE = sample_path()

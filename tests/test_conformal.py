@@ -148,7 +148,7 @@ def test_roc_auc_matches_the_pairwise_definition() -> None:
 
 @pytest.fixture(scope="module")
 def calibration(cal_folder: Path, tiny_prior_weights: Path, tmp_path_factory) -> Path:
-    from recon.cli import main
+    from recon.app.cli import main
 
     out = tmp_path_factory.mktemp("c") / "cal.json"
     rc = main(["calibrate", str(cal_folder), str(out), "--method", "diffusion", "--alpha", "0.2",
@@ -163,7 +163,7 @@ RUN = ["--method", "diffusion", "--samples", "2", "--steps", "2", "--accel", "4"
 
 def test_calibrate_writes_the_fit_and_run_writes_intervals(calibration: Path, cal_folder: Path,
                                                            tiny_prior_weights: Path, tmp_path: Path) -> None:
-    from recon.cli import main
+    from recon.app.cli import main
     from recon.solvers.uncertainty.calibration import weights_identity
 
     cal = json.loads(calibration.read_text())
@@ -188,7 +188,7 @@ def test_calibrate_writes_the_fit_and_run_writes_intervals(calibration: Path, ca
 @pytest.mark.parametrize("change", ["weights", "method", "accel", "samples", "garbage"])
 def test_calibration_for_something_else_is_refused(change: str, calibration: Path, cal_folder: Path,
                                                    tiny_prior_weights: Path, tmp_path: Path, capsys) -> None:
-    from recon.cli import main
+    from recon.app.cli import main
 
     src = min(cal_folder.glob("*.h5"))
     args = ["run", str(src), str(tmp_path / "rec.h5"), *RUN, "--weights", str(tiny_prior_weights),
@@ -228,9 +228,9 @@ def test_measured_acceleration_is_checked_per_slice(calibration: Path, tiny_prio
 
 def test_report_shows_intervals_and_miss_rate(calibration: Path, cal_folder: Path, tiny_prior_weights: Path,
                                               tmp_path: Path) -> None:
-    from recon.cli import main
-    from recon.report.collect import collect_run
-    from recon.report.intervals import interval_rows
+    from recon.app.cli import main
+    from recon.app.report.collect import collect_run
+    from recon.app.report.intervals import interval_rows
     from recon.solvers.diffusion.uncertainty import object_mask
 
     src = min(cal_folder.glob("*.h5"))

@@ -14,12 +14,12 @@ import pytest
 import torch
 
 from recon.data import sample_path
-from recon.demo import QUICK, DemoConfig, run_demo, sample_subset
+from recon.app.demo import QUICK, DemoConfig, run_demo, sample_subset
 from recon.io import read_raw
 from recon.arrays import center_crop_or_pad, rss
 from recon.io.fourier import ifft2c
 from recon.metrics import fastmri_crop_size, volume_metrics
-from recon.pipeline import METHODS, Undersampling, reconstruct_file
+from recon.app.pipeline import METHODS, Undersampling, reconstruct_file
 from recon.sampling import mask_from_options
 
 QUICK_FILES = ["demo.png", "grappa_4x.h5", "l1-wavelet_4x.h5", "metrics.json", "metrics.md", "report.html",

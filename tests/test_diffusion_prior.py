@@ -148,7 +148,7 @@ def test_checkpoint_resume_reproduces_the_uninterrupted_run(tiny_folders, tmp_pa
 
 
 def test_cli_train_diffusion(tiny_folders, tmp_path, capsys):
-    from recon.cli import main
+    from recon.app.cli import main
 
     out = tmp_path / "cli.pt"
     args = ["train", str(out), "--model", "diffusion", "--train", str(tiny_folders / "train"), "--val",

@@ -219,7 +219,7 @@ def small_file(tmp_path_factory) -> Path:
 
 
 def test_recon_run_diffusion_writes_maps_and_panels(tmp_path: Path, small_file: Path, tiny_prior_weights: Path) -> None:
-    from recon.cli import main
+    from recon.app.cli import main
 
     out = tmp_path / "rec.h5"
     rc = main(["run", str(small_file), str(out), "--method", "diffusion", "--samples", "2", "--steps", "3",
@@ -242,7 +242,7 @@ def test_recon_run_diffusion_writes_maps_and_panels(tmp_path: Path, small_file: 
 
 def test_diffusion_method_rejects_bad_options(tmp_path: Path, small_file: Path) -> None:
     from recon.errors import UsageError
-    from recon.pipeline import reconstruct_file
+    from recon.app.pipeline import reconstruct_file
 
     with pytest.raises(UsageError, match="samples"):
         reconstruct_file(small_file, tmp_path / "x.h5", method="diffusion", samples=0)

@@ -19,7 +19,7 @@ UNDER = ["--accel", "4", "--center-fraction", "0.16", "--threads", "1"]
 
 @pytest.fixture(scope="module")
 def calibration(cal_folder: Path, tmp_path_factory) -> Path:
-    from recon.cli import main
+    from recon.app.cli import main
 
     out = tmp_path_factory.mktemp("c") / "cal.json"
     assert main(["calibrate", str(cal_folder), str(out), "--method", "varnet", "--ensemble", "3", "--alpha", "0.2",
@@ -34,7 +34,7 @@ def _read(path: Path, *keys: str) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("method", ["varnet", "modl"])
 def test_reconstruction_unchanged_and_uncertainty_positive_in_the_object(method, cal_folder, tmp_path):
-    from recon.cli import main
+    from recon.app.cli import main
     from recon.solvers.diffusion.uncertainty import object_mask
 
     src = min(cal_folder.glob("*.h5"))
@@ -83,7 +83,7 @@ def test_members_keep_the_calibration_region_and_drop_a_fifth_of_the_rest(kind):
 
 def test_same_seed_same_result_other_seed_other_spread(cal_folder):
     from recon.io import open_raw
-    from recon.pipeline import Undersampling, _undersample
+    from recon.app.pipeline import Undersampling, _undersample
     from recon.solvers.learned.method import ensemble_masks, varnet_method
 
     mask = np.zeros(40, bool)
@@ -101,7 +101,7 @@ def test_same_seed_same_result_other_seed_other_spread(cal_folder):
 
 
 def test_calibrate_then_run_brackets_the_reconstruction(calibration, cal_folder, tmp_path):
-    from recon.cli import main
+    from recon.app.cli import main
     from recon.solvers.uncertainty.calibration import weights_identity
 
     cal = json.loads(calibration.read_text())
@@ -126,7 +126,7 @@ def test_calibrate_then_run_brackets_the_reconstruction(calibration, cal_folder,
 
 @pytest.mark.parametrize("change", ["weights", "method", "ensemble", "accel", "no-ensemble", "adapt"])
 def test_calibration_for_something_else_is_refused(change, calibration, cal_folder, tmp_path, capsys):
-    from recon.cli import main
+    from recon.app.cli import main
     from recon.weights import bundled_weights
 
     src = min(cal_folder.glob("*.h5"))
@@ -158,7 +158,7 @@ def test_calibration_for_something_else_is_refused(change, calibration, cal_fold
 @pytest.mark.parametrize("args", [["--method", "sense", "--ensemble", "3"], ["--method", "diffusion", "--ensemble", "3"],
                                   ["--method", "varnet", "--ensemble", "1"]])
 def test_ensemble_usage_errors(args, cal_folder, tmp_path, capsys):
-    from recon.cli import main
+    from recon.app.cli import main
 
     src = min(cal_folder.glob("*.h5"))
     assert main(["run", str(src), str(tmp_path / "rec.h5"), *args, *UNDER]) == 2
@@ -168,14 +168,14 @@ def test_ensemble_usage_errors(args, cal_folder, tmp_path, capsys):
 
 
 def test_calibrate_varnet_needs_an_ensemble(cal_folder, tmp_path, capsys):
-    from recon.cli import main
+    from recon.app.cli import main
 
     assert main(["calibrate", str(cal_folder), str(tmp_path / "c.json"), "--method", "varnet", *UNDER]) == 2
     assert "--ensemble" in capsys.readouterr().err
 
 
 def test_the_cli_and_the_calibration_files_agree_on_the_calibratable_methods():
-    from recon.cli.run import CALIBRATABLE, ENSEMBLE_METHODS
+    from recon.app.cli.run import CALIBRATABLE, ENSEMBLE_METHODS
     from recon.solvers.uncertainty import calibration as calib
 
     assert set(CALIBRATABLE) == set(calib.CALIBRATABLE) and set(ENSEMBLE_METHODS) <= set(CALIBRATABLE)

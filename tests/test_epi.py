@@ -192,7 +192,7 @@ def test_pulseq_gre_is_not_taken_for_epi():
 def test_info_lists_epi_correction_data_also_when_off(capsys):
     import argparse
 
-    from recon.cli.info import main as info_main
+    from recon.app.cli.info import main as info_main
 
     for kw in ({}, {"epi_correction": False}):
         i = open_twix(EPI, **kw).info()

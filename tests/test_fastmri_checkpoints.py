@@ -211,7 +211,7 @@ def test_varnet_and_unet_transforms_equal_fastmri(T):
 
 
 def test_recon_run_varnet_and_unet_give_fastmris_outputs(fm, T, tmp_path, capsys):
-    from recon.cli import main
+    from recon.app.cli import main
     from recon.io.fastmri import write_fastmri_kspace
 
     raw = fastmri_raw(10)
@@ -239,7 +239,7 @@ def test_recon_run_varnet_and_unet_give_fastmris_outputs(fm, T, tmp_path, capsys
 
 
 def test_recon_run_with_a_foreign_checkpoint_exits_2(tmp_path, capsys):
-    from recon.cli import main
+    from recon.app.cli import main
     from recon.io.fastmri import write_fastmri_kspace
 
     src = write_fastmri_kspace(tmp_path / "in.h5", fastmri_raw(13))
@@ -252,7 +252,7 @@ def test_recon_run_with_a_foreign_checkpoint_exits_2(tmp_path, capsys):
 
 
 def test_cli_export_weights_fastmri_format(fm, tmp_path, capsys):
-    from recon.cli import main
+    from recon.app.cli import main
 
     ref = randomise(fm.VarNet(**VARNET_CONFIGS[0]), seed=14)
     torch.save({"state_dict": {f"varnet.{k}": v for k, v in ref.state_dict().items()}}, tmp_path / "run.ckpt")
@@ -266,7 +266,7 @@ def test_cli_export_weights_fastmri_format(fm, tmp_path, capsys):
 def test_recon_train_fastmri_varnet_runs_and_exports(fm, tmp_path, capsys):
     """``recon train --model fastmri-varnet`` on tiny Colin 27 folders; the checkpoint (recon's own format) runs
     with ``--method varnet`` and exports to a state dict that fastMRI's VarNet loads and reproduces."""
-    from recon.cli import main
+    from recon.app.cli import main
     from recon.io.fastmri import write_fastmri_kspace
     from recon.simulate import load_colin27
     from recon.simulate.dataset import write_dataset

@@ -197,7 +197,7 @@ def test_full_disk_is_one_line(tmp_path: Path, sample: Path, monkeypatch) -> Non
     import errno
 
     from recon.io import fastmri
-    from recon.pipeline import reconstruct_file
+    from recon.app.pipeline import reconstruct_file
     from recon.errors import OutputError
 
     real = h5py.File

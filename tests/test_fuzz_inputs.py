@@ -3,7 +3,7 @@
 Inputs generated from the bundled sample (fastMRI), the bundled twix files, BART ``.cfl`` pairs and small
 ISMRMRD files written here: truncations at many offsets, wrong dtypes and ranks, absurd declared shapes,
 corrupt or missing headers, NaN/Inf.
-Each goes through ``recon run`` in-process (``recon.cli.main``, fast enough for CI) and must end either in
+Each goes through ``recon run`` in-process (``recon.app.cli.main``, fast enough for CI) and must end either in
 exit 2 with one stderr line naming the file, or (for a truncation that still leaves a readable file) exit 0
 with a finite, non-zero image; never a traceback, nothing under the output name or as ``.part`` on failure,
 the input byte-identical.
@@ -16,7 +16,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from recon.cli import main as recon_main
+from recon.app.cli import main as recon_main
 from recon.data import sample_path
 
 TWIX = Path(__file__).parent / "data" / "twix" / "gre.dat"

@@ -59,7 +59,7 @@ def test_twix_mdh_geometry_matches_the_protocol(path):
 
 def test_gre_nifti_image_centre_is_the_protocol_slice_position(tmp_path):
     pytest.importorskip("twixtools")
-    from recon.pipeline import reconstruct_file
+    from recon.app.pipeline import reconstruct_file
 
     out = tmp_path / "gre.nii.gz"
     reconstruct_file(GRE, out)
@@ -104,7 +104,7 @@ def _same_geometry(a, b, voxels: bool = True):
 def test_dcm2niix_of_our_dicom_gives_our_nifti_geometry_gre(tmp_path):
     pytest.importorskip("twixtools")
     pydicom = pytest.importorskip("pydicom")
-    from recon.pipeline import reconstruct_file
+    from recon.app.pipeline import reconstruct_file
 
     reconstruct_file(GRE, tmp_path / "gre.nii.gz")
     reconstruct_file(GRE, tmp_path / "gre.dcm")
@@ -151,7 +151,7 @@ def _oblique_mrd(path: Path) -> Path:
 def test_mrd_geometry_sorted_and_round_trips_through_mrd_output(tmp_path):
     from recon.io.mrd import open_mrd
     from recon.io.mrd_images import read_mrd_images
-    from recon.pipeline import reconstruct_file
+    from recon.app.pipeline import reconstruct_file
 
     path = _oblique_mrd(tmp_path / "obl.h5")
     f = open_mrd(path)
@@ -182,7 +182,7 @@ def test_mrd_geometry_sorted_and_round_trips_through_mrd_output(tmp_path):
 
 
 def test_mrd_contrasts_become_nifti_volumes_and_dicom_stacks(tmp_path):
-    from recon.pipeline import reconstruct_file
+    from recon.app.pipeline import reconstruct_file
 
     path = _oblique_mrd(tmp_path / "obl.h5")
     reconstruct_file(path, tmp_path / "obl.nii.gz")

@@ -6,7 +6,7 @@ fully sampled reference.
 
 Inputs cover the awkward cases: odd matrix sizes (217 x 181, 201 x 171), 1, 2, 3 and 4 coils, 2x readout
 oversampling (fastMRI and MRD), MRD repetitions with a different mask each, a header-less BART pair. The runs
-go through the real CLI entry point in this process (``recon.cli.main``); the batch runs as a subprocess.
+go through the real CLI entry point in this process (``recon.app.cli.main``); the batch runs as a subprocess.
 """
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ MARGIN = {
 def cli_json(capsys, *args: str) -> dict:
     """``recon run ... --json`` through the real CLI entry point in this process (one torch thread: fast on
     a loaded machine, and the module's setting is kept); the printed summary."""
-    from recon.cli import main
+    from recon.app.cli import main
 
     capsys.readouterr()
     code = main(["run", *args, "--json", "--overwrite", "--threads", "1"])

@@ -270,7 +270,7 @@ def test_twix_noise_lines_dwell_times_and_identity_covariance(tmp_path):
 
 
 def test_batch_prewhitens_by_default_and_resume_fingerprint(generated, tmp_path):
-    from recon.batch import InlineBackend, run_batch
+    from recon.app.batch import InlineBackend, run_batch
 
     src = tmp_path / "in"
     src.mkdir()

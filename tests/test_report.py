@@ -17,12 +17,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from recon.cli import main as cli_main
+from recon.app.cli import main as cli_main
 from recon.data import sample_path
 from recon.io.fastmri import write_reconstruction
 from recon.metrics.fidelity import volume_metrics
-from recon.report import build_report
-from recon.report.html import fmt
+from recon.app.report import build_report
+from recon.app.report.html import fmt
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -244,7 +244,7 @@ def test_page_in_headless_chromium(batch_dir: dict, tmp_path: Path) -> None:
 
 
 def test_images_capped_for_large_runs(batch_dir: dict, monkeypatch: pytest.MonkeyPatch) -> None:
-    import recon.report.build as build
+    import recon.app.report.build as build
 
     monkeypatch.setattr(build, "MAX_IMAGE_FILES", 1)
     html = build_report(batch_dir["out"], tiers="pixel", log=lambda msg: None).read_text()

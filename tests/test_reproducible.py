@@ -1,6 +1,6 @@
 """issue 17 item 5 / issue 18 defect 14: the same command gives bit-identical outputs whatever the load.
 
-The default thread count no longer follows the load (recon.runtime); the load only picks OpenMP's wait
+The default thread count no longer follows the load (recon.app.runtime); the load only picks OpenMP's wait
 policy, which changes speed, not results. ``recon run`` without ``--threads`` is run idle and beside a CPU
 burner process and the outputs must be ``np.array_equal``, with the thread count recorded in both.
 """

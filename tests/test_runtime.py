@@ -1,4 +1,4 @@
-"""recon.runtime: the torch thread policy of recon run / batch / demo (explicit > OMP_NUM_THREADS > default)."""
+"""recon.app.runtime: the torch thread policy of recon run / batch / demo (explicit > OMP_NUM_THREADS > default)."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from recon import runtime
+from recon.app import runtime
 from recon.errors import UsageError
 
 
@@ -97,7 +97,7 @@ def _fresh_python(code: str, env: dict[str, str]) -> str:
 
 
 def test_configure_threads_sets_threads_and_keeps_the_wait_policy() -> None:
-    code = ("import os, sys; from recon.runtime import configure_threads; assert 'torch' not in sys.modules; "
+    code = ("import os, sys; from recon.app.runtime import configure_threads; assert 'torch' not in sys.modules; "
             "n = configure_threads(None); import torch; "
             "print(n, torch.get_num_threads(), os.environ.get('OMP_WAIT_POLICY', 'unset'))")
     assert _fresh_python(code, {"OMP_NUM_THREADS": "1"}) == ["1", "1", "unset"]
@@ -107,7 +107,7 @@ def test_configure_threads_sets_threads_and_keeps_the_wait_policy() -> None:
 
 
 def test_local_pool_threads_follow_the_policy(monkeypatch) -> None:
-    from recon.batch.backends import LocalPoolBackend, make_backend
+    from recon.app.batch.backends import LocalPoolBackend, make_backend
 
     monkeypatch.setattr(runtime, "physical_cores", lambda *a, **k: 8)
     monkeypatch.setattr(runtime, "load_average", lambda: 0.0)
@@ -122,7 +122,7 @@ def test_local_pool_threads_follow_the_policy(monkeypatch) -> None:
 def test_batch_cli_threads_per_worker(monkeypatch, keep_torch_threads) -> None:
     import torch
 
-    from recon.cli.batch import _threads_per_worker
+    from recon.app.cli.batch import _threads_per_worker
 
     monkeypatch.setattr(runtime, "physical_cores", lambda *a, **k: 4)
     monkeypatch.setattr(runtime, "load_average", lambda: 0.0)

@@ -7,8 +7,8 @@ import h5py
 import numpy as np
 import pytest
 
-from recon.cli import main
-from recon.cli.simulate import BRAIN_SLICES, slab_starts
+from recon.app.cli import main
+from recon.app.cli.simulate import BRAIN_SLICES, slab_starts
 from recon.io import open_raw
 from recon.simulate import load_colin27, mean_signal
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-import recon.pipeline as pipeline
+import recon.app.pipeline as pipeline
 from recon.io.types import RawData, stack_slices
 from recon.operators import Sense, Wavelet2D
-from recon.pipeline import Undersampling, reconstruct_file, slice_batch_size
+from recon.app.pipeline import Undersampling, reconstruct_file, slice_batch_size
 from recon.simulate import load_colin27, write_dataset
 from recon.solvers.reconstruct import l1_wavelet_method, sense_method
 from recon.solvers.zero_filled import zero_filled_method

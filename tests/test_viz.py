@@ -1,4 +1,4 @@
-"""recon.viz: comparison figures (axes, shared error scale, mask panel), error maps, atomic saving."""
+"""recon.app.viz: comparison figures (axes, shared error scale, mask panel), error maps, atomic saving."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from recon.errors import OutputError, UsageError
-from recon.viz import comparison_figure, error_map, error_scale, mask_image, save_figure
+from recon.app.viz import comparison_figure, error_map, error_scale, mask_image, save_figure
 
 
 def _images(seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:

@@ -350,7 +350,7 @@ def tv_method(raw: RawData, *, lam: float | str | None = None, iterations: int |
 
 def _stacks_unless_auto(options: dict[str, Any]) -> bool:
     """Stacked slices are solved as independent problems (per-slice scale, step, restart and stopping), so the
-    pipeline may batch them (:func:`recon.pipeline.slice_batch_size`); ``--lambda auto`` chooses per call, so
+    pipeline may batch them (:func:`recon.app.pipeline.slice_batch_size`); ``--lambda auto`` chooses per call, so
     it keeps one slice per call."""
     return not is_auto(options.get("lam"))
 

@@ -136,7 +136,7 @@ def check_calibration(cal: dict[str, Any], path: str | Path, *, method: str, wei
                       undersampling: Any = None) -> None:
     """Refuse (UsageError) a calibration made for another method, other weights or sampling options, or
     another acceleration (``acceleration``: a slice's measured one; ``undersampling``: the nominal
-    :class:`recon.pipeline.Undersampling` of a retrospective run)."""
+    :class:`recon.app.pipeline.Undersampling` of a retrospective run)."""
     if cal.get("method") != method:
         raise UsageError(f"calibration was made for method {cal.get('method')!r}, not {method!r}", path)
     ident = weights_identity(method, weights)

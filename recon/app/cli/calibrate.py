@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from recon.cli.run import (
+from recon.app.cli.run import (
     CALIBRATABLE,  # methods that produce samples (and so spreads to calibrate)
 )
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from recon.cli.run import add_adapt_arguments, add_undersampling_arguments
+    from recon.app.cli.run import add_adapt_arguments, add_undersampling_arguments
 
     p = sub.add_parser("calibrate", help="fit calibrated uncertainty intervals on slices with references",
                        description=__doc__.split("\n\n")[1])
@@ -74,7 +74,7 @@ def collect_slices(files: list[Path], method: str, undersampling, options: dict,
     from recon.io import open_raw
     from recon.metrics.conformal import slice_scores
     from recon.metrics.reference import reference_slice
-    from recon.pipeline import reconstruct_file
+    from recon.app.pipeline import reconstruct_file
     from recon.solvers.uncertainty.calibration import (
         heuristic_spread,
         measured_acceleration,
@@ -108,13 +108,13 @@ def collect_slices(files: list[Path], method: str, undersampling, options: dict,
 
 
 def main(args: argparse.Namespace) -> int:
-    from recon.runtime import configure_threads
+    from recon.app.runtime import configure_threads
 
     configure_threads(args.threads)
     from recon import __version__
-    from recon.batch import DEFAULT_PATTERN
-    from recon.batch.discovery import find_inputs
-    from recon.cli.run import (
+    from recon.app.batch import DEFAULT_PATTERN
+    from recon.app.batch.discovery import find_inputs
+    from recon.app.cli.run import (
         ENSEMBLE_METHODS,
         check_adapt_args,
         check_ensemble_args,

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from recon.errors import UsageError
 
-LOCK_NAME = ".recon_batch.lock"  # held exclusively by the running ``recon batch`` (recon.batch.runner)
+LOCK_NAME = ".recon_batch.lock"  # held exclusively by the running ``recon batch`` (recon.app.batch.runner)
 WORKERS_LOCK_NAME = ".recon_batch.workers.lock"
 _PR_SET_PDEATHSIG = 1
 _held: list = []  # the worker's lock file, kept open for the process's life
@@ -99,10 +99,10 @@ def terminate_processes(processes) -> None:
 
 
 def run_guarded(task):
-    """:func:`recon.batch.tasks.run_task` in a pool worker; a SIGTERM (the parent died or stops the pool)
+    """:func:`recon.app.batch.tasks.run_task` in a pool worker; a SIGTERM (the parent died or stops the pool)
     unwinds the task, deleting its ``.part`` temporary, then ends the process instead of returning to the
     pool's queue, where an orphan would wait forever."""
-    from recon.batch.tasks import run_task
+    from recon.app.batch.tasks import run_task
 
     try:
         return run_task(task)

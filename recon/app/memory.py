@@ -41,7 +41,7 @@ def _glibc():
 def release_free_memory() -> bool:
     """Return the free parts of the heap to the system (glibc ``malloc_trim(0)``; elsewhere a no-op).
 
-    Called between slices (:func:`recon.pipeline.reconstruct_file`). Returns whether glibc released memory.
+    Called between slices (:func:`recon.app.pipeline.reconstruct_file`). Returns whether glibc released memory.
     """
     libc = _glibc()
     if libc is None:
@@ -55,7 +55,7 @@ def release_free_memory() -> bool:
 def keep_solver_buffers(mmap_bytes: int = 1 << 30, trim_bytes: int = 1 << 30) -> bool:
     """Serve blocks below ``mmap_bytes`` from the heap and keep up to ``trim_bytes`` free at its top between
     them instead of returning and re-faulting it (module docstring). glibc only; elsewhere a no-op. Called once
-    per process (:func:`recon.pipeline.reconstruct_file`); returns success."""
+    per process (:func:`recon.app.pipeline.reconstruct_file`); returns success."""
     global _done
     if _done:
         return True

@@ -1,4 +1,4 @@
-"""Render a :class:`recon.report.build.Report` as one self-contained HTML page.
+"""Render a :class:`recon.app.report.build.Report` as one self-contained HTML page.
 
 Images are embedded as ``data:image/png;base64,`` URIs, the style sheet is inline, and there are no external
 URLs or libraries: the page opens from disk in any browser, without a server. A few lines of inline script
@@ -14,7 +14,7 @@ from html import escape
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
-    from recon.report.build import Figure, Report, TierTable
+    from recon.app.report.build import Figure, Report, TierTable
 
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:1.5em auto;max-width:1400px;
@@ -133,7 +133,7 @@ def render(report: Report) -> str:
     if report.plots:
         parts.append('<h2 id="plots">Metric vs acceleration</h2>')
         parts += [_figure(f) for f in report.plots]
-    from recon.report.intervals import render_rows
+    from recon.app.report.intervals import render_rows
 
     parts.append(render_rows(getattr(report, "intervals", [])))
     parts.append('<h2 id="images">Images</h2>')

@@ -103,7 +103,7 @@ def output_kind(path: str | Path) -> str:
 
 
 def _torch_threads() -> int:
-    """torch's intra-op thread count, recorded with every output (results depend on it: recon.runtime)."""
+    """torch's intra-op thread count, recorded with every output (results depend on it: recon.app.runtime)."""
     import torch
 
     return int(torch.get_num_threads())
@@ -253,9 +253,9 @@ def reconstruct_file(
     from recon.io import open_raw
     from recon.metrics.reference import reference_metrics, reference_slice
 
-    from recon.memory import keep_solver_buffers, release_free_memory
+    from recon.app.memory import keep_solver_buffers, release_free_memory
 
-    keep_solver_buffers()  # flat memory over slices without page faults inside the solvers (recon/memory.py)
+    keep_solver_buffers()  # flat memory over slices without page faults inside the solvers (recon/app/memory.py)
     start = time.perf_counter()
     kind = output_kind(output_path)
     out = check_output_path(output_path, overwrite)
@@ -295,7 +295,7 @@ def reconstruct_file(
                 if progress is not None:
                     progress(len(slices), total)
             pending.clear()
-            release_free_memory()  # per-slice buffers must not pile up in a fragmented heap (recon/memory.py)
+            release_free_memory()  # per-slice buffers must not pile up in a fragmented heap (recon/app/memory.py)
 
         for i in range(total):
             raw = raw_file.read_slices(i)
@@ -381,7 +381,7 @@ def reconstruct_file(
                     provenance=f"recon {__version__} {method} threads={_torch_threads()}")
     panels = None
     if "uncertainty" in datasets:  # posterior sampling: PNG panels next to the output (OUT_panels.png)
-        from recon.report.panels import write_panels
+        from recon.app.report.panels import write_panels
 
         panels = write_panels(out, reconstruction, datasets, title=f"{Path(input_path).name}: {method}")
 

@@ -1,4 +1,4 @@
-"""``recon demo [--out out/demo] [--quick]``: the main job on the bundled sample (:mod:`recon.demo`).
+"""``recon demo [--out out/demo] [--quick]``: the main job on the bundled sample (:mod:`recon.app.demo`).
 
 Undersamples the bundled sample 4x and 8x, reconstructs it with every method (zero-filled, SENSE, GRAPPA,
 L1-wavelet, TV, and the learned methods whose bundled weights load), writes one ``.h5`` per (method,
@@ -27,10 +27,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from recon.runtime import configure_threads
+    from recon.app.runtime import configure_threads
 
-    threads = configure_threads(args.threads, default=1)  # before torch is imported (recon.runtime)
-    from recon.demo import DEFAULT, QUICK, run_demo
+    threads = configure_threads(args.threads, default=1)  # before torch is imported (recon.app.runtime)
+    from recon.app.demo import DEFAULT, QUICK, run_demo
 
     config = QUICK if args.quick else DEFAULT
     out = Path(args.out)

@@ -35,7 +35,7 @@ def panels_figure(reconstruction: np.ndarray, uncertainty: np.ndarray, hallucina
     from matplotlib.figure import Figure
 
     from recon.solvers.diffusion.uncertainty import HALLUCINATION_THRESHOLD
-    from recon.viz import IMAGE_PERCENTILE, show_image
+    from recon.app.viz import IMAGE_PERCENTILE, show_image
 
     s = reconstruction.shape[0]
     rows = sorted(set(np.linspace(0, s - 1, min(s, MAX_ROWS)).round().astype(int).tolist()))
@@ -66,7 +66,7 @@ def write_panels(output: str | Path, reconstruction: np.ndarray, datasets: dict[
                  title: str | None = None) -> Path:
     """Write the panels of ``datasets`` (``uncertainty``, ``hallucination``, optional ``samples``) beside
     ``output``; returns the PNG's path. The PNG belongs to the output it accompanies and is replaced with it."""
-    from recon.viz import save_figure
+    from recon.app.viz import save_figure
 
     hall = datasets.get("hallucination", np.zeros_like(reconstruction))
     fig = panels_figure(reconstruction, datasets["uncertainty"], hall, datasets.get("samples"), title)

@@ -1,5 +1,5 @@
-"""Build ``RUN_DIR/report.html``: read the run (:mod:`~recon.report.collect`), fill in the tier metrics the
-run did not store, draw the pictures (:mod:`~recon.report.figures`), render the page (:mod:`~recon.report.html`)
+"""Build ``RUN_DIR/report.html``: read the run (:mod:`~recon.app.report.collect`), fill in the tier metrics the
+run did not store, draw the pictures (:mod:`~recon.app.report.figures`), render the page (:mod:`~recon.app.report.html`)
 and write it atomically.
 
 Metrics: a file's stored values (manifest / ``metrics.json`` / ``metric_*`` attributes) are used as they are;
@@ -24,7 +24,7 @@ import numpy as np
 
 from recon.arrays import center_crop_or_pad
 from recon.errors import ReconError
-from recon.report.collect import EXTRA_MAPS, FileRecord, RunData, collect_run, load_reference, load_volume
+from recon.app.report.collect import EXTRA_MAPS, FileRecord, RunData, collect_run, load_reference, load_volume
 
 REPORT_NAME = "report.html"
 #: posterior samples shown per file (diffusion outputs with a ``samples`` dataset)
@@ -81,7 +81,7 @@ class Report:
     generated: str
     version: str
     seconds: float = 0.0
-    intervals: list = field(default_factory=list)  #: recon.report.intervals.IntervalRow per calibrated file
+    intervals: list = field(default_factory=list)  #: recon.app.report.intervals.IntervalRow per calibrated file
 
 
 def _stats(values: list[float | None]) -> tuple[float | None, float | None, int]:
@@ -179,7 +179,7 @@ def acceleration_plots(run: RunData, tiers: Sequence[str]) -> list[Figure]:
     """Metric vs acceleration (one line per method, mean over the method's files), one figure per tier,
     when the run has more than one acceleration."""
     from recon.metrics.tiers import higher_is_better, tier_metric_names
-    from recon.report.figures import acceleration_figure
+    from recon.app.report.figures import acceleration_figure
 
     usable = [r for r in run.files if r.usable and r.acceleration is not None]
     accels = sorted({r.acceleration for r in usable})
@@ -213,8 +213,8 @@ def file_images(run: RunData, *, log: Callable[[str], None]) -> list[Figure]:
     values), so their error maps compare by brightness."""
     import h5py
 
-    from recon.report.figures import file_figure
-    from recon.viz import error_map, error_scale
+    from recon.app.report.figures import file_figure
+    from recon.app.viz import error_map, error_scale
 
     cache: dict[Any, np.ndarray] = {}
     prepared: list[tuple[FileRecord, dict[str, Any]]] = []
@@ -290,7 +290,7 @@ def build_report(run_dir: str | Path, *, tiers: Sequence[str] | str | None = Non
     from recon import __version__
     from recon.io.atomic import atomic_path, check_output_path
     from recon.metrics.tiers import TIER_NAMES, parse_tiers
-    from recon.report.html import render
+    from recon.app.report.html import render
 
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     start = time.perf_counter()
@@ -309,7 +309,7 @@ def build_report(run_dir: str | Path, *, tiers: Sequence[str] | str | None = Non
     report = Report(run, tier_list, tier_tables(run, tier_list, sources), acceleration_plots(run, tier_list),
                     file_images(run, log=say), datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     __version__)
-    from recon.report.intervals import interval_rows
+    from recon.app.report.intervals import interval_rows
 
     report.intervals = interval_rows(run, log=say)
     report.seconds = round(time.perf_counter() - start, 2)

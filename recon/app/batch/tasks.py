@@ -23,7 +23,7 @@ class FileTask:
     ----------
     rel: the input's relative path (the manifest key).
     input, output: absolute paths; the output's folder is created if missing.
-    method, options, undersampling: passed to :func:`recon.pipeline.reconstruct_file`.
+    method, options, undersampling: passed to :func:`recon.app.pipeline.reconstruct_file`.
     overwrite: replace an existing output (``--no-resume``).
     target: a ground-truth file (``--target-dir``) to score against, or None.
     threads: torch intra-op threads for this task (None = leave the worker's setting).
@@ -148,7 +148,7 @@ def run_task(task: FileTask) -> dict[str, Any]:
 
             if torch.get_num_threads() != task.threads:
                 torch.set_num_threads(task.threads)
-        from recon.pipeline import reconstruct_file
+        from recon.app.pipeline import reconstruct_file
 
         output = Path(task.output)
         created = _make_parents(output)

@@ -10,7 +10,7 @@ import sys
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from recon.pipeline import METHODS
+    from recon.app.pipeline import METHODS
 
     p = sub.add_parser("run", help="reconstruct one raw file (fastMRI/MRD .h5, twix .dat, BART .cfl)")
     p.add_argument("input", help="raw data file")
@@ -21,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch CPU threads (per worker in recon batch); default: OMP_NUM_THREADS if set, else "
-                        "the physical cores free at start, at most 4, divided among batch workers (recon.runtime)")
+                        "the physical cores free at start, at most 4, divided among batch workers (recon.app.runtime)")
     add_solver_arguments(p)
     p.add_argument("--weights", default=None, metavar="PATH",
                    help="weights for varnet/modl/diffusion (a recon train checkpoint; default: the bundled ones)")
@@ -95,9 +95,9 @@ _DEFAULT_CENTER_FRACTION = {4.0: 0.08, 8.0: 0.04}
 
 
 def undersampling_from_args(args: argparse.Namespace):
-    """The :class:`recon.pipeline.Undersampling` the arguments ask for, or None."""
+    """The :class:`recon.app.pipeline.Undersampling` the arguments ask for, or None."""
     from recon.errors import UsageError
-    from recon.pipeline import Undersampling
+    from recon.app.pipeline import Undersampling
 
     if args.accel is None:
         if args.mask_type or args.center_fraction or args.seed is not None:
@@ -192,10 +192,10 @@ def _prewhitening_text(summary: dict) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    from recon.runtime import configure_threads
+    from recon.app.runtime import configure_threads
 
-    configure_threads(args.threads)  # before torch is imported (recon.runtime)
-    from recon.pipeline import reconstruct_file
+    configure_threads(args.threads)  # before torch is imported (recon.app.runtime)
+    from recon.app.pipeline import reconstruct_file
 
     check_run_args(args)  # a calibration for another method/weights/acceleration: exit 2 before any work
 
@@ -219,7 +219,7 @@ def check_adapt_args(args: argparse.Namespace) -> None:
     import inspect
 
     from recon.errors import UsageError
-    from recon.pipeline import get_method
+    from recon.app.pipeline import get_method
 
     if not getattr(args, "adapt", False):
         given = [f"--{n.replace('_', '-')}" for n in ("adapt_steps", "adapt_per", "adapt_lr")

@@ -1,5 +1,5 @@
 """``recon report RUN_DIR [--tiers pixel,feature,task] [--target-dir DIR] [--overwrite/--no-overwrite]``:
-``RUN_DIR/report.html``, one self-contained page (:mod:`recon.report`).
+``RUN_DIR/report.html``, one self-contained page (:mod:`recon.app.report`).
 
 RUN_DIR is a ``recon batch`` OUTPUT_DIR (``manifest.json``), a ``recon demo`` folder (``metrics.json``), or any
 folder of reconstruction ``.h5`` files (with ``--target-dir`` for references). The page is regenerated on
@@ -32,9 +32,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     import sys
 
-    from recon.batch.lifetime import stale_run
-    from recon.batch.manifest import MANIFEST_NAME, load_manifest
-    from recon.report import build_report
+    from recon.app.batch.lifetime import stale_run
+    from recon.app.batch.manifest import MANIFEST_NAME, load_manifest
+    from recon.app.report import build_report
 
     why = stale_run(args.run_dir, load_manifest(args.run_dir / MANIFEST_NAME))
     if why:  # a SIGKILLed batch: its manifest still says "running"

@@ -41,7 +41,7 @@ class BatchProgress:
             self.stream.flush()
 
     def update(self, result: dict[str, Any]) -> None:
-        """Account for one finished file (a :func:`recon.batch.tasks.run_task` result)."""
+        """Account for one finished file (a :func:`recon.app.batch.tasks.run_task` result)."""
         self.done += 1
         self.slices += int(result.get("slices") or 0)
         rate = self.slices / max(time.perf_counter() - self._t0, 1e-9)

@@ -1,8 +1,8 @@
 """``run_batch``: reconstruct every input of a folder into an output folder, resumably.
 
-Order of work: find the inputs (:mod:`recon.batch.discovery`) -> create ``OUTPUT_DIR`` and take its lock (two
+Order of work: find the inputs (:mod:`recon.app.batch.discovery`) -> create ``OUTPUT_DIR`` and take its lock (two
 runs never write one folder) -> remove stale ``.*.part`` temporaries of a killed run -> sort each input into
-*skip* (finished output with matching attributes, :mod:`recon.batch.resume`), *fail* (an output exists with
+*skip* (finished output with matching attributes, :mod:`recon.app.batch.resume`), *fail* (an output exists with
 other settings) or *run* -> write the manifest (so an unwritable folder fails before any work) -> run the tasks
 on the backend, updating the manifest as each finishes -> final manifest and summary table.
 """
@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from recon.batch.backends import Backend, make_backend
-from recon.batch.discovery import DEFAULT_PATTERN, find_inputs
-from recon.batch.lifetime import LOCK_NAME, WORKERS_LOCK_NAME, check_no_live_workers, owner
-from recon.batch.manifest import MANIFEST_NAME, Manifest, load_manifest, software_versions
-from recon.batch.progress import BatchProgress
-from recon.batch.resume import FINISHED, MISMATCH, MISSING, output_state
-from recon.batch.tasks import FileTask, score_against_input, score_files
+from recon.app.batch.backends import Backend, make_backend
+from recon.app.batch.discovery import DEFAULT_PATTERN, find_inputs
+from recon.app.batch.lifetime import LOCK_NAME, WORKERS_LOCK_NAME, check_no_live_workers, owner
+from recon.app.batch.manifest import MANIFEST_NAME, Manifest, load_manifest, software_versions
+from recon.app.batch.progress import BatchProgress
+from recon.app.batch.resume import FINISHED, MISMATCH, MISSING, output_state
+from recon.app.batch.tasks import FileTask, score_against_input, score_files
 from recon.errors import OutputError, UsageError
 from recon.metrics.tiers import TIER_NAMES, parse_tiers, tier_metric_names
 
@@ -137,21 +137,21 @@ def run_batch(
 
     Parameters
     ----------
-    method, options, undersampling: as :func:`recon.pipeline.reconstruct_file` (the ``recon run`` options).
+    method, options, undersampling: as :func:`recon.app.pipeline.reconstruct_file` (the ``recon run`` options).
     workers: local worker processes (default: the number of cores) or Dask LocalCluster workers.
     scheduler: None (local process pool), ``"local"`` (Dask LocalCluster) or a Dask scheduler address.
-    threads: torch threads per worker (None: :func:`recon.runtime.resolve_threads` for the local pool and
+    threads: torch threads per worker (None: :func:`recon.app.runtime.resolve_threads` for the local pool and
         LocalCluster; a remote cluster's workers keep their own setting).
-    backend: a ready :class:`~recon.batch.backends.Backend` instead of ``workers``/``scheduler``/``threads``.
+    backend: a ready :class:`~recon.app.batch.backends.Backend` instead of ``workers``/``scheduler``/``threads``.
     resume: skip inputs whose output is finished with the same settings; an output made with other
         settings is that file's failure. False: reconstruct everything, overwriting existing outputs.
-    limit, pattern: which inputs (:func:`recon.batch.discovery.find_inputs`).
+    limit, pattern: which inputs (:func:`recon.app.batch.discovery.find_inputs`).
     target_dir: folder of ground-truth files at the same relative paths: score each output against its
         target's ``reconstruction_rss`` (NMSE/PSNR/SSIM, as ``recon eval``).
     tiers: metric tiers, ``"pixel,feature,task"`` or a sequence (default ``pixel``): scored against the target
         (``target_dir``) or, without one, the input's own reference; the manifest aggregates every metric.
     prewhiten: whiten each input with its noise scans when it has them (False: ``--no-prewhiten``; part of
-        the settings a resumed output must match, :mod:`recon.batch.resume`).
+        the settings a resumed output must match, :mod:`recon.app.batch.resume`).
     live: progress bar (True) or log lines (False); None = bar when ``stream`` is a terminal.
     stream: where progress goes (stderr); the summary table is the caller's to print (:func:`format_summary`).
     command: the command line, recorded in the manifest.
@@ -204,7 +204,7 @@ def _check_run(input_dir: str | Path, output_dir: str | Path, method: str, optio
                ) -> tuple[list[Any], Path, Path | None, list[str], Backend]:
     """Everything that can be wrong with the whole run, checked before any work (usage errors first, then
     the output folder, which is created): ``(inputs, output root, target root, tier names, backend)``."""
-    from recon.pipeline import get_method
+    from recon.app.pipeline import get_method
 
     get_method(method, options)  # unknown method or option: a usage error before anything else
     tier_names = _parse_tiers(tiers)

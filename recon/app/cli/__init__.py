@@ -13,16 +13,16 @@ from recon.errors import ReconError
 
 #: subcommand name -> module (imported lazily so ``recon info`` does not import torch)
 SUBCOMMANDS = {
-    "info": "recon.cli.info",
-    "run": "recon.cli.run",
-    "demo": "recon.cli.demo",
-    "eval": "recon.cli.eval",
-    "batch": "recon.cli.batch",
-    "simulate": "recon.cli.simulate",
-    "train": "recon.cli.train",
-    "report": "recon.cli.report",
-    "calibrate": "recon.cli.calibrate",
-    "export-weights": "recon.cli.export_weights",
+    "info": "recon.app.cli.info",
+    "run": "recon.app.cli.run",
+    "demo": "recon.app.cli.demo",
+    "eval": "recon.app.cli.eval",
+    "batch": "recon.app.cli.batch",
+    "simulate": "recon.app.cli.simulate",
+    "train": "recon.app.cli.train",
+    "report": "recon.app.cli.report",
+    "calibrate": "recon.app.cli.calibrate",
+    "export-weights": "recon.app.cli.export_weights",
 }
 
 

@@ -11,7 +11,7 @@ complete. It counts as finished when its attributes match the run:
   it, and may be unwhitened where the input has noise scans);
 * retrospective undersampling: ``parameters["mask"]`` is present exactly when the run undersamples, with the
   run's mask type, one of its accelerations and centre fractions, and its seed (the input's file name when no
-  ``--seed`` is given, which is what :class:`recon.pipeline.Undersampling` uses).
+  ``--seed`` is given, which is what :class:`recon.app.pipeline.Undersampling` uses).
 
 A mismatch is never silently redone or overwritten: that file fails, telling the user to choose another
 ``OUTPUT_DIR`` or pass ``--no-resume`` (which reconstructs and overwrites every output).
@@ -31,7 +31,7 @@ MISSING, FINISHED, MISMATCH, UNREADABLE = "missing", "finished", "mismatch", "un
 class OutputState:
     """``state`` is one of :data:`MISSING`, :data:`FINISHED`, :data:`MISMATCH`, :data:`UNREADABLE`;
     ``reason`` says why for the last two; ``slices`` is the stored reconstruction's slice count; ``metrics``
-    the ``metric_nmse/psnr/ssim`` attributes :func:`recon.pipeline.reconstruct_file` stored (against the
+    the ``metric_nmse/psnr/ssim`` attributes :func:`recon.app.pipeline.reconstruct_file` stored (against the
     input's own reference), or None."""
 
     state: str
@@ -84,7 +84,7 @@ def output_state(
     ----------
     output: the output ``.h5`` path.
     input_name: the input's file name (the default mask seed).
-    method, options, undersampling: the run's :func:`recon.pipeline.reconstruct_file` arguments.
+    method, options, undersampling: the run's :func:`recon.app.pipeline.reconstruct_file` arguments.
     version: the expected ``recon_version`` (default: the installed one).
     prewhiten: the run's prewhitening setting (False: ``--no-prewhiten``).
     """

@@ -1,7 +1,7 @@
-"""Execution backends: where :func:`recon.batch.tasks.run_task` runs. One small interface, three backends.
+"""Execution backends: where :func:`recon.app.batch.tasks.run_task` runs. One small interface, three backends.
 
 * :class:`LocalPoolBackend` (default): ``workers`` local processes started with the ``spawn`` method (no
-  forked torch/OpenMP state), each task setting torch to ``recon.runtime``'s per-worker threads
+  forked torch/OpenMP state), each task setting torch to ``recon.app.runtime``'s per-worker threads
   (``OMP_NUM_THREADS`` if set, else physical cores // workers, at most 4). A worker that dies (killed, out
   of memory, a segfault in a library) breaks the pool; the pool is rebuilt and the tasks that
   were in flight are retried (:data:`MAX_ATTEMPTS` times in all) before they are recorded as failed.
@@ -20,10 +20,10 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from recon.batch.tasks import FileTask, run_task
+from recon.app.batch.tasks import FileTask, run_task
 from recon.errors import UsageError
-from recon.batch.lifetime import run_guarded
-from recon.runtime import resolve_threads
+from recon.app.batch.lifetime import run_guarded
+from recon.app.runtime import resolve_threads
 
 #: how many times a local task is started before a dying worker counts as that file's failure
 MAX_ATTEMPTS = 3
@@ -97,9 +97,9 @@ class LocalPoolBackend(Backend):
         self.workers = int(workers) if workers else available_cores()
         if self.workers < 1:
             raise UsageError(f"--workers must be >= 1, got {workers}")
-        self.threads = resolve_threads(threads or None, self.workers)  # recon.runtime's policy
+        self.threads = resolve_threads(threads or None, self.workers)  # recon.app.runtime's policy
         self._pool = None
-        self.lock_path: str | None = None  # OUTPUT_DIR's workers lock (recon.batch.lifetime), set by the runner
+        self.lock_path: str | None = None  # OUTPUT_DIR's workers lock (recon.app.batch.lifetime), set by the runner
 
     def threads_per_task(self) -> int | None:
         return self.threads
@@ -108,14 +108,14 @@ class LocalPoolBackend(Backend):
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        from recon.batch.lifetime import worker_init
+        from recon.app.batch.lifetime import worker_init
 
         return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=worker_init, initargs=(os.getpid(), self.lock_path))
 
     def _kill_pool(self) -> None:
         """Stop the workers now (their SIGTERM handler deletes .part files): on an error or a signal."""
-        from recon.batch.lifetime import terminate_processes
+        from recon.app.batch.lifetime import terminate_processes
 
         if self._pool is not None:
             terminate_processes(list(getattr(self._pool, "_processes", {}).values()))

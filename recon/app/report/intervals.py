@@ -29,10 +29,10 @@ class IntervalRow:
 
 
 def interval_rows(run: Any, *, log: Callable[[str], None]) -> list[IntervalRow]:
-    """Rows for the files of ``run`` (:class:`recon.report.collect.RunData`) that hold intervals and a reference."""
+    """Rows for the files of ``run`` (:class:`recon.app.report.collect.RunData`) that hold intervals and a reference."""
     import h5py
 
-    from recon.report.collect import load_reference
+    from recon.app.report.collect import load_reference
     from recon.solvers.diffusion.uncertainty import object_mask
 
     rows: list[IntervalRow] = []

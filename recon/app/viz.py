@@ -5,7 +5,7 @@ Images are magnitude arrays ``(H, W)`` (H = readout, shown vertically, as fastMR
 all images share the reference's grey scale; all error maps of a figure share one colour scale, so that
 their brightness can be compared across methods and accelerations.
 
-Matplotlib is imported inside the functions (``import recon.viz`` stays light); figures are built with the
+Matplotlib is imported inside the functions (``import recon.app.viz`` stays light); figures are built with the
 object API (no pyplot state), so they work headless and are not shown unless a notebook displays them.
 """
 from __future__ import annotations

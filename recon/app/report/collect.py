@@ -2,7 +2,7 @@
 
 Three kinds of folder are understood, looked for in this order:
 
-* ``batch``: a ``recon batch`` OUTPUT_DIR, recognised by its ``manifest.json`` (:mod:`recon.batch.manifest`):
+* ``batch``: a ``recon batch`` OUTPUT_DIR, recognised by its ``manifest.json`` (:mod:`recon.app.batch.manifest`):
   the command, parameters and versions of the run, one entry per input with its status and metrics; the
   reconstruction of an entry is its ``output`` (relative paths are resolved against RUN_DIR, so a moved
   folder still reports). Reference per file: ``--target-dir``'s file of the same relative name, else the
@@ -16,7 +16,7 @@ Three kinds of folder are understood, looked for in this order:
 
 Per file, method and acceleration come from the ``.h5`` attributes (``method``, ``mask_acceleration``),
 stored metrics from the manifest / ``metrics.json`` / the ``metric_*`` attributes. Nothing here computes
-metrics or draws: see :mod:`recon.report.build`.
+metrics or draws: see :mod:`recon.app.report.build`.
 """
 from __future__ import annotations
 
@@ -178,7 +178,7 @@ def read_batch(root: Path, manifest: dict[str, Any], target_dir: Path | None) ->
     params = manifest.get("parameters") or {}
     versions = manifest.get("versions") or {}
     command = manifest.get("command")
-    from recon.batch.lifetime import stale_run
+    from recon.app.batch.lifetime import stale_run
 
     state = str(manifest.get("state", "unknown state"))
     if stale_run(root, manifest):  # SIGKILLed: the manifest could not say so itself

@@ -6,7 +6,7 @@ Layout (JSON object)::
      "started", "updated", "finished": ISO 8601 UTC times ("finished" null until the run ends),
      "state": "running" | "finished" | "interrupted",
      "pid", "host": the ``recon batch`` process (a "running" manifest whose process is gone is a killed run:
-         :func:`recon.batch.lifetime.stale_run`),
+         :func:`recon.app.batch.lifetime.stale_run`),
      "previous_run": {"state": "killed", "started", "updated", "pid"} when this run resumed a killed one,
      "command": the argv, "input_dir", "output_dir",
      "parameters": {"method", "options", "undersampling", "pattern", "limit", "resume", "target_dir", "tiers"},

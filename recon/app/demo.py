@@ -3,7 +3,7 @@
 The bundled fully sampled sample (:func:`recon.data.sample_path`, 3 slices, 8 coils, 224 x 192) is
 undersampled retrospectively with fastMRI ``random`` column masks (4x with centre fraction 0.08, 8x with
 0.04, seeded from the file name as fastMRI's transforms do) and reconstructed with every method, each through
-:func:`recon.pipeline.reconstruct_file`, i.e. exactly as ``recon run SAMPLE OUT.h5 --method M --accel R
+:func:`recon.app.pipeline.reconstruct_file`, i.e. exactly as ``recon run SAMPLE OUT.h5 --method M --accel R
 --center-fraction F`` does. Into the output folder go:
 
 * ``{method}_{R}x.h5``: the fastMRI submission layout (``reconstruction`` (S, 224, 192) float32, ``mask``,
@@ -12,7 +12,7 @@ undersampled retrospectively with fastMRI ``random`` column masks (4x with centr
   |error| maps on one colour scale shared by the whole figure;
 * ``metrics.md`` / ``metrics.json``: fastMRI's NMSE/PSNR/SSIM of each volume against the RSS of the fully
   sampled k-space (fastMRI's evaluation crop, data range = volume max), plus wall times;
-* ``report.html``: ``recon report`` of the folder (:mod:`recon.report`): the pixel, feature and task tiers per
+* ``report.html``: ``recon report`` of the folder (:mod:`recon.app.report`): the pixel, feature and task tiers per
   reconstruction, metric vs acceleration plots, images with |error| maps; one self-contained page.
 
 Learned methods (``varnet``, ``modl``, ``diffusion`` with its default 4 posterior samples, so the report shows
@@ -64,7 +64,7 @@ class DemoConfig:
     """What the demo runs.
 
     accelerations: ``(R, centre fraction)`` pairs (fastMRI ``random`` masks, seeded from the file name).
-    methods: pipeline method names (:data:`recon.pipeline.METHODS`), in column order.
+    methods: pipeline method names (:data:`recon.app.pipeline.METHODS`), in column order.
     options: method -> options passed to it (e.g. ``{"tv": {"iterations": 15}}``).
     learned: also try :data:`LEARNED_METHODS` (skipped with a note when they do not load).
     slices: reconstruct only these slices of the sample (a copy of them under the sample's name, so the
@@ -92,7 +92,7 @@ def output_name(method: str, acceleration: int) -> str:
 def learned_unavailable(name: str) -> str | None:
     """None when learned method ``name`` loads with its bundled weights, else the one-line reason."""
     try:
-        from recon.pipeline import get_method
+        from recon.app.pipeline import get_method
         from recon.solvers.learned.method import get_model
 
         get_method(name, {})
@@ -112,7 +112,7 @@ def shared_espirit_maps() -> Iterator[dict[str, np.ndarray]]:
     The stand-ins take the same options as the methods they replace, so options are checked and recorded
     exactly as ``recon run`` does. Yields the cache (key -> maps ``(1, C, H, W)`` complex64).
     """
-    from recon.pipeline import METHODS, register_method
+    from recon.app.pipeline import METHODS, register_method
     from recon.solvers.reconstruct import reconstruct
 
     cache: dict[str, np.ndarray] = {}
@@ -192,7 +192,7 @@ def demo_figure(out: Path, reference: np.ndarray, rows: list[dict[str, Any]], sl
     ``mask`` stored with it."""
     import h5py
 
-    from recon.viz import comparison_figure, save_figure
+    from recon.app.viz import comparison_figure, save_figure
 
     recs: dict[str, dict[str, np.ndarray]] = {}
     titles: dict[str, dict[str, str]] = {}
@@ -251,7 +251,7 @@ def run_demo(out_dir: str | Path = "out/demo", config: DemoConfig = DEFAULT, *,
     report["seconds"] = round(time.perf_counter() - start, 2)
     report["report"] = REPORT_NAME
     _write_text(out / METRICS_JSON, json.dumps(report, indent=2) + "\n")
-    from recon.report import build_report
+    from recon.app.report import build_report
 
     t0 = time.perf_counter()
     build_report(out, tiers=REPORT_TIERS, log=lambda msg: None, threads=threads or 1)
@@ -264,7 +264,7 @@ def _run(sample: Path, out: Path, config: DemoConfig, say: Callable[[str], None]
     """The demo on ``sample``: reconstructions, figure and ``metrics.md``; returns the metrics report."""
     from recon import __version__
     from recon.metrics import fastmri_crop_size
-    from recon.pipeline import Undersampling, reconstruct_file
+    from recon.app.pipeline import Undersampling, reconstruct_file
 
     reference = reference_volume(sample)
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from recon.viz import IMAGE_PERCENTILE, show_image
+from recon.app.viz import IMAGE_PERCENTILE, show_image
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -54,7 +54,7 @@ def file_figure(reconstruction: np.ndarray, reference: np.ndarray | None = None,
     """
     from matplotlib.figure import Figure
 
-    from recon.viz import error_map, error_scale
+    from recon.app.viz import error_map, error_scale
 
     rec = np.abs(np.asarray(reconstruction, dtype=np.float64))
     panels: list[tuple[str, np.ndarray, str, float, bool]] = []  # title, image, cmap, vmax, colour bar

@@ -20,18 +20,18 @@ its uncertainty and hallucination maps) are included when their bundled weights 
 note. The demo replaces its own earlier outputs (it is idempotent: a rerun gives the same files).
 
 ESPIRiT maps of one undersampled slice are computed once and shared by ``sense``, ``l1-wavelet`` and ``tv``
-(they are deterministic, so the images equal separate ``recon run`` calls up to float rounding, ~1e-5
-relative), which saves two of the three ESPIRiT calibrations per acceleration.
+(the methods whose registry entry says ``shares_maps``), through an explicit
+:class:`~recon.solvers.maps_cache.MapsCache` handed to :func:`~recon.app.pipeline.reconstruct_file`; maps are
+deterministic, so the images equal separate ``recon run`` calls up to float rounding (~1e-5 relative), and
+two of the three ESPIRiT calibrations per acceleration are saved.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ import numpy as np
 
 from recon.errors import OutputError, ReconError
 from recon.metrics.reference import reference_volume
+from recon.solvers.maps_cache import MapsCache
 
 #: classical methods, in the order of the figure's columns
 CLASSICAL_METHODS: tuple[str, ...] = ("zero-filled", "sense", "grappa", "l1-wavelet", "tv")
@@ -47,8 +48,6 @@ CLASSICAL_METHODS: tuple[str, ...] = ("zero-filled", "sense", "grappa", "l1-wave
 LEARNED_METHODS: tuple[str, ...] = ("varnet", "modl", "diffusion")
 #: (acceleration, centre fraction) pairs, fastMRI's 4x / 8x settings
 ACCELERATIONS: tuple[tuple[int, float], ...] = ((4, 0.08), (8, 0.04))
-#: methods whose ESPIRiT maps the demo computes once per slice and shares
-MAP_METHODS: tuple[str, ...] = ("sense", "l1-wavelet", "tv")
 
 FIGURE_NAME = "demo.png"
 REPORT_NAME = "report.html"
@@ -102,50 +101,6 @@ def learned_unavailable(name: str) -> str | None:
     except Exception as exc:  # noqa: BLE001 - any failure to import/load means: skip it, say why
         return f"{type(exc).__name__}: {exc}".splitlines()[0]
     return None
-
-
-@contextmanager
-def shared_espirit_maps() -> Iterator[dict[str, np.ndarray]]:
-    """Within the block, the pipeline's ``sense``/``l1-wavelet``/``tv`` methods reuse the ESPIRiT maps of a
-    slice they have seen before (keyed by its k-space and mask bytes); the registry is restored on exit.
-
-    The stand-ins take the same options as the methods they replace, so options are checked and recorded
-    exactly as ``recon run`` does. Yields the cache (key -> maps ``(1, C, H, W)`` complex64).
-    """
-    from recon.app.pipeline import METHODS, register_method
-    from recon.solvers.reconstruct import reconstruct
-
-    cache: dict[str, np.ndarray] = {}
-    saved = {m: METHODS[m] for m in MAP_METHODS}
-
-    def make(method: str) -> Callable[..., np.ndarray]:
-        def run(raw: Any, *, lam: float | None = None, iterations: int | None = None,
-                solver: str | None = None, device: str | None = None) -> np.ndarray:
-            digest = hashlib.blake2b(raw.kspace.tobytes(), digest_size=16)
-            if raw.mask is not None:
-                digest.update(np.asarray(raw.mask).tobytes())
-            key = f"{digest.hexdigest()}:{device}"
-            opts = {} if solver is None else {"solver": solver}
-            result = reconstruct(raw, method, lam=lam, iterations=iterations, device=device,
-                                 maps=cache.get(key), **opts)
-            if key not in cache and result.maps is not None:
-                cache[key] = result.maps
-            return result.image
-
-        if method == "sense":  # the same signature as recon.solvers.reconstruct.sense_method
-            def sense(raw: Any, *, lam: float | None = None, iterations: int | None = None,
-                      device: str | None = None) -> np.ndarray:
-                return run(raw, lam=lam, iterations=iterations, device=device)
-
-            return sense
-        return run
-
-    try:
-        for m in MAP_METHODS:
-            register_method(m, make(m), replace=True)
-        yield cache
-    finally:
-        METHODS.update(saved)
 
 
 def sample_subset(sample: Path, slices: tuple[int, ...], folder: Path) -> Path:
@@ -280,19 +235,19 @@ def _run(sample: Path, out: Path, config: DemoConfig, say: Callable[[str], None]
                 say(f"note: skipping {name}: {reason}")
 
     rows: list[dict[str, Any]] = []
-    with shared_espirit_maps():
-        for accel, fraction in config.accelerations:
-            und = Undersampling(mask_type="random", accelerations=(accel,), center_fractions=(fraction,))
-            for method in methods:
-                target = out / output_name(method, accel)
-                summary = reconstruct_file(sample, target, method=method, overwrite=True, undersampling=und,
-                                           **config.options.get(method, {}))
-                metrics = summary["metrics"]
-                rows.append({"method": method, "acceleration": accel, "center_fraction": fraction,
-                             "file": target.name, **metrics, "seconds": summary["seconds"],
-                             "parameters": summary["parameters"]})
-                say(f"  {accel}x {method:<12} PSNR {metrics['psnr']:6.2f} dB  SSIM {metrics['ssim']:.4f}  "
-                    f"({summary['seconds']:.1f} s) -> {target}")
+    maps = MapsCache()  # sense, l1-wavelet and tv share each undersampled slice's ESPIRiT maps
+    for accel, fraction in config.accelerations:
+        und = Undersampling(mask_type="random", accelerations=(accel,), center_fractions=(fraction,))
+        for method in methods:
+            target = out / output_name(method, accel)
+            summary = reconstruct_file(sample, target, method=method, overwrite=True, undersampling=und,
+                                       maps_cache=maps, **config.options.get(method, {}))
+            metrics = summary["metrics"]
+            rows.append({"method": method, "acceleration": accel, "center_fraction": fraction,
+                         "file": target.name, **metrics, "seconds": summary["seconds"],
+                         "parameters": summary["parameters"]})
+            say(f"  {accel}x {method:<12} PSNR {metrics['psnr']:6.2f} dB  SSIM {metrics['ssim']:.4f}  "
+                f"({summary['seconds']:.1f} s) -> {target}")
 
     slices = list(config.slices) if config.slices is not None else list(range(reference.shape[0]))
     shown = len(slices) // 2

@@ -5,16 +5,19 @@ lazily (:func:`recon.io.open_raw`) -> reconstruct slice by slice, or a few slice
 solve stacked slices independently (memory bounded by :data:`SLICE_BATCH_BYTES`; :func:`slice_batch_size`) -> centre-crop
 to the header's recon size -> write ``.h5`` (fastMRI submission layout) or an image by extension.
 
-Methods plug in through :data:`METHODS`: a name mapped to a callable ``method(raw, **options)`` that takes a
+Methods come from the one registry :data:`recon.solvers.methods.METHODS` (re-exported here as :data:`METHODS`,
+with :func:`register_method`): a name mapped to a :class:`~recon.solvers.methods.Method` whose callable
+``method(raw, **options)`` takes a
 :class:`~recon.io.types.RawData` of one slice (``(1, C, H, W)``) and returns the ``(1, H, W)`` float32
 magnitude on the full k-space grid, or a dict with that array under ``"reconstruction"`` plus extra per-slice
 arrays (``uncertainty``, ...) with the same leading slice axis of length 1, stored as datasets of the same
-name (concatenated over slices; those whose last two axes are the grid's are centre-cropped like the image). Options a method does not accept
-are a :class:`UsageError` before any work. :func:`register_method` adds one.
+name (concatenated over slices; those whose last two axes are the grid's are centre-cropped like the image).
+Options are checked once, by the method's options class, before any work (a :class:`UsageError`); what the
+pipeline must know of a method (partial Fourier, shared maps, summary entries) are attributes of the
+:class:`~recon.solvers.methods.Method`, so there are no method-specific branches here.
 """
 from __future__ import annotations
 
-import inspect
 import json
 import time
 from collections.abc import Callable
@@ -29,6 +32,9 @@ from recon.errors import OutputError, UsageError
 from recon.io.atomic import check_output_path
 from recon.arrays import center_crop_or_pad
 from recon.io.types import RawData, stack_slices
+from recon.solvers.maps_cache import MapsCache
+from recon.solvers.methods import METHODS, Method, register_method  # noqa: F401 - the registry, re-exported
+from recon.solvers.methods import get_method as method_spec
 
 MethodFn = Callable[..., "np.ndarray | dict[str, np.ndarray]"]
 ProgressFn = Callable[[int, int], None]
@@ -37,54 +43,17 @@ ProgressFn = Callable[[int, int], None]
 RECONSTRUCTION_EXTENSIONS = (".h5", ".hdf5")
 
 
-#: method name -> callable, or ``"module:function"`` imported on first use (so that the CLI can list methods
-#: without importing their dependencies). Add a solver with one line here or with :func:`register_method`.
-METHODS: dict[str, MethodFn | str] = {
-    "zero-filled": "recon.solvers.zero_filled:zero_filled_method",
-    "sense": "recon.solvers.reconstruct:sense_method",
-    "grappa": "recon.solvers.reconstruct:grappa_method",
-    "l1-wavelet": "recon.solvers.reconstruct:l1_wavelet_method",
-    "tv": "recon.solvers.reconstruct:tv_method",
-    "varnet": "recon.solvers.learned.method:varnet_method",
-    "modl": "recon.solvers.learned.method:modl_method",
-    "unet": "recon.solvers.learned.fastmri_method:unet_method",
-    "diffusion": "recon.solvers.diffusion.method:diffusion_method",
-}
-
-
 #: options of :func:`reconstruct_file` itself that arrive with the method options (``recon batch`` passes one
 #: options dict): they are not handed to the method
 PIPELINE_OPTIONS = ("partial_fourier", "epi_correction")
-#: the direct methods whose partial-Fourier part is completed (``--partial-fourier``); every other method
-#: leaves it as unsampled k-space, which its data-consistency model already handles
-PARTIAL_FOURIER_METHODS = ("zero-filled", "grappa", "sense")
-
-
-def register_method(name: str, func: MethodFn | str, *, replace: bool = False) -> None:
-    """Make ``func`` available as ``reconstruct_file(..., method=name)`` / ``recon run --method name``."""
-    if name in METHODS and not replace:
-        raise UsageError(f"method {name!r} is already registered")
-    METHODS[name] = func
 
 
 def get_method(name: str, options: dict[str, Any]) -> MethodFn:
-    """The method callable, after checking that it accepts ``options`` (else :class:`UsageError`)."""
-    if name not in METHODS:
-        raise UsageError(f"unknown method {name!r}; available: {', '.join(sorted(METHODS))}")
-    func = METHODS[name]
-    if isinstance(func, str):
-        import importlib
-
-        modname, _, attr = func.partition(":")
-        func = getattr(importlib.import_module(modname), attr)
-        METHODS[name] = func
-    params = inspect.signature(func).parameters
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        unknown = sorted(set(options) - {n for n, p in params.items() if p.kind is p.KEYWORD_ONLY
-                                         or p.kind is p.POSITIONAL_OR_KEYWORD} - {"raw", *PIPELINE_OPTIONS})
-        if unknown:
-            raise UsageError(f"method {name!r} does not take option(s): {', '.join(unknown)}")
-    return func
+    """The method callable, after checking ``options`` once against its options class (else
+    :class:`UsageError`; :meth:`recon.solvers.methods.Method.parse_options`)."""
+    spec = method_spec(name)
+    spec.parse_options(options, PIPELINE_OPTIONS)
+    return spec.function()
 
 
 def output_kind(path: str | Path) -> str:
@@ -160,7 +129,7 @@ def slice_batch_size(func: MethodFn, options: dict[str, Any], shape: tuple[int, 
     :data:`SLICE_BATCH_BYTES`. It depends on the shape only, never on the machine's free memory, so the same
     command gives the same output.
     """
-    accepts = getattr(func, "slice_batch", None)
+    accepts = func.slice_batch if isinstance(func, Method) else getattr(func, "slice_batch", None)
     if accepts is None or not accepts(options):
         return 1
     per_slice = int(np.prod(shape[1:])) * 8 * SOLVE_WORKSPACE
@@ -212,6 +181,7 @@ def reconstruct_file(
     epi_correction: bool = True,
     partial_fourier: str = "pocs",
     prewhiten: bool = True,
+    maps_cache: MapsCache | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Reconstruct one raw file and write the result; return a JSON-serialisable summary.
@@ -222,14 +192,15 @@ def reconstruct_file(
     output_path: ``.h5`` (``reconstruction`` dataset, float32 ``(S, h, w)``, attributes ``method``,
         ``parameters`` (JSON), ``recon_version``, ``input_file``, ``format``, ``acquisition``) or an image
         (``.png``, ``.nii``, ``.nii.gz``, ``.dcm``; see :mod:`recon.io.images`).
-    method: a key of :data:`METHODS`.
+    method: a key of :data:`METHODS` (:mod:`recon.solvers.methods`).
     overwrite: replace an existing output.
     progress: called as ``progress(done, total)`` after each slice.
     undersampling: undersample a fully sampled input retrospectively; the mask is written to the ``.h5``
         output as the ``mask`` dataset and its parameters as ``mask_*`` attributes (an already undersampled
         input is a :class:`UsageError`).
     epi_correction: EPI ramp regridding + Nyquist-ghost correction of twix inputs (``--no-epi-correction``).
-    partial_fourier: ``pocs`` (default), ``homodyne`` or ``zero``: how :data:`PARTIAL_FOURIER_METHODS` complete
+    partial_fourier: ``pocs`` (default), ``homodyne`` or ``zero``: how the direct methods (``zero-filled``,
+        ``grappa``, ``sense``: ``Method.completes_partial_fourier``) complete
         a partial-Fourier input (declared by the header and seen in the data; :mod:`recon.solvers.partial_fourier`).
         A non-default mode is recorded in ``parameters``; what was done (mode, sampled extents) in the
         ``partial_fourier`` summary entry and ``.h5`` attribute, when the input is partial Fourier.
@@ -238,7 +209,10 @@ def reconstruct_file(
         ``--no-prewhiten`` (recorded as ``parameters["prewhiten"] = False``). Whether it ran is recorded
         either way: ``.h5`` attributes ``prewhitened`` (0/1) and ``noise_bandwidth_ratio`` (when it ran), and
         the summary's ``"prewhitening"`` entry.
-    options: passed to the method (e.g. ``device="cuda"``).
+    maps_cache: a :class:`~recon.solvers.maps_cache.MapsCache` shared by several calls on the same input:
+        methods that estimate ESPIRiT maps (``Method.shares_maps``) reuse maps computed on the same slices
+        and mask (``recon demo``); not recorded, the result is the same.
+    options: the method's options (its options class in :mod:`recon.solvers.methods`; e.g. ``device="cuda"``).
 
     Returns
     -------
@@ -262,7 +236,11 @@ def reconstruct_file(
     from recon.io import validate
 
     validate.check_not_input(out, input_path)  # never replace the raw data (issue 18)
-    func = get_method(method, options)
+    spec = method_spec(method)
+    call_options = spec.parse_options(options, PIPELINE_OPTIONS)  # checked once, before any work
+    if maps_cache is not None and spec.shares_maps:
+        call_options["maps_cache"] = maps_cache
+    func = spec.function()
     from recon.solvers.partial_fourier import MODES as PF_MODES
 
     if partial_fourier not in PF_MODES:
@@ -282,11 +260,11 @@ def reconstruct_file(
         if undersampling is not None:
             mask, mask_info = undersampling.mask_for(input_path, raw_file.shape)
         whitening, prewhitening = _prewhitening(header, input_path, prewhiten)
-        batch = slice_batch_size(func, options, raw_file.shape)
+        batch = slice_batch_size(spec, options, raw_file.shape)
         pending: list[RawData] = []
 
-        def flush(fn: MethodFn = func) -> None:  # solve the pending slices (together when they stack)
-            for rec, more in _solve(fn, method, pending, options):
+        def flush(fn: MethodFn = func, opts: dict[str, Any] = call_options) -> None:  # the pending slices
+            for rec, more in _solve(fn, method, pending, opts):  # (solved together when they stack)
                 for key, value in more.items():  # image-shaped extras are cropped like the reconstruction
                     if value.ndim >= 2 and value.shape[-2:] == rec.shape[-2:]:
                         value = center_crop_or_pad(value, crop)
@@ -312,13 +290,14 @@ def reconstruct_file(
                         "needs fully sampled data", input_path)
                 raw = _undersample(raw, mask)
             pf = _partial_fourier(raw)
-            if pf is not None and method in PARTIAL_FOURIER_METHODS:
+            if pf is not None and spec.completes_partial_fourier:
                 from recon.solvers.partial_fourier import partial_fourier_method
 
                 flush()  # the slices before it, in order
                 pending.append(raw)
                 pf_info = {"mode": partial_fourier, **pf.summary()}
-                flush(partial(partial_fourier_method, method=method, mode=partial_fourier))
+                flush(partial(partial_fourier_method, method=method, mode=partial_fourier),
+                      {k: v for k, v in call_options.items() if k != "maps_cache"})
                 continue
             if pf is not None:
                 pf_info = {"mode": "unsampled k-space (iterative/learned method)", **pf.summary()}
@@ -338,11 +317,7 @@ def reconstruct_file(
         parameters["partial_fourier"] = partial_fourier
     if not prewhiten:
         parameters["prewhiten"] = False
-    adaptation = None
-    if "adapt_chosen_step" in datasets:  # scan-specific adaptation ran (recon/solvers/learned/adapt.py)
-        curves = datasets["adapt_validation"]
-        adaptation = {"adapted": True, "steps": int(curves.shape[-1] - 1), "per": options.get("adapt_per") or "slice",
-                      "chosen_step": datasets["adapt_chosen_step"].tolist(), "validation_curve": curves.tolist()}
+    entries = spec.summary_entries(datasets, options)  # e.g. the adaptation record of a learned method
     if mask is not None:
         from recon.sampling import SamplingMask
 
@@ -367,8 +342,7 @@ def reconstruct_file(
             attrs["noise_bandwidth_ratio"] = float(prewhitening["bandwidth_ratio"])
         if metrics is not None:
             attrs.update({f"metric_{k}": v for k, v in metrics.items()})
-        if adaptation is not None:
-            attrs["adaptation"] = json.dumps(adaptation)
+        attrs.update({k: json.dumps(v) for k, v in entries.items()})
         if pf_info is not None:
             attrs["partial_fourier"] = json.dumps(pf_info)
         if mask_info is not None:
@@ -398,7 +372,7 @@ def reconstruct_file(
         "prewhitening": prewhitening,
         **({"metrics": metrics} if metrics is not None else {}),
         **({"panels": str(panels)} if panels is not None else {}),
-        **({"adaptation": adaptation} if adaptation is not None else {}),
+        **entries,
         **({"partial_fourier": pf_info} if pf_info is not None else {}),
     }
 

@@ -23,6 +23,7 @@ from recon.io.types import RawData
 from recon.sampling import SamplingMask
 from recon.solvers.autolambda import is_auto
 from recon.solvers.checks import check_iterations, check_lambda
+from recon.solvers.maps_cache import MapsCache
 from recon.solvers.readout import crop_readout_oversampling
 from recon.solvers.result import ReconResult
 
@@ -315,12 +316,37 @@ def _with_lambda_record(result: ReconResult) -> np.ndarray | dict[str, np.ndarra
                                                 dtype=np.float32)}  # NaN: a weight the search did not try
 
 
+def _prepared(raw: RawData, device: str | None, maps_cache: MapsCache | None
+              ) -> tuple[RawData, dict[str, Any], str | None]:
+    """The slice(s) to solve (readout oversampling removed), the options that keep the full field of view's
+    solution (``maps``, ``scale``; :func:`_without_readout_oversampling`) taken from ``maps_cache`` when it
+    has them, and the cache key to store new maps under (None: no cache or already stored)."""
+    if maps_cache is None:
+        return (*_without_readout_oversampling(raw, device), None)
+    key = maps_cache.key(raw.kspace, raw.mask, device)
+    hit = maps_cache.get(key)
+    if hit is None:
+        return (*_without_readout_oversampling(raw, device), key)
+    return crop_readout_oversampling(raw), dict(hit), None
+
+
+def _solve_method(raw: RawData, method: str, maps_cache: MapsCache | None, device: str | None,
+                  **options: Any) -> ReconResult:
+    """``reconstruct`` of a pipeline method on ``raw``, sharing ESPIRiT maps through ``maps_cache`` (CG-SENSE
+    takes the full field of view's maps only; compressed sensing also its data scale)."""
+    raw, full_fov, key = _prepared(raw, device, maps_cache)
+    given = {k: v for k, v in full_fov.items() if method != "sense" or k == "maps"}
+    result = reconstruct(raw, method, device=device, **given, **options)
+    if key is not None:
+        maps_cache.put(key, full_fov if full_fov else {"maps": result.maps})
+    return result
+
+
 def sense_method(raw: RawData, *, lam: float | None = None, iterations: int | None = None,
-                 device: str | None = None) -> np.ndarray:
-    """``recon run --method sense``: CG-SENSE with ESPIRiT maps (readout oversampling removed first)."""
-    raw, full_fov = _without_readout_oversampling(raw, device)
-    return reconstruct(raw, "sense", lam=lam, iterations=iterations, maps=full_fov.get("maps"),
-                       device=device).image
+                 device: str | None = None, maps_cache: MapsCache | None = None) -> np.ndarray:
+    """``recon run --method sense``: CG-SENSE with ESPIRiT maps (readout oversampling removed first;
+    ``maps_cache``: maps shared with other methods on the same data, :mod:`recon.solvers.maps_cache`)."""
+    return _solve_method(raw, "sense", maps_cache, device, lam=lam, iterations=iterations).image
 
 
 def grappa_method(raw: RawData, *, lam: float | None = None, device: str | None = None) -> np.ndarray:
@@ -329,23 +355,23 @@ def grappa_method(raw: RawData, *, lam: float | None = None, device: str | None 
 
 
 def l1_wavelet_method(raw: RawData, *, lam: float | str | None = None, iterations: int | None = None,
-                      solver: str | None = None, device: str | None = None) -> np.ndarray:
+                      solver: str | None = None, device: str | None = None,
+                      maps_cache: MapsCache | None = None) -> np.ndarray:
     """``recon run --method l1-wavelet``: L1-wavelet CS with ESPIRiT maps (FISTA by default; readout
-    oversampling removed first)."""
-    raw, full_fov = _without_readout_oversampling(raw, device)
+    oversampling removed first; ``maps_cache`` as :func:`sense_method`)."""
     opts = {} if solver is None else {"solver": solver}
-    return _with_lambda_record(reconstruct(raw, "l1-wavelet", lam=lam, iterations=iterations, device=device,
-                                           **full_fov, **opts))
+    return _with_lambda_record(_solve_method(raw, "l1-wavelet", maps_cache, device, lam=lam,
+                                             iterations=iterations, **opts))
 
 
 def tv_method(raw: RawData, *, lam: float | str | None = None, iterations: int | None = None,
-              solver: str | None = None, device: str | None = None) -> np.ndarray:
+              solver: str | None = None, device: str | None = None,
+              maps_cache: MapsCache | None = None) -> np.ndarray:
     """``recon run --method tv``: TV CS with ESPIRiT maps (ADMM by default; readout oversampling removed
-    first)."""
-    raw, full_fov = _without_readout_oversampling(raw, device)
+    first; ``maps_cache`` as :func:`sense_method`)."""
     opts = {} if solver is None else {"solver": solver}
-    return _with_lambda_record(reconstruct(raw, "tv", lam=lam, iterations=iterations, device=device,
-                                           **full_fov, **opts))
+    return _with_lambda_record(_solve_method(raw, "tv", maps_cache, device, lam=lam, iterations=iterations,
+                                             **opts))
 
 
 def _stacks_unless_auto(options: dict[str, Any]) -> bool:

@@ -116,8 +116,7 @@ def main(args: argparse.Namespace) -> int:
     from recon.app.batch.discovery import find_inputs
     from recon.app.cli.run import (
         ENSEMBLE_METHODS,
-        check_adapt_args,
-        check_ensemble_args,
+        check_method_options,
         options_from_args,
         undersampling_from_args,
     )
@@ -137,8 +136,7 @@ def main(args: argparse.Namespace) -> int:
     undersampling = undersampling_from_args(args)
     if undersampling is None:
         raise UsageError("recon calibrate needs --accel R (the calibration holds for one undersampling)")
-    check_adapt_args(args)
-    check_ensemble_args(args)
+    check_method_options(args)  # --adapt*, --ensemble K, --samples ... checked by the method's options class
     if args.method in ENSEMBLE_METHODS and args.ensemble is None:
         raise UsageError(f"recon calibrate --method {args.method} needs --ensemble K (K >= 2): the spread of the "
                          "k-space split ensemble is what the intervals are made of")

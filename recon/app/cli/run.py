@@ -8,35 +8,23 @@ import argparse
 import json
 import sys
 
+from recon.solvers.methods import lambda_value  # noqa: F401 - re-exported (``--lambda``'s parser)
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from recon.app.pipeline import METHODS
+    from recon.solvers.methods import METHODS
 
     p = sub.add_parser("run", help="reconstruct one raw file (fastMRI/MRD .h5, twix .dat, BART .cfl)")
     p.add_argument("input", help="raw data file")
     p.add_argument("output", help="output: .h5 (fastMRI submission layout), .png, .nii, .nii.gz, .dcm (Enhanced MR) or .mrd.h5 (ISMRMRD images)")
     p.add_argument("--method", default="zero-filled", choices=sorted(METHODS),
-                   help="reconstruction method (default: zero-filled)")
+                   help="reconstruction method (default: zero-filled): " + "; ".join(
+                       f"{m.name}: {m.summary}" for m in METHODS.values() if m.summary))
     add_undersampling_arguments(p)
-    p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch CPU threads (per worker in recon batch); default: OMP_NUM_THREADS if set, else "
                         "the physical cores free at start, at most 4, divided among batch workers (recon.app.runtime)")
-    add_solver_arguments(p)
-    p.add_argument("--weights", default=None, metavar="PATH",
-                   help="weights for varnet/modl/diffusion (a recon train checkpoint; default: the bundled ones)")
-    add_adapt_arguments(p)
-    add_ensemble_arguments(p)
-    g = p.add_argument_group("posterior sampling (diffusion)")
-    g.add_argument("--samples", type=int, default=None, metavar="K",
-                   help="number of posterior samples per slice (default 4); their mean is the reconstruction")
-    g.add_argument("--save-samples", action="store_true", help="also write the samples (S, K, H, W) magnitudes")
-    g.add_argument("--steps", type=int, default=None, metavar="N",
-                   help="sampler steps (default: 12 for dds, 50 for dps)")
-    g.add_argument("--sampler", choices=("dds", "dps"), default=None, help="posterior sampler (default: dds)")
-    g.add_argument("--calibration", default=None, metavar="FILE",
-                   help="a 'recon calibrate' file: also write calibrated intervals lower/upper, and uncertainty = "
-                        "their half-width (refused if made for other weights, options or acceleration)")
+    add_method_arguments(p)
     p.add_argument("--no-epi-correction", dest="epi_correction", action="store_false",
                    help="EPI: no ramp-sampling regridding and no Nyquist-ghost correction (data_specs/epi.md)")
     p.add_argument("--partial-fourier", dest="partial_fourier", choices=("pocs", "homodyne", "zero"), default="pocs",
@@ -51,28 +39,34 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=main)
 
 
+def add_method_arguments(p: argparse.ArgumentParser, groups: tuple[str, ...] | None = None) -> None:
+    """The methods' options as flags, generated from their options classes (:mod:`recon.solvers.methods`):
+    flag, type, choices and help come from the field's :class:`~recon.solvers.methods.Option`; each group's
+    title lists the methods that take its options. Every flag defaults to None (not given: the method's own
+    default applies and nothing is recorded). ``groups``: only these group names (None: all)."""
+    from recon.solvers.methods import command_line_options
+
+    made: dict[str, argparse._ArgumentGroup | argparse.ArgumentParser] = {}
+    options = command_line_options()
+    for name, (spec, methods) in options.items():
+        if groups is not None and spec.group not in groups:
+            continue
+        target = made.get(spec.group)
+        if target is None:
+            takers = sorted({m for (s, ms) in options.values() if s.group == spec.group for m in ms})
+            target = made[spec.group] = (p if not spec.group else
+                                         p.add_argument_group(f"{spec.group} ({', '.join(takers)})"))
+        if spec.parse is None:  # a switch
+            target.add_argument(spec.flag, dest=name, action="store_true", default=None, help=spec.help)
+        else:
+            target.add_argument(spec.flag, dest=name, type=spec.parse, choices=spec.choices, default=None,
+                                metavar=spec.metavar, help=spec.help)
+
+
 def add_adapt_arguments(p: argparse.ArgumentParser) -> None:
     """``--adapt/--adapt-steps/--adapt-per/--adapt-lr``: scan-specific self-supervised fine-tuning of a learned
-    method (:mod:`recon.solvers.learned.adapt`)."""
-    g = p.add_argument_group("scan-specific adaptation (varnet, modl)")
-    g.add_argument("--adapt", action="store_true",
-                   help="fine-tune a copy of the weights on the scan's own k-space first (self-supervised, with a "
-                        "self-validation set choosing the step, step 0 = the given weights included); the weights "
-                        "file is never changed")
-    g.add_argument("--adapt-steps", type=int, default=None, metavar="N", help="adaptation steps (default 20)")
-    g.add_argument("--adapt-per", choices=("slice", "volume"), default=None,
-                   help="adapt per slice (default), or once per file (on its first slice) for all its slices")
-    g.add_argument("--adapt-lr", type=float, default=None, metavar="LR", help="Adam learning rate (default 1e-3)")
-
-
-def add_ensemble_arguments(p: argparse.ArgumentParser) -> None:
-    """``--ensemble K``: a k-space split ensemble of a learned method, whose spread is its ``uncertainty`` and what
-    ``recon calibrate`` turns into intervals (:func:`recon.solvers.learned.method.learned_reconstruction`)."""
-    g = p.add_argument_group("uncertainty ensemble (varnet, modl)")
-    g.add_argument("--ensemble", type=int, default=None, metavar="K",
-                   help="also run the network K >= 2 more times, each without a random 20%% of the acquired lines "
-                        "outside the calibration region; uncertainty = std of those K reconstructions (the "
-                        "reconstruction itself is unchanged); needed for --calibration with varnet/modl")
+    method (:mod:`recon.solvers.learned.adapt`), as :func:`add_method_arguments` makes them."""
+    add_method_arguments(p, groups=("scan-specific adaptation",))
 
 
 def add_undersampling_arguments(p: argparse.ArgumentParser) -> None:
@@ -129,47 +123,17 @@ def _progress(done: int, total: int) -> None:
     sys.stderr.flush()
 
 
-def lambda_value(text: str) -> float | str:
-    """``--lambda``: a number, or ``auto`` (cross-validated, l1-wavelet and tv)."""
-    if text.strip().lower() == "auto":
-        return "auto"
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
-
-
-def add_solver_arguments(p: argparse.ArgumentParser) -> None:
-    """``--lambda/--iterations/--solver``: options of the classical solvers (``recon.solvers``)."""
-    g = p.add_argument_group("classical solvers (sense, grappa, l1-wavelet, tv)")
-    g.add_argument("--lambda", dest="lam", type=lambda_value, default=None, metavar="LAM",
-                   help="regularisation weight >= 0 (l1-wavelet/tv on auto-scaled data, default 0.005, l1-wavelet with a "
-                        "2D mask 0.0025; "
-                        "sense: Tikhonov, default 0; grappa: calibration Tikhonov, default 0.1); 'auto' (l1-wavelet, tv): "
-                        "chosen per slice by k-space cross-validation on held-out samples (recon.solvers.autolambda)")
-    g.add_argument("--iterations", type=int, default=None, metavar="N",
-                   help="solver iterations (defaults: sense 10, l1-wavelet 40, tv 30)")
-    g.add_argument("--solver", choices=("fista", "admm", "pdhg"), default=None,
-                   help="optimiser for l1-wavelet/tv (defaults: fista for l1-wavelet, admm for tv)")
-
-
 def options_from_args(args: argparse.Namespace) -> dict:
-    """Method options given on the command line (only those set, so methods keep their defaults)."""
+    """Method options given on the command line (only those set, so methods keep their defaults): every
+    registry option (:func:`add_method_arguments`) whose value is not None, switches only when on."""
+    from recon.solvers.methods import command_line_options
+
     options = {}
-    if getattr(args, "device", None):
-        options["device"] = args.device
-    if getattr(args, "weights", None):
-        options["weights"] = args.weights
-    for name in ("lam", "iterations", "solver", "samples", "steps", "sampler", "calibration"):
-        if getattr(args, name, None) is not None:
-            options[name] = getattr(args, name)
-    if getattr(args, "save_samples", False):
-        options["save_samples"] = True
-    if getattr(args, "adapt", False):
-        options["adapt"] = True
-    for name in ("adapt_steps", "adapt_per", "adapt_lr", "ensemble"):
-        if getattr(args, name, None) is not None:
-            options[name] = getattr(args, name)
+    for name, (spec, _) in command_line_options().items():
+        value = getattr(args, name, None)
+        if value is None or (spec.parse is None and not value) or (name == "device" and not value):
+            continue
+        options[name] = value
     if getattr(args, "partial_fourier", None) not in (None, "pocs"):  # the default is not an option (resume)
         options["partial_fourier"] = args.partial_fourier
     return options
@@ -213,57 +177,35 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_adapt_args(args: argparse.Namespace) -> None:
-    """``--adapt-steps/--adapt-per/--adapt-lr`` without ``--adapt``, or ``--adapt`` with a method that has no
-    learnable weights to adapt (zero-filled, sense, grappa, l1-wavelet, tv, ...): a :class:`UsageError`."""
-    import inspect
+def check_method_options(args: argparse.Namespace) -> None:
+    """The options given on the command line, checked once by the method's options class
+    (:meth:`recon.solvers.methods.Method.parse_options`): an option the method does not take (``--adapt``
+    with sense, ``--ensemble`` with diffusion, ...), a bad value (``--iterations 0``, ``--ensemble 1``,
+    ``--lambda auto`` with sense, ...) or one that needs another (``--adapt-steps`` without ``--adapt``) is a
+    :class:`UsageError` before any work."""
+    from recon.app.pipeline import PIPELINE_OPTIONS
+    from recon.solvers.methods import get_method
 
-    from recon.errors import UsageError
-    from recon.app.pipeline import get_method
+    get_method(args.method).parse_options(options_from_args(args), PIPELINE_OPTIONS)
 
-    if not getattr(args, "adapt", False):
-        given = [f"--{n.replace('_', '-')}" for n in ("adapt_steps", "adapt_per", "adapt_lr")
-                 if getattr(args, n, None) is not None]
-        if given:
-            raise UsageError(f"{'/'.join(given)} need(s) --adapt")
-        return
-    if "adapt" not in inspect.signature(get_method(args.method, {})).parameters:
-        raise UsageError(f"--adapt is for methods with learnable weights (varnet, modl), not {args.method!r}")
+
+def _methods_that(attribute: str) -> tuple[str, ...]:
+    from recon.solvers.methods import METHODS
+
+    return tuple(m.name for m in METHODS.values() if getattr(m, attribute))
 
 
 #: methods whose intervals ``recon calibrate`` fits and ``--calibration`` applies (varnet/modl with --ensemble)
-CALIBRATABLE = ("diffusion", "varnet", "modl")  # = calibration.CALIBRATABLE (kept literal: no torch at parse time)
+CALIBRATABLE = _methods_that("calibratable")
 #: methods with a k-space split ensemble (``--ensemble K``)
-ENSEMBLE_METHODS = ("varnet", "modl")
-
-
-def check_ensemble_args(args: argparse.Namespace) -> None:
-    """``--ensemble K`` with K < 2 or with a method that has no ensemble: a :class:`UsageError`."""
-    from recon.errors import UsageError
-
-    k = getattr(args, "ensemble", None)
-    if k is None:
-        return
-    if args.method not in ENSEMBLE_METHODS:
-        raise UsageError(f"--ensemble is for methods {', '.join(ENSEMBLE_METHODS)}, not {args.method!r}"
-                         + (" (diffusion: --samples K)" if args.method == "diffusion" else ""))
-    if k < 2:
-        raise UsageError(f"--ensemble needs K >= 2 members (their spread is the uncertainty), got {k}")
+ENSEMBLE_METHODS = _methods_that("has_ensemble")
 
 
 def check_run_args(args: argparse.Namespace) -> None:
-    """For ``recon run|batch --calibration FILE``: refuse, before any work, a calibration made for another
-    method, other weights or options, or another nominal undersampling (slices are checked again);
-    ``--adapt*`` for a method without adaptation (:func:`check_adapt_args`), ``--ensemble`` for a method without
-    an ensemble (:func:`check_ensemble_args`); and ``--iterations`` below 1."""
-    check_adapt_args(args)
-    check_ensemble_args(args)
-    iterations = getattr(args, "iterations", None)
-    if iterations is not None and iterations < 1:  # 0 would return the solver's start image as its result
-        from recon.errors import UsageError
-
-        raise UsageError(f"--iterations must be >= 1, got {iterations} (0 iterations would return the "
-                         f"starting image as a {args.method} reconstruction)")
+    """Before any work: the method's options (:func:`check_method_options`), and for ``recon run|batch
+    --calibration FILE`` a calibration made for another method, other weights or options, or another nominal
+    undersampling (slices are checked again)."""
+    check_method_options(args)
     path = getattr(args, "calibration", None)
     if path is None:
         return

@@ -192,3 +192,16 @@ def adapted_reconstruction(model: nn.Module, kspace: torch.Tensor, mask: Any, **
     with torch.no_grad():
         image = adapted.model(kspace, mask)
     return image, adapted.record
+
+
+def adaptation_summary(datasets: dict[str, np.ndarray], options: dict[str, Any]) -> dict[str, Any]:
+    """The pipeline's record of an adaptation that ran (``{"adaptation": {...}}``; ``{}`` when none did):
+    steps, per slice/volume, the chosen step per slice and the self-validation curves, from the datasets
+    ``adapt_chosen_step`` ``(S,)`` and ``adapt_validation`` ``(S, steps + 1)`` the method returned."""
+    if "adapt_chosen_step" not in datasets:
+        return {}
+    curves = datasets["adapt_validation"]
+    return {"adaptation": {"adapted": True, "steps": int(curves.shape[-1] - 1),
+                           "per": options.get("adapt_per") or "slice",
+                           "chosen_step": datasets["adapt_chosen_step"].tolist(),
+                           "validation_curve": curves.tolist()}}

@@ -13,7 +13,7 @@ import torch
 import recon
 from recon.io.fastmri import write_fastmri_kspace
 from recon.io.types import RawData
-from recon.sampling import apply_mask, mask_from_options
+from recon.sampling import SamplingMask, apply_mask, mask_from_options
 from recon.simulate import load_colin27, simulate_multicoil
 from recon.solvers.autolambda import GRID, MIN_GAIN, anchored_search, holdout_split, ladder, sampled_points
 
@@ -32,7 +32,7 @@ def undersampled() -> RawData:
 
 def test_holdout_is_disjoint_covers_the_samples_and_spares_the_calibration_region(undersampled):
     k = torch.from_numpy(undersampled.kspace)
-    sampled = sampled_points(k, undersampled.sample_mask())
+    sampled = sampled_points(k, SamplingMask.of_raw(undersampled).array)
     fit, held = holdout_split(sampled, fraction=0.2, seed=3)
     assert not (fit & held).any()
     np.testing.assert_array_equal(fit | held, sampled)

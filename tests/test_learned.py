@@ -10,7 +10,10 @@ from recon.errors import CorruptFileError, DataError, InputError, UsageError
 from recon.operators.fft import fft2c, ifft2c
 from recon.solvers.learned import ComplexUNet, MoDL, VarNet, build_model, load_model
 from recon.solvers.cg import conjugate_gradient
-from recon.solvers.learned.common import as_mask, calibration_mask, robust_scale
+from recon.sampling import SamplingMask
+from recon.solvers.learned.common import calibration_mask, robust_scale
+
+as_mask = SamplingMask.for_network
 
 
 def trained_like(model: torch.nn.Module) -> torch.nn.Module:

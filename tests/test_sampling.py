@@ -18,8 +18,7 @@ from recon.sampling import (
     mask_from_options,
     poisson_disc_mask,
     seed_from_name,
-    to_fastmri_tensor,
-    to_torch_mask,
+    SamplingMask,
 )
 from recon.sampling.masks2d import radial_density_profile
 
@@ -165,9 +164,9 @@ def test_mask_from_options_matches_fastmri_and_records_parameters(fm):
 def test_torch_versions(fm):
     mask, _ = mask_from_options("magic", 368, 4, 0.08, seed=0)
     ref, _ = fm.MagicMaskFunc([0.08], [4])((1, 640, 368, 2), seed=0)
-    t = to_fastmri_tensor(mask, ndim=4)
+    t = SamplingMask(mask).fastmri_tensor(ndim=4)
     assert t.dtype == torch.float32 and t.shape == ref.shape and torch.equal(t, ref)
-    tb = to_torch_mask(mask)
+    tb = SamplingMask(mask).bool_tensor()
     assert tb.dtype == torch.bool and tuple(tb.shape) == (1, 1, 1, 368)
 
 

@@ -16,7 +16,8 @@ from recon.solvers.grappa import grappa
 from recon.solvers.pdhg import pdhg
 from recon.solvers.problem import LeastSquares
 from recon.solvers.regularizers import L1Wavelet, TotalVariation
-from recon.solvers.sense import as_mask, cartesian_problem, cg_sense, normalize_maps
+from recon.sampling import SamplingMask
+from recon.solvers.sense import cartesian_problem, cg_sense, normalize_maps
 
 H = W = 32
 C = 4
@@ -164,7 +165,10 @@ def test_grappa_leaves_lines_without_neighbours_empty(data) -> None:
 
 def test_l1_default_lambda_depends_on_mask_dimensionality() -> None:
     from recon.sampling import mask_from_options
-    from recon.solvers.cs import DEFAULTS, L1_LAMBDA_2D, default_lambda, is_2d_mask
+    from recon.solvers.cs import DEFAULTS, L1_LAMBDA_2D, default_lambda
+
+    def is_2d_mask(mask):
+        return mask is not None and SamplingMask(mask).is_2d
 
     cols = random_mask(4)
     poisson, _ = mask_from_options("poisson", (1, C, H, W), 4, 0.08, seed=0)
@@ -183,7 +187,7 @@ def test_cg_solves_normal_equations(data) -> None:
     k, maps, _ = data
     mask = random_mask(3)
     kt = torch.from_numpy(k * mask)
-    problem, _ = cartesian_problem(kt, torch.from_numpy(maps)[None], as_mask(mask))
+    problem, _ = cartesian_problem(kt, torch.from_numpy(maps)[None], SamplingMask(mask).real_weight())
     lam = 0.01
     res = conjugate_gradient(problem.normal, problem.aty, lam=lam, max_iter=100, tol=1e-6)
     x = res.image
@@ -210,7 +214,7 @@ def l1_problem(data) -> LeastSquares:
     mask = random_mask(2.5, seed=1)
     g = np.random.default_rng(5)
     noisy = k + 0.02 * (g.standard_normal(k.shape) + 1j * g.standard_normal(k.shape)).astype(np.complex64)
-    problem, _ = cartesian_problem(torch.from_numpy(noisy * mask), torch.from_numpy(maps)[None], as_mask(mask))
+    problem, _ = cartesian_problem(torch.from_numpy(noisy * mask), torch.from_numpy(maps)[None], SamplingMask(mask).real_weight())
     return problem
 
 
@@ -218,7 +222,7 @@ def test_l1_with_lambda_zero_equals_cg_sense() -> None:
     maps, img = smooth_maps(8), phantom()
     mask = random_mask(1.3)  # 26 of 32 lines, 8 coils: well conditioned, so both converge in float32
     k = fft2c(maps * img)[None].astype(np.complex64) * mask
-    problem, _ = cartesian_problem(torch.from_numpy(k), torch.from_numpy(maps)[None], as_mask(mask))
+    problem, _ = cartesian_problem(torch.from_numpy(k), torch.from_numpy(maps)[None], SamplingMask(mask).real_weight())
     x_cg = conjugate_gradient(problem.normal, problem.aty, max_iter=100, tol=1e-6).image
     x_fista = fista(problem, L1Wavelet((H, W), "db2", 2), 0.0, iterations=200).image
     assert rel(x_fista.numpy(), x_cg.numpy()) < 1e-5  # measured 7.5e-7

@@ -46,7 +46,7 @@ from recon.app.memory import keep_solver_buffers, release_free_memory
 from recon.app.report.panels import write_panels
 from recon.io.types import RawData, stack_slices
 from recon.metrics.reference import reference_metrics, reference_slice
-from recon.sampling import acquired_mask
+from recon.sampling import SamplingMask
 from recon.solvers.maps_cache import MapsCache
 from recon.solvers.methods import METHODS, Method, register_method  # noqa: F401 - the registry, re-exported
 from recon.solvers.methods import get_method as method_spec
@@ -254,7 +254,7 @@ def reconstruct_file(
     if loop.pf_info is not None:
         entries["partial_fourier"] = loop.pf_info
     if mask is not None:
-        datasets["mask"] = acquired_mask(mask, header, raw_file.shape[-1])
+        datasets["mask"] = SamplingMask(mask).acquired(header, raw_file.shape[-1]).array
         parameters["mask"] = mask_info
     record = {"method": method, "parameters": parameters, "input_file": Path(input_path).name, "format": fmt,
               "acquisition": header.acquisition, "threads": _torch_threads(), "prewhitening": prewhitening,

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from recon.errors import DataError, UsageError
+from recon.sampling import SamplingMask
 
 
 def region_start(length: int, size: int) -> int:
@@ -31,10 +32,7 @@ def sampled_pattern(kspace: torch.Tensor, mask: Any = None) -> torch.Tensor:
     if mask is None:
         nonzero = (kspace != 0).any(dim=1)  # (S, H, W)
         return nonzero.all(dim=0)
-    m = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask)
-    m = m.to(device=kspace.device).bool()
-    if m.dim() == 3:
-        m = m[:, None]
+    m = SamplingMask(mask).for_kspace().to(kspace.device, torch.bool)
     try:
         full = torch.broadcast_to(m, (s, 1, h, w)) if m.dim() <= 4 else None
     except RuntimeError:

@@ -22,7 +22,7 @@ import numpy as np
 
 from recon.errors import CorruptFileError, DataError, InputError, OutputError, UsageError
 from recon.io.atomic import check_output_path
-from recon.io.types import Header, InMemoryRawFile, RawData, RawFile, validate_kspace
+from recon.io.types import Header, InMemoryRawFile, RawData, RawFile, _with_kspace_axes, validate_kspace
 
 __all__ = [
     "BART_DIMS", "bart_pair", "read_cfl", "write_cfl", "open_bart", "write_bart_kspace",
@@ -251,5 +251,5 @@ def write_bart_kspace(path: str | Path, data: RawData, *, overwrite: bool = Fals
     """
     k = data.kspace
     if data.mask is not None:
-        k = k * data.sample_mask()
+        k = k * _with_kspace_axes(data.mask)
     return write_cfl(path, raw_to_bart(k), overwrite=overwrite)

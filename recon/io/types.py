@@ -16,6 +16,7 @@ Every other format is mapped onto this layout by its reader (see ``data_specs/``
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -192,10 +193,12 @@ class RawData:
         return bool(np.any(~m[..., full]))
 
     def sample_mask(self) -> np.ndarray:
-        """The mask as a boolean array broadcastable to ``(slices, 1, H, W)`` (all True if unknown)."""
+        """Deprecated: ``recon.sampling.SamplingMask.of_raw(raw).array``. The mask as a boolean array
+        broadcastable to ``(slices, 1, H, W)`` (all True if unknown)."""
+        _deprecated("RawData.sample_mask()", "recon.sampling.SamplingMask.of_raw(raw).array")
         if self.mask is None:
             return np.ones((1, 1, 1, self.kspace.shape[-1]), dtype=bool)
-        return expand_mask(self.mask)
+        return _with_kspace_axes(self.mask)
 
     def slices(self, index: int | slice) -> "RawData":
         """A view of some slices (``index`` an int keeps the slice axis)."""
@@ -239,9 +242,22 @@ def stack_slices(slices: list[RawData]) -> RawData | None:
                    None if cals[0] is None else np.concatenate(cals, axis=0), first.calibration_mask)
 
 
+def _deprecated(old: str, new: str) -> None:
+    warnings.warn(f"recon.io.types.{old} is deprecated and will be removed in the next release; use {new}",
+                  DeprecationWarning, stacklevel=3)
+
+
 def expand_mask(mask: Any) -> Any:
-    """A mask ``(W,)``, ``(H, W)`` or ``(S, H, W)`` (numpy or torch) as ``(1|S, 1, 1|H, W)``: broadcastable to
-    k-space ``(S, C, H, W)``. Other ranks are returned unchanged (callers check the shape)."""
+    """Deprecated: ``recon.sampling.SamplingMask(mask).for_kspace().array``. A mask ``(W,)``, ``(H, W)`` or
+    ``(S, H, W)`` (numpy or torch) as ``(1|S, 1, 1|H, W)``; other ranks are returned unchanged."""
+    _deprecated("expand_mask", "recon.sampling.SamplingMask(mask).for_kspace().array")
+    return _with_kspace_axes(mask)
+
+
+def _with_kspace_axes(mask: Any) -> Any:
+    """The io layer's own copy of :meth:`recon.sampling.SamplingMask.for_kspace` (io sits below sampling and
+    cannot import it): ``(W,)``, ``(H, W)``, ``(S, H, W)`` -> broadcastable to ``(S, C, H, W)``; for the
+    deprecated helpers above and the BART writer only."""
     if mask.ndim == 1:
         return mask.reshape(1, 1, 1, -1)
     if mask.ndim == 2:

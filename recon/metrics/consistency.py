@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from recon.errors import UsageError
-from recon.io.types import expand_mask
+from recon.sampling import SamplingMask
 
 Array = Union[np.ndarray, torch.Tensor]
 
@@ -34,14 +34,7 @@ def _mask(mask: Array | None, kspace_shape: tuple[int, ...], device: torch.devic
         if not bool(torch.all((m == 0) | (m == 1))):
             raise UsageError("mask must be boolean (or 0/1)")
         m = m != 0
-    m = m.to(device)
-    m = expand_mask(m)
-    try:
-        torch.broadcast_shapes(tuple(m.shape), tuple(kspace_shape))
-    except RuntimeError:
-        raise UsageError(f"mask of shape {tuple(mask.shape)} does not fit k-space of shape {tuple(kspace_shape)}") \
-            from None
-    return m
+    return SamplingMask(m).for_kspace(kspace_shape, per_coil=True).to(device)
 
 
 def dc_residual(kspace: Array, mask: Array | None, predicted_kspace: Array) -> dict[str, Any]:

@@ -4,15 +4,7 @@ from __future__ import annotations
 import torch
 
 from recon.operators.base import ANY_SHAPE, LinearOperator
-
-
-def as_weight(mask: torch.Tensor, like: torch.dtype = torch.complex64) -> torch.Tensor:
-    """A bool/int/float/complex mask as a float tensor (complex masks stay complex), matching ``like``'s precision."""
-    mask = torch.as_tensor(mask)
-    double = like in (torch.complex128, torch.float64)
-    if mask.is_complex():
-        return mask.to(torch.complex128 if double else torch.complex64)
-    return mask.to(torch.float64 if double else torch.float32)
+from recon.sampling import SamplingMask
 
 
 class Mask(LinearOperator):
@@ -27,14 +19,14 @@ class Mask(LinearOperator):
     ishape = oshape = ANY_SHAPE
 
     def __init__(self, mask: torch.Tensor):
-        self.mask = as_weight(mask)
+        self.mask = SamplingMask(mask).weight()
 
     def _m(self, x: torch.Tensor) -> torch.Tensor:
         m = self.mask
         if m.device != x.device or (x.dtype in (torch.complex128, torch.float64)) != (
             m.dtype in (torch.complex128, torch.float64)
         ):
-            m = as_weight(m, x.dtype).to(x.device)
+            m = SamplingMask(m).weight(x.dtype).to(x.device)
             self.mask = m
         return m
 

@@ -29,7 +29,8 @@ from recon.errors import UsageError
 from recon.operators.base import Composition, LinearOperator
 from recon.operators.coils import coil_reduce_conj
 from recon.operators.fft import centred_phases
-from recon.operators.sampling import Mask, as_weight
+from recon.operators.sampling import Mask
+from recon.sampling import SamplingMask
 
 
 def _complex_of(dtype: torch.dtype) -> torch.dtype:
@@ -70,7 +71,7 @@ class _Tensors:
             if self.mask is None:
                 mask_mod, mask_sq, cols = p_out, None, None
             else:
-                m = as_weight(self.mask, cdtype).to(device)
+                m = SamplingMask(self.mask).weight(cdtype).to(device)
                 mask_mod = (m * p_out).contiguous()
                 mask_sq = (m.abs() ** 2 if m.is_complex() else m * m).contiguous()
                 cols = _column_weights(mask_sq)

@@ -35,13 +35,15 @@ widths too small to hold a centre line.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
-from recon.errors import DataError, UsageError
-from recon.io.types import Header, expand_mask
+from recon.errors import UsageError
+from recon.io.types import Header
+from recon.sampling.mask import SamplingMask
 from recon.sampling.seeds import Seed, normalize_seed, seed_from_name  # noqa: F401 (re-exported)
 
 MASK_TYPES: tuple[str, ...] = ("random", "equispaced", "equispaced_fraction", "magic", "magic_fraction")
@@ -288,25 +290,6 @@ def _centre_block(width: int, n_low: int) -> np.ndarray:
     return out
 
 
-def acquired_mask(mask: np.ndarray, header: Header | None, width: int | None = None) -> np.ndarray:
-    """``mask`` with every line outside ``header.acquired_pe = [start, end)`` set to False (a copy).
-
-    This is fastMRI's ``apply_mask(..., padding=(padding_left, padding_right))`` as used by its VarNet
-    transform: ``mask[..., :start] = 0; mask[..., end:] = 0`` (Python slice semantics, so a negative
-    ``end`` counts from the right exactly as in fastMRI).
-    """
-    out = np.array(mask, dtype=bool, copy=True)
-    if header is None or header.acquired_pe is None:
-        return out
-    start, end = (int(v) for v in header.acquired_pe)
-    w = out.shape[-1] if width is None else width
-    if not (0 <= start < end <= w):
-        raise DataError(f"header acquired_pe [{start}, {end}) does not fit the phase-encode width {w}")
-    out[..., :start] = False
-    out[..., end:] = False
-    return out
-
-
 def apply_mask(
     kspace: np.ndarray, mask: np.ndarray, header: Header | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -332,40 +315,33 @@ def apply_mask(
             raise UsageError("mask must be boolean (or 0/1)")
         m = m.astype(bool)
     s, _, h, w = k.shape
-    if m.ndim == 1 and m.shape == (w,):
-        full = m.reshape(1, 1, 1, w)
-    elif m.ndim == 2 and m.shape == (h, w):
-        full = m[None, None]
-    elif m.ndim == 3 and m.shape == (s, h, w):
-        full = m[:, None]
-    else:
+    if m.shape not in ((w,), (h, w), (s, h, w)):
         raise UsageError(f"mask of shape {m.shape} does not fit k-space of shape {k.shape}")
-    used = acquired_mask(m, header, w)
-    full = acquired_mask(full, header, w)
+    used = SamplingMask(m).acquired(header, w)
+    full = used.for_kspace().array
+    used = used.array
     masked = np.where(full, k, 0).astype(np.complex64, copy=False)
     return masked, used
 
 
-def to_fastmri_tensor(mask: np.ndarray, ndim: int = 4) -> "torch.Tensor":  # noqa: F821
-    """A ``(W,)`` mask as fastMRI's float32 torch mask of shape ``(1, ..., 1, W, 1)`` (``ndim`` axes)."""
-    import torch
+def _deprecated(old: str, new: str) -> None:
+    warnings.warn(f"recon.sampling.{old} is deprecated and will be removed in the next release; use {new}",
+                  DeprecationWarning, stacklevel=3)
 
-    m = np.asarray(mask)
-    if m.ndim != 1:
-        raise UsageError(f"mask must be a (W,) column mask, got shape {m.shape}")
-    if ndim < 2:
-        raise UsageError(f"ndim must be at least 2, got {ndim}")
-    shape = [1] * ndim
-    shape[-2] = m.shape[0]
-    return torch.from_numpy(m.astype(np.float32).reshape(shape))
+
+def acquired_mask(mask: np.ndarray, header: Header | None, width: int | None = None) -> np.ndarray:
+    """Deprecated: ``SamplingMask(mask).acquired(header, width).array`` (:meth:`SamplingMask.acquired`)."""
+    _deprecated("acquired_mask", "SamplingMask(mask).acquired(header, width).array")
+    return SamplingMask(np.asarray(mask)).acquired(header, width).array
+
+
+def to_fastmri_tensor(mask: np.ndarray, ndim: int = 4) -> "torch.Tensor":  # noqa: F821
+    """Deprecated: ``SamplingMask(mask).fastmri_tensor(ndim)`` (:meth:`SamplingMask.fastmri_tensor`)."""
+    _deprecated("to_fastmri_tensor", "SamplingMask(mask).fastmri_tensor(ndim)")
+    return SamplingMask(np.asarray(mask)).fastmri_tensor(ndim)
 
 
 def to_torch_mask(mask: np.ndarray) -> "torch.Tensor":  # noqa: F821
-    """A mask as a bool torch tensor broadcastable to our ``(S, C, H, W)`` k-space."""
-    import torch
-
-    m = np.asarray(mask, dtype=bool)
-    if not 1 <= m.ndim <= 3:
-        raise UsageError(f"mask must have 1 to 3 axes, got shape {m.shape}")
-    m = expand_mask(m)
-    return torch.from_numpy(np.ascontiguousarray(m))
+    """Deprecated: ``SamplingMask(mask).bool_tensor()`` (:meth:`SamplingMask.bool_tensor`)."""
+    _deprecated("to_torch_mask", "SamplingMask(mask).bool_tensor()")
+    return SamplingMask(np.asarray(mask)).bool_tensor()

@@ -24,6 +24,7 @@ tubes P4x 38.24 -> 39.25, P8x 34.86 -> 36.31. More iterations do not help (100 i
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -38,7 +39,8 @@ from recon.solvers.problem import LeastSquares
 from recon.solvers.regularizers import make_regularizer
 from recon.solvers.result import SolverResult
 from recon.solvers.scaling import bart_scale, safe_scale
-from recon.solvers.sense import as_complex, as_mask, cartesian_problem
+from recon.sampling import SamplingMask
+from recon.solvers.sense import as_complex, cartesian_problem
 
 SOLVERS = {"fista": fista, "admm": admm, "pdhg": pdhg}
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -50,20 +52,15 @@ L1_LAMBDA_2D = 0.0025
 
 
 def is_2d_mask(mask: Any) -> bool:
-    """True for a sampling mask (numpy or torch; ``(W,)``, ``(H, W)``, ``(S, H, W)``, ``(S, 1, H, W)``, ...)
-    that varies along the readout axis (-2) of some slice; False for column masks and None."""
-    if mask is None:
-        return False
-    m = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
-    if m.ndim < 2 or m.shape[-2] < 2:
-        return False
-    m = m.reshape(-1, m.shape[-2], m.shape[-1]) != 0
-    return bool((m != m[:, :1, :]).any())
+    """Deprecated: ``SamplingMask(mask).is_2d`` (False for None)."""
+    warnings.warn("recon.solvers.cs.is_2d_mask is deprecated and will be removed in the next release; use "
+                  "recon.sampling.SamplingMask(mask).is_2d", DeprecationWarning, stacklevel=2)
+    return mask is not None and SamplingMask(mask).is_2d
 
 
 def default_lambda(regularizer: str, mask: Any = None) -> float:
     """The default lambda of ``regularizer`` for data sampled with ``mask`` (see the module docstring)."""
-    if regularizer == "l1-wavelet" and is_2d_mask(mask):
+    if regularizer == "l1-wavelet" and mask is not None and SamplingMask(mask).is_2d:
         return L1_LAMBDA_2D
     return float(DEFAULTS[regularizer]["lam"]) if regularizer in DEFAULTS else float(DEFAULTS["l1-wavelet"]["lam"])
 
@@ -193,7 +190,7 @@ def compressed_sensing(
     s = as_complex(maps, k.device, "maps")
     if s.ndim == 3:
         s = s.unsqueeze(0).expand(k.shape[0], -1, -1, -1)
-    problem, _ = cartesian_problem(k, s, as_mask(mask, k.device))
+    problem, _ = cartesian_problem(k, s, None if mask is None else SamplingMask(mask).real_weight(k.device))
     if options.get("lam") is None:
         options["lam"] = default_lambda(regularizer, mask)
     return solve_scaled(problem, regularizer, **options)

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from recon.errors import DataError, UsageError
 from recon.operators import ifft2c
+from recon.sampling import SamplingMask
 from recon.solvers.result import SolverResult
 from recon.solvers.sense import as_complex
 
@@ -40,7 +41,7 @@ def column_mask(mask: Any, width: int, height: int | None = None) -> np.ndarray:
 
     Raises :class:`UsageError` for a 2D mask that varies along the readout (GRAPPA needs 1D undersampling).
     """
-    m = np.asarray(mask.cpu() if isinstance(mask, torch.Tensor) else mask).astype(bool)
+    m = SamplingMask(mask).numpy(bool)
     if m.shape[-1] != width:
         raise UsageError(f"mask of shape {m.shape} does not fit {width} phase-encode lines")
     m2 = m.reshape(-1, width)

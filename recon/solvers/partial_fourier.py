@@ -25,6 +25,7 @@ import numpy as np
 
 from recon.errors import UsageError
 from recon.io.fourier import fft2c, ifft2c
+from recon.sampling import SamplingMask
 
 __all__ = ["MODES", "PartialFourier", "detect", "complete", "pocs", "homodyne", "partial_fourier_method"]
 
@@ -185,7 +186,7 @@ def partial_fourier_method(raw: Any, method: str, mode: str = "pocs", **options:
     pf = detect(raw)
     device = options.pop("device", None)
     if method == "zero-filled":
-        k = raw.kspace * raw.sample_mask()
+        k = raw.kspace * SamplingMask.of_raw(raw).array
     elif method == "grappa":
         from recon.solvers.grappa import grappa
         from recon.solvers.reconstruct import GRAPPA_KERNEL, GRAPPA_REG

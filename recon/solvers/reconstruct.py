@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from recon.errors import DataError, UsageError
-from recon.io.types import RawData, expand_mask
+from recon.io.types import RawData
+from recon.sampling import SamplingMask
 from recon.solvers.autolambda import is_auto
 from recon.solvers.checks import check_iterations, check_lambda
 from recon.solvers.maps_cache import MapsCache
@@ -51,12 +52,10 @@ def resolve_device(device: Any) -> torch.device:
     return dev
 
 
-def _as_raw(data: RawData | np.ndarray | torch.Tensor, mask: Any) -> tuple[np.ndarray, np.ndarray | None, RawData | None]:
-    """k-space ``(S, C, H, W)`` complex64, the mask broadcastable to ``(S, 1, H, W)`` (None = all sampled)."""
+def _as_kspace(data: RawData | np.ndarray | torch.Tensor) -> tuple[np.ndarray, RawData | None]:
+    """k-space ``(S, C, H, W)`` complex64 and the :class:`RawData` it came from (None for an array)."""
     if isinstance(data, RawData):
         kspace = data.kspace
-        if mask is None and data.mask is not None:
-            mask = data.sample_mask()
         raw = data
     else:
         arr = data.detach().cpu().numpy() if isinstance(data, torch.Tensor) else np.asarray(data)
@@ -68,18 +67,16 @@ def _as_raw(data: RawData | np.ndarray | torch.Tensor, mask: Any) -> tuple[np.nd
 
         kspace = validate_kspace(arr)
         raw = None
+    return kspace, raw
+
+
+def _sampling(kspace: np.ndarray, mask: Any) -> SamplingMask | None:
+    """The boolean mask broadcastable to ``(S, 1, H, W)``, numpy or torch as given (a CUDA mask stays there);
+    None (the file's mask, else the nonzero samples) = all sampled when every point is nonzero in some coil."""
     if mask is None:  # the sampled points: nonzero in any coil
         sampled = np.any(kspace != 0, axis=1, keepdims=True)
-        mask = None if sampled.all() else sampled
-    else:
-        m = np.asarray(mask.cpu() if isinstance(mask, torch.Tensor) else mask).astype(bool)
-        m = expand_mask(m)
-        try:
-            np.broadcast_shapes(m.shape, (kspace.shape[0], 1) + kspace.shape[2:])
-        except ValueError:
-            raise UsageError(f"mask of shape {np.shape(mask)} does not fit k-space of shape {kspace.shape}") from None
-        mask = m
-    return kspace, mask, raw
+        return None if sampled.all() else SamplingMask(sampled)
+    return SamplingMask.from_any(mask, kspace.shape).for_kspace().as_bool()
 
 
 def estimate_maps(kspace: torch.Tensor, mask: np.ndarray | None, **espirit_options: Any) -> torch.Tensor:
@@ -167,7 +164,8 @@ def reconstruct(
     if method not in METHODS:
         raise UsageError(f"unknown method {method!r}; available: {', '.join(METHODS)}")
     _check_common(lam, iterations, method)
-    kspace_np, mask_np, raw = _as_raw(data, mask)
+    kspace_np, raw = _as_kspace(data)
+    sampling = _sampling(kspace_np, raw.mask if mask is None and raw is not None else mask)
     dev = resolve_device(device)
     kspace = torch.from_numpy(np.ascontiguousarray(kspace_np)).to(dev)
     recon_size = raw.header.recon_size if raw is not None else None
@@ -176,14 +174,14 @@ def reconstruct(
     complex_image = used_maps = scale = None
 
     if method == "zero-filled":
-        image = _zero_filled(kspace, mask_np, lam, iterations, dev)
+        image = _zero_filled(kspace, sampling, lam, iterations, dev)
     elif method == "grappa":
-        solver_result = _grappa(kspace, mask_np, raw, lam, iterations, opts)
+        solver_result = _grappa(kspace, sampling, raw, lam, iterations, opts)
         image = solver_result.image
         params.update(solver_result.parameters)
     else:
-        used_maps = _coil_maps(kspace, mask_np, raw, maps, dev, opts)
-        solver_result, scale = _iterative(kspace, mask_np, used_maps, method, lam, iterations, dev, opts, params)
+        used_maps = _coil_maps(kspace, sampling, raw, maps, dev, opts)
+        solver_result, scale = _iterative(kspace, sampling, used_maps, method, lam, iterations, dev, opts, params)
         complex_image = solver_result.image
         image = complex_image.abs()
         params.update(solver_result.parameters)
@@ -198,27 +196,29 @@ def reconstruct(
     )
 
 
-def _zero_filled(kspace: torch.Tensor, mask_np: np.ndarray | None, lam: Any, iterations: Any,
+def _zero_filled(kspace: torch.Tensor, sampling: SamplingMask | None, lam: Any, iterations: Any,
                  dev: torch.device) -> torch.Tensor:
     """``zero-filled``: the RSS image of the (masked) k-space."""
     if lam is not None or iterations is not None:
         raise UsageError("zero-filled takes no lambda or iterations")
     from recon.solvers.zero_filled import rss_reconstruction
 
-    return rss_reconstruction(kspace, None if mask_np is None else torch.from_numpy(mask_np).to(dev))
+    return rss_reconstruction(kspace, None if sampling is None else sampling.to(dev))
 
 
-def _grappa(kspace: torch.Tensor, mask_np: np.ndarray | None, raw: RawData | None, lam: Any, iterations: Any,
+def _grappa(kspace: torch.Tensor, sampling: SamplingMask | None, raw: RawData | None, lam: Any, iterations: Any,
             opts: dict[str, Any]):
     """``grappa``: the :class:`SolverResult` of :func:`recon.solvers.grappa.grappa` (``lam``: calibration Tikhonov)."""
     if iterations is not None:
         raise UsageError("grappa takes no iterations")
     from recon.solvers.grappa import grappa
 
-    if mask_np is None:
+    if sampling is None:
         mask_np = np.ones((1, 1, 1, kspace.shape[-1]), dtype=bool)
     elif raw is not None and raw.header.attrs.get("asymmetric_echo"):  # (H, W) mask: its lines
-        mask_np = np.asarray(mask_np, dtype=bool).reshape(-1, kspace.shape[-1]).any(axis=0)
+        mask_np = sampling.numpy().reshape(-1, kspace.shape[-1]).any(axis=0)
+    else:
+        mask_np = sampling.numpy()
     fill = raw.header.acquired_pe if raw is not None else None
     cal = raw.calibration if raw is not None and opts.pop("use_calibration", True) else None
     result = grappa(kspace, mask_np, kernel_size=opts.pop("kernel_size", GRAPPA_KERNEL),
@@ -229,7 +229,7 @@ def _grappa(kspace: torch.Tensor, mask_np: np.ndarray | None, raw: RawData | Non
     return result
 
 
-def _coil_maps(kspace: torch.Tensor, mask_np: np.ndarray | None, raw: RawData | None, maps: Any,
+def _coil_maps(kspace: torch.Tensor, sampling: SamplingMask | None, raw: RawData | None, maps: Any,
                dev: torch.device, opts: dict[str, Any]) -> torch.Tensor:
     """The coil maps ``(S, C, H, W)``: given ones normalised, else ESPIRiT (on the file's reference lines when
     it has them); takes the ESPIRiT options (``espirit``, ``calib_size``) out of ``opts``."""
@@ -241,7 +241,7 @@ def _coil_maps(kspace: torch.Tensor, mask_np: np.ndarray | None, raw: RawData | 
     if maps is None and raw is not None and raw.calibration is not None:
         return _maps_from_reference_lines(raw, dev, **espirit_options)
     if maps is None:
-        return estimate_maps(kspace, mask_np, **espirit_options)
+        return estimate_maps(kspace, None if sampling is None else sampling.array, **espirit_options)
     used_maps = torch.as_tensor(np.asarray(maps) if not isinstance(maps, torch.Tensor) else maps)
     used_maps = used_maps.to(device=dev, dtype=torch.complex64)
     if used_maps.ndim == 3:
@@ -251,7 +251,7 @@ def _coil_maps(kspace: torch.Tensor, mask_np: np.ndarray | None, raw: RawData | 
     return normalize_maps(used_maps)
 
 
-def _iterative(kspace: torch.Tensor, mask_np: np.ndarray | None, used_maps: torch.Tensor, method: str,
+def _iterative(kspace: torch.Tensor, sampling: SamplingMask | None, used_maps: torch.Tensor, method: str,
                lam: Any, iterations: int | None, dev: torch.device, opts: dict[str, Any],
                params: dict[str, Any]):
     """``sense``, ``l1-wavelet``, ``tv``: the SENSE data term (``A = M F S``) solved by
@@ -259,9 +259,9 @@ def _iterative(kspace: torch.Tensor, mask_np: np.ndarray | None, used_maps: torc
     Returns the :class:`SolverResult` and the data scale (None for sense); ``lam="auto"`` records its
     choice in ``params``."""
     from recon.solvers.cs import default_lambda, solve_method
-    from recon.solvers.sense import as_mask, cartesian_problem
+    from recon.solvers.sense import cartesian_problem
 
-    m = as_mask(mask_np, dev)
+    m = None if sampling is None else sampling.real_weight(dev)
     problem, _ = cartesian_problem(kspace, used_maps, m)
     if method == "sense":
         result, _ = solve_method(problem, "sense", lam=lam, iterations=iterations,
@@ -269,12 +269,13 @@ def _iterative(kspace: torch.Tensor, mask_np: np.ndarray | None, used_maps: torc
         result.parameters["solver"] = "cg-sense"
         return result, None
     if lam is None:
-        lam = default_lambda(method, mask_np)  # l1-wavelet: lower for 2D masks
+        lam = default_lambda(method, sampling)  # l1-wavelet: lower for 2D masks
     try:
         if is_auto(lam):  # k-space cross-validation, solving with the final solve's options
             from recon.solvers.autolambda import select_lambda
 
-            lam, params["lambda_auto"] = select_lambda(kspace, used_maps, mask_np, method,
+            lam, params["lambda_auto"] = select_lambda(kspace, used_maps,
+                                                       None if sampling is None else sampling.numpy(), method,
                                                        iterations=iterations, **opts)
         return solve_method(problem, method, lam=lam, iterations=iterations, **opts)
     except TypeError as exc:
@@ -292,7 +293,7 @@ def _maps_from_reference_lines(raw: RawData, dev: Any, **espirit_options: Any) -
 
     k_cal, m_cal = calibration_kspace(raw)
     return estimate_maps(torch.from_numpy(np.ascontiguousarray(k_cal)).to(dev),
-                         None if m_cal is None else expand_mask(np.asarray(m_cal)), **espirit_options)
+                         None if m_cal is None else SamplingMask(m_cal).for_kspace().array, **espirit_options)
 
 
 def _without_readout_oversampling(raw: RawData, device: Any) -> tuple[RawData, dict[str, Any]]:
@@ -312,14 +313,14 @@ def _without_readout_oversampling(raw: RawData, device: Any) -> tuple[RawData, d
     if cropped is raw:
         return raw, {}
     from recon.solvers.scaling import bart_scale, safe_scale
-    from recon.solvers.sense import as_mask, cartesian_problem
+    from recon.solvers.sense import cartesian_problem
 
     dev = resolve_device(device)
     kspace = torch.from_numpy(np.ascontiguousarray(raw.kspace)).to(dev)
-    mask = raw.sample_mask()
+    mask = SamplingMask.of_raw(raw)
     maps = _maps_from_reference_lines(raw, dev)  # the file's reference lines when it has them
-    maps = estimate_maps(kspace, mask) if maps is None else maps
-    problem, _ = cartesian_problem(kspace, maps, as_mask(mask, dev))
+    maps = estimate_maps(kspace, mask.array) if maps is None else maps
+    problem, _ = cartesian_problem(kspace, maps, mask.real_weight(dev))
     top = (raw.kspace.shape[-2] - cropped.kspace.shape[-2]) // 2  # recon.arrays.center_crop_or_pad's convention
     maps = maps[..., top:top + cropped.kspace.shape[-2], :]
     return cropped, {"maps": maps, "scale": safe_scale(bart_scale(problem.aty))}

@@ -7,6 +7,7 @@ equals the RSS image wherever the maps are nonzero.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ import torch
 from recon.errors import UsageError
 from recon.solvers.checks import check_lambda
 from recon.operators import Sense
+from recon.sampling import SamplingMask
 from recon.solvers.cg import conjugate_gradient
 from recon.solvers.problem import LeastSquares, least_squares
 from recon.solvers.result import SolverResult
@@ -30,17 +32,10 @@ def as_complex(x: Any, device: Any = None, name: str = "array") -> torch.Tensor:
 
 
 def as_mask(mask: Any, device: Any = None) -> torch.Tensor | None:
-    """A sampling mask as a float32 tensor broadcastable to ``(S, C, H, W)``: ``(W,)``, ``(H, W)`` and
-    ``(S, H, W)`` get the missing axes (``(S, H, W)`` -> ``(S, 1, H, W)``); None stays None."""
-    if mask is None:
-        return None
-    m = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask)
-    if m.is_complex():
-        raise UsageError("mask must be real (boolean or weights)")
-    m = m.to(torch.float32)
-    if m.ndim == 3:
-        m = m[:, None]
-    return m.to(device) if device is not None else m
+    """Deprecated: ``SamplingMask(mask).real_weight(device)`` (None stays None)."""
+    warnings.warn("recon.solvers.sense.as_mask is deprecated and will be removed in the next release; use "
+                  "recon.sampling.SamplingMask(mask).real_weight(device)", DeprecationWarning, stacklevel=2)
+    return None if mask is None else SamplingMask(mask).real_weight(device)
 
 
 def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
@@ -95,7 +90,7 @@ def cg_sense(
     s = as_complex(maps, k.device, "maps")
     if s.ndim == 3:
         s = s.unsqueeze(0).expand(k.shape[0], -1, -1, -1)
-    problem, _ = cartesian_problem(k, s, as_mask(mask, k.device))
+    problem, _ = cartesian_problem(k, s, None if mask is None else SamplingMask(mask).real_weight(k.device))
     result = conjugate_gradient(problem.normal, problem.aty, x0, lam=lam, max_iter=iterations, tol=tol)
     result.parameters["solver"] = "cg-sense"
     return result

@@ -14,6 +14,7 @@ import torch
 from recon.arrays import center_crop_or_pad, rss
 from recon.errors import UsageError
 from recon.operators.fft import ifft2c
+from recon.sampling import SamplingMask
 
 if TYPE_CHECKING:
     from recon.io.types import RawData
@@ -31,10 +32,8 @@ def _as_complex_tensor(kspace: Array) -> torch.Tensor:
 def _apply_mask(kspace: torch.Tensor, mask: Array | None) -> torch.Tensor:
     if mask is None:
         return kspace
-    m = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask).to(kspace.device)
-    m = m.to(torch.bool)
-    if m.ndim == 3 and kspace.ndim == 4:  # (S, H, W) per-slice mask: add the coil axis
-        m = m[:, None]
+    m = SamplingMask(mask)
+    m = (m.for_kspace() if kspace.ndim == 4 else m).to(kspace.device, torch.bool)  # (S, H, W): add the coil axis
     try:
         return kspace * m
     except RuntimeError as exc:
@@ -94,5 +93,5 @@ def zero_filled_method(raw: "RawData", *, device: str = "cpu") -> np.ndarray:
         kspace = torch.as_tensor(raw.kspace).to(dev)
     except (RuntimeError, AssertionError) as exc:
         raise UsageError(f"device {device!r} is not available: {exc}") from None
-    mask = raw.sample_mask() if raw.mask is not None else None
+    mask = SamplingMask.of_raw(raw).array if raw.mask is not None else None
     return rss_reconstruction(kspace, mask).cpu().numpy()

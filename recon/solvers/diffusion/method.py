@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from recon.errors import UsageError
-from recon.io.types import RawData, expand_mask
+from recon.io.types import RawData
+from recon.sampling import SamplingMask
 from recon.solvers.diffusion.defaults import DEFAULT_START_SIGMA, DEFAULT_STEPS
 
 #: CG-SENSE iterations of the image that sets the normalisation
@@ -51,11 +52,11 @@ def slice_model(kspace: torch.Tensor, mask: np.ndarray, maps: torch.Tensor | Non
     ``(W,)`` or ``(H, W)``, maps ``(C, H, W)`` (None = ESPIRiT from the calibration region)."""
     from recon.solvers.diffusion.samplers import SenseData
     from recon.solvers.reconstruct import estimate_maps
-    from recon.solvers.sense import as_mask
 
+    m = SamplingMask(np.asarray(mask, dtype=bool))
     if maps is None:
-        maps = estimate_maps(kspace[None], expand_mask(np.asarray(mask, dtype=bool)))[0]
-    m = as_mask(np.asarray(mask, dtype=bool), kspace.device)
+        maps = estimate_maps(kspace[None], m.for_kspace().array)[0]
+    m = m.real_weight(kspace.device)
     return SenseData.build(kspace, maps.to(kspace.device), m)
 
 
@@ -123,7 +124,6 @@ def diffusion_method(
     :mod:`recon.solvers.uncertainty.calibration`).
     """
     from recon.solvers.diffusion.uncertainty import noise_level, summarise
-    from recon.solvers.learned.method import slice_mask
     from recon.solvers.reconstruct import resolve_device
 
     if int(samples) < 1:
@@ -135,7 +135,7 @@ def diffusion_method(
     if sampler not in SAMPLERS:
         raise UsageError(f"unknown sampler {sampler!r}; available: {', '.join(SAMPLERS)}")
     dev = resolve_device(device)
-    mask = slice_mask(raw)
+    mask = SamplingMask.first_slice(raw).array
     cal = None
     if calibration is not None:
         from recon.solvers.uncertainty import calibration as calib

@@ -46,6 +46,7 @@ import torch
 from scipy.ndimage import uniform_filter
 
 from recon.operators import fft2c
+from recon.sampling import SamplingMask
 from recon.solvers.cg import conjugate_gradient
 from recon.solvers.diffusion.samplers import SenseData
 
@@ -158,7 +159,7 @@ def noise_level(kspace: np.ndarray | torch.Tensor, mask: Any = None, edge: float
     n = max(1, int(round(h * edge)))
     rows = torch.cat([k[..., :n, :], k[..., h - n:, :]], dim=-2)
     if mask is not None:
-        m = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask).to(torch.bool)
+        m = SamplingMask(mask).to(dtype=torch.bool)
         m = torch.broadcast_to(m.reshape((1,) * (k.ndim - m.ndim) + tuple(m.shape)), k.shape)
         m = torch.cat([m[..., :n, :], m[..., h - n:, :]], dim=-2)
         vals = rows[m]

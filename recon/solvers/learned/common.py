@@ -2,15 +2,15 @@
 :func:`recon.solvers.cg.conjugate_gradient` with ``differentiable=True``)."""
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
-from recon.errors import UsageError
-from recon.io.types import expand_mask
 from recon.operators.fft import ifft2c
+from recon.sampling import SamplingMask
 
 #: the zero-filled RSS image is divided by this quantile of its magnitude before the network (and the output
 #: multiplied back): a robust scale that ignores a few bright pixels
@@ -18,27 +18,11 @@ SCALE_QUANTILE = 0.99
 
 
 def as_mask(mask: torch.Tensor | np.ndarray | None, kspace: torch.Tensor) -> torch.Tensor:
-    """A float mask of shape ``(B or 1, 1, H, W)`` for k-space ``(B, C, H, W)``.
-
-    Accepts ``(W,)`` column masks, ``(H, W)`` 2D masks, ``(B, H, W)`` per-example masks, ``(B|1, 1, H, W)``
-    or ``(B|1, 1, 1, W)``; None = every point sampled. Any other shape is a :class:`UsageError`.
-    """
-    if kspace.ndim != 4 or not kspace.is_complex():
-        raise UsageError(f"k-space must be complex with shape (batch, coils, H, W), got {tuple(kspace.shape)} "
-                         f"{kspace.dtype}")
-    b, _, h, w = kspace.shape
-    if mask is None:
-        return torch.ones((1, 1, h, w), dtype=torch.float32, device=kspace.device)
-    m = torch.as_tensor(np.asarray(mask) if isinstance(mask, np.ndarray) else mask).to(kspace.device)
-    m = m.to(torch.float32)
-    m = expand_mask(m)
-    if m.ndim != 4 or m.shape[1] != 1:
-        raise UsageError(f"mask of shape {tuple(mask.shape)} does not fit k-space {tuple(kspace.shape)}")
-    try:
-        torch.broadcast_shapes(m.shape, (b, 1, h, w))
-    except RuntimeError:
-        raise UsageError(f"mask of shape {tuple(mask.shape)} does not fit k-space {tuple(kspace.shape)}") from None
-    return m.expand(m.shape[0], 1, h, w)
+    """Deprecated: ``SamplingMask.for_network(mask, kspace)``, a float mask ``(B or 1, 1, H, W)`` for k-space
+    ``(B, C, H, W)`` (None = every point sampled)."""
+    warnings.warn("recon.solvers.learned.common.as_mask is deprecated and will be removed in the next release; "
+                  "use recon.sampling.SamplingMask.for_network(mask, kspace)", DeprecationWarning, stacklevel=2)
+    return SamplingMask.for_network(mask, kspace)
 
 
 def robust_scale(coil_images: torch.Tensor) -> torch.Tensor:
@@ -88,18 +72,18 @@ def scaled_inputs(kspace: torch.Tensor, mask: Any, maps: torch.Tensor | None,
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """What every unrolled model starts from: ``(y, m, scale, maps)``.
 
-    ``m`` the mask as :func:`as_mask` gives it, ``y = kspace * m / scale`` ``(B, C, H, W)`` with ``scale``
+    ``m`` the mask as :meth:`SamplingMask.for_network` gives it, ``y = kspace * m / scale`` ``(B, C, H, W)`` with ``scale``
     :func:`robust_scale` of its zero-filled images, ``maps`` ``(B, C, H, W)`` as given or from ``sens_net(y, m)``,
     in ``y``'s dtype (given maps phase-aligned by :func:`align_map_phase`). Multiply the model's output by ``scale`` to return to the data's scale.
     ``calibration``: ``(kspace, mask)`` for the sensitivity network instead of ``(kspace, mask)``: the image
     k-space with the file's reference lines filled in (:func:`recon.io.calibration.calibration_kspace`).
     """
-    m = as_mask(mask, kspace)
+    m = SamplingMask.for_network(mask, kspace)
     y = kspace * m
     scale = robust_scale(ifft2c(y))
     y = y / scale
     if maps is None and calibration is not None:
-        mc = as_mask(calibration[1], kspace)
+        mc = SamplingMask.for_network(calibration[1], kspace)
         maps = sens_net(calibration[0] * mc / scale, mc)
     elif maps is None:
         maps = sens_net(y, m)

@@ -45,10 +45,9 @@ def clipped_center_crop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def varnet_inputs(raw: RawData) -> tuple[torch.Tensor, torch.Tensor, int]:
     """``(masked k-space (S, C, H, W) complex64, mask (S|1, 1, H|1, W) bool, num_low_frequencies=0)``."""
-    from recon.sampling import acquired_mask
-    from recon.solvers.learned.masks import slice_masks
+    from recon.sampling import SamplingMask
 
-    masks = acquired_mask(slice_masks(raw), raw.header, raw.kspace.shape[-1])
+    masks = SamplingMask.per_slice(raw).acquired(raw.header, raw.kspace.shape[-1]).array
     k = torch.from_numpy(np.ascontiguousarray(raw.kspace, dtype=np.complex64))
     m = torch.from_numpy(np.ascontiguousarray(masks))
     return k * m, m[:, None], 0

@@ -39,9 +39,9 @@ def ifft2c(kspace: torch.Tensor) -> torch.Tensor:
 
 
 def _as_bool_mask(mask: Any, kspace: torch.Tensor) -> torch.Tensor:
-    from recon.solvers.learned.common import as_mask
+    from recon.sampling import SamplingMask
 
-    return as_mask(mask, kspace) > 0
+    return SamplingMask.for_network(mask, kspace) > 0
 
 
 def centre_run(mask_row: torch.Tensor) -> int:

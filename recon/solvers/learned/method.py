@@ -16,6 +16,7 @@ import torch
 
 from recon.errors import UsageError
 from recon.io.types import RawData
+from recon.sampling import SamplingMask
 from recon.solvers.learned import adapt as adapt_defaults
 from recon.solvers.learned.masks import slice_mask, slice_masks  # noqa: F401 (public names of this module)
 from recon.solvers.readout import remove_readout_oversampling
@@ -104,7 +105,7 @@ def learned_reconstruction(raw: RawData, name: str, weights: str | Path | None, 
     cal = _checked_calibration(calibration, name, weights, adapt, ensemble)
     model = get_model(name, weights, device)
     dev = next(model.parameters()).device
-    kspace, masks = remove_readout_oversampling(raw.kspace, slice_masks(raw), raw.header.recon_size[0])
+    kspace, masks = remove_readout_oversampling(raw.kspace, SamplingMask.per_slice(raw).array, raw.header.recon_size[0])
     cal_k, cal_m = _reference_lines(raw, dev)
     out, chosen, curves, stds, noises = [], [], [], [], []
     for s in range(kspace.shape[0]):

@@ -52,7 +52,7 @@ class VarNet(nn.Module):
     sens_chans, sens_pools: U-Net of the sensitivity module.
 
     ``forward`` arguments: ``kspace`` ``(B, C, H, W)`` complex (unsampled points may hold anything: they are
-    masked), ``mask`` as :func:`~recon.solvers.learned.common.as_mask` accepts (column ``(W,)``, 2D ``(H, W)``,
+    masked), ``mask`` as :meth:`~recon.sampling.SamplingMask.for_network` accepts (column ``(W,)``, 2D ``(H, W)``,
     per-example ``(B, H, W)``...), ``maps`` ``(B|1, C, H, W)`` given sensitivity maps (e.g. ESPIRiT) instead of
     the learned ones. ``return_kspace=True`` returns ``(image, kspace)`` with the final ``(B, C, H, W)``
     k-space on the data's scale.

@@ -21,7 +21,7 @@ from recon.solvers.learned import adapt as adapt_defaults
 from recon.solvers.learned.masks import slice_mask, slice_masks  # noqa: F401 (public names of this module)
 from recon.solvers.readout import remove_readout_oversampling
 
-#: defaults of the ``adapt_*`` options (``recon run --adapt-steps/--adapt-lr``)
+#: defaults of the ``adapt_*`` options (``recon run --adapt-steps/--adapt-lr``; steps per model: adapt.MODEL_STEPS)
 DEFAULT_ADAPT_STEPS = adapt_defaults.DEFAULT_STEPS
 DEFAULT_ADAPT_LR = adapt_defaults.DEFAULT_LR
 #: fraction of the acquired samples outside the calibration region that each ensemble member leaves out
@@ -219,7 +219,8 @@ def _adapted_model(model: torch.nn.Module, k: torch.Tensor, m: torch.Tensor, raw
     slice of ``raw.path`` reconstructed with the same options and mask (adapted on that slice, cached)."""
     from recon.solvers.learned.adapt import adapt_model
 
-    opts = {"steps": int(adapt.get("steps", DEFAULT_ADAPT_STEPS)), "lr": float(adapt.get("lr", DEFAULT_ADAPT_LR)),
+    opts = {"steps": int(adapt.get("steps", adapt_defaults.default_steps(name))),
+            "lr": float(adapt.get("lr", DEFAULT_ADAPT_LR)),
             "seed": int(adapt.get("seed", 0))}
     per = adapt.get("per", "slice")
     if per not in ("slice", "volume"):
@@ -245,13 +246,13 @@ def _adapted_model(model: torch.nn.Module, k: torch.Tensor, m: torch.Tensor, raw
 
 
 
-def _adapt_options(adapt: bool, adapt_steps: int | None, adapt_per: str | None, adapt_lr: float | None
-                   ) -> dict[str, Any] | None:
+def _adapt_options(model: str, adapt: bool, adapt_steps: int | None, adapt_per: str | None,
+                   adapt_lr: float | None) -> dict[str, Any] | None:
     if not adapt:
         if adapt_steps is not None or adapt_per is not None or adapt_lr is not None:
             raise UsageError("adapt_steps/adapt_per/adapt_lr need adapt=True (--adapt)")
         return None
-    return {"steps": DEFAULT_ADAPT_STEPS if adapt_steps is None else int(adapt_steps),
+    return {"steps": adapt_defaults.default_steps(model) if adapt_steps is None else int(adapt_steps),
             "per": adapt_per or "slice", "lr": DEFAULT_ADAPT_LR if adapt_lr is None else float(adapt_lr)}
 
 
@@ -276,7 +277,8 @@ def varnet_method(raw: RawData, *, weights: str | None = None, device: str = "cp
     """E2E-VarNet on one slice ``(1, C, H, W)`` -> ``(1, H, W)`` float32 (``weights``: default bundled).
 
     ``adapt=True``: scan-specific self-supervised fine-tuning first (:mod:`recon.solvers.learned.adapt`;
-    ``adapt_steps`` default 20, ``adapt_lr`` default 1e-3, ``adapt_per`` ``"slice"`` (default) or ``"volume"``:
+    ``adapt_steps`` default 40 (MoDL: 20; :data:`~recon.solvers.learned.adapt.MODEL_STEPS`), ``adapt_lr``
+    default 1e-3, ``adapt_per`` ``"slice"`` (default) or ``"volume"``:
     one model adapted on the first slice of a file reconstructed, shared by its other slices); returns a dict
     with the records (:func:`learned_reconstruction`).
 
@@ -298,7 +300,7 @@ def varnet_method(raw: RawData, *, weights: str | None = None, device: str = "cp
 
             return fastmri_varnet_reconstruction(raw, weights, device)
     return learned_reconstruction(raw, "varnet", weights, device,
-                                  _adapt_options(adapt, adapt_steps, adapt_per, adapt_lr),
+                                  _adapt_options("varnet", adapt, adapt_steps, adapt_per, adapt_lr),
                                   _ensemble_options(ensemble, ensemble_fraction, ensemble_seed), calibration)
 
 
@@ -309,5 +311,5 @@ def modl_method(raw: RawData, *, weights: str | None = None, device: str = "cpu"
     """MoDL on one slice ``(1, C, H, W)`` -> ``(1, H, W)`` float32 (``weights``: default bundled; ``adapt*``,
     ``ensemble*``, ``calibration``: as :func:`varnet_method`)."""
     return learned_reconstruction(raw, "modl", weights, device,
-                                  _adapt_options(adapt, adapt_steps, adapt_per, adapt_lr),
+                                  _adapt_options("modl", adapt, adapt_steps, adapt_per, adapt_lr),
                                   _ensemble_options(ensemble, ensemble_fraction, ensemble_seed), calibration)

@@ -92,7 +92,7 @@ def resolved_options(method: str, options: dict[str, Any] | None = None) -> dict
             "adapt": bool(o.get("adapt", False))}
         if out["adapt"]:
             steps, lr = o.get("adapt_steps"), o.get("adapt_lr")
-            out.update({"adapt_steps": int(learned_adapt.DEFAULT_STEPS if steps is None else steps),
+            out.update({"adapt_steps": int(learned_adapt.default_steps(method) if steps is None else steps),
                         "adapt_per": o.get("adapt_per") or "slice",
                         "adapt_lr": float(learned_adapt.DEFAULT_LR if lr is None else lr)})
         return out

@@ -38,7 +38,7 @@ from recon.solvers.learned.common import calibration_mask
 #: defaults of ``recon run --adapt`` (``--adapt-steps``, ``--adapt-lr``); steps per model: :func:`default_steps`
 DEFAULT_STEPS = 20
 #: adaptation steps per model. VarNet: 40, because on ``benchmarks/shift.py``'s 8 out-of-distribution cases the
-#: self-validation curve was still falling at step 20 on most of them (the best step was 21-40 on 11 of 16
+#: self-validation curve was still falling at step 20 on most of them (the best step was 21-40 on 12 of 16
 #: case/accelerations) and 40 steps raised the mean adapted PSNR by 0.54 dB at 4x and 0.34 dB at 8x (no case
 #: lower by more than 0.09 dB); MoDL keeps 20 (not re-measured; its adaptation already hurt 3 cases).
 MODEL_STEPS = {"varnet": 40, "modl": 20}

@@ -144,3 +144,16 @@ def test_cli_bad_lambda_is_a_usage_error(tmp_path, args, message):
     r = _run("run", TWIX, out, *args)
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
     assert not out.exists()
+
+
+def test_the_mask_may_be_a_sampling_mask_or_a_tensor(undersampled):
+    """select_lambda takes the mask as SamplingMask, numpy or torch (issue 13: one mask type), same choice."""
+    from recon.solvers.autolambda import select_lambda
+
+    res = recon.reconstruct(undersampled, "l1-wavelet", iterations=5)
+    k, maps = torch.from_numpy(undersampled.kspace), torch.from_numpy(res.maps)
+    column = np.asarray(undersampled.mask, dtype=bool)
+    runs = [select_lambda(k, maps, m, "l1-wavelet", grid=[0.001, 0.01], iterations=5)[1]
+            for m in (column, SamplingMask(column), torch.from_numpy(column))]
+    assert runs[0]["validation_error"] == runs[1]["validation_error"] == runs[2]["validation_error"]
+    np.testing.assert_array_equal(sampled_points(k, SamplingMask(column)), sampled_points(k, column.reshape(1, 1, 1, -1)))

@@ -249,3 +249,23 @@ def test_untrained_sensitivity_net_gives_acs_maps():
     centre = (slice(None), slice(None), slice(12, 20), slice(8, 16))  # inside the object, away from ringing
     np.testing.assert_allclose(((maps[centre].abs() ** 2).sum(1)).numpy(), 1.0, rtol=1e-4)
     assert float((maps[centre] - ref[centre]).abs().max()) < 0.05
+
+
+def test_build_model_checks_options_against_the_constructor_and_keeps_its_bugs(monkeypatch) -> None:
+    """Unknown model options are a UsageError; a TypeError raised inside a constructor is a bug and stays one
+    (issue 13: no TypeError catch around the call)."""
+    from torch import nn
+
+    from recon.solvers.learned import registry
+
+    with pytest.raises(UsageError, match="bad options for model 'varnet'.*bogus"):
+        registry.build_model({"model": "varnet", "bogus": 1})
+
+    class Broken(nn.Module):
+        def __init__(self, width: int = 4) -> None:
+            super().__init__()
+            raise TypeError("a bug inside the constructor")
+
+    monkeypatch.setattr(registry, "model_classes", lambda: {"broken": Broken})
+    with pytest.raises(TypeError, match="a bug inside the constructor"):
+        registry.build_model({"model": "broken", "width": 3})

@@ -105,3 +105,50 @@ def test_shared_maps_are_an_explicit_argument_and_change_nothing(tmp_path: Path)
         a, b = images[method, True], images[method, False]
         assert np.abs(a - b).max() <= 1e-4 * b.max()
     assert dict(METHODS) == before
+
+
+def test_a_plain_callable_gets_an_options_class_from_its_signature():
+    """register_method(name, function) without an options class: its keywords become an options class (the one
+    checking path every method takes), made when first needed so a lazy entry point is not imported early."""
+    from recon.solvers.methods import MethodOptions, register_method
+
+    def scaled(raw, *, factor: float = 2.0, **unused):
+        return raw
+
+    def on_device(raw, factor=1.0, device=None):
+        return raw
+
+    register_method("test-scaled", scaled)
+    register_method("test-device", on_device)
+    register_method("test-lazy-signature", "recon.solvers.zero_filled:zero_filled_method")
+    try:
+        method = get_method("test-scaled")
+        assert issubclass(method.options_class(), MethodOptions) and method.options_class().names() == ("factor",)
+        assert method.parse_options({"factor": 3.0}) == {"factor": 3.0}
+        assert method.parse_options({}) == {}
+        with pytest.raises(UsageError, match=r"does not take option\(s\): bogus"):
+            method.parse_options({"bogus": 1})  # **unused is no option list
+        with pytest.raises(UsageError, match=r"does not take option\(s\): device"):
+            method.parse_options({"device": "cpu"})  # the function takes none
+        assert method.takes("factor") and not method.takes("device")
+        assert get_method("test-device").parse_options({"device": "cpu", "factor": 2}) == {"device": "cpu", "factor": 2}
+        lazy = get_method("test-lazy-signature")
+        assert lazy.parse_options({"device": "cpu"}) == {"device": "cpu"}
+        with pytest.raises(UsageError, match="does not take"):
+            lazy.parse_options({"lam": 0.1})
+        assert "test-scaled" not in {m for _, ms in command_line_options().values() for m in ms}  # no flags
+        register_method("test-scaled", on_device, replace=True)  # a replaced entry gets its own class
+        assert get_method("test-scaled").parse_options({"device": "cpu"}) == {"device": "cpu"}
+    finally:
+        for name in ("test-scaled", "test-device", "test-lazy-signature"):
+            METHODS.pop(name, None)
+
+
+def test_each_method_names_its_extra_outputs_and_the_app_layer_has_their_writers():
+    """The method owns the choice of extra files (issue 13: no dataset-driven branch in the pipeline): the
+    sampling and ensemble methods name the uncertainty panels, the others nothing."""
+    from recon.app.pipeline import OUTPUT_WRITERS
+
+    for method in METHODS.values():
+        assert set(method.outputs) <= set(OUTPUT_WRITERS), method.name
+    assert {m.name for m in METHODS.values() if "panels" in m.outputs} == {"diffusion", "varnet", "modl"}

@@ -8,6 +8,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 
 import recon
 from recon.data import sample_path
@@ -143,3 +144,43 @@ def test_few_calibration_lines_get_walsh_maps_instead_of_failing_espirit() -> No
     np.testing.assert_allclose(np.sum(np.abs(maps) ** 2, axis=1), 1.0, atol=1e-4)  # unit norm everywhere
     espirit = recon.reconstruct(data, "l1-wavelet", espirit={"kernel_size": 4})  # explicit options: ESPIRiT
     assert volume_metrics(sim.reference, espirit.image)["psnr"] < 10
+
+
+def test_torch_kspace_is_taken_as_a_tensor_and_gives_the_numpy_result(slice0) -> None:
+    """A torch k-space is checked and solved where it is (issue 13: no GPU -> numpy -> GPU round trip); same
+    result as the numpy array, same errors for bad values."""
+    mask, _ = mask_from_options("random", slice0.shape, [4], [0.08], SAMPLE.name)
+    k, _ = apply_mask(slice0.kspace, mask)
+    for method, kw in (("zero-filled", {}), ("grappa", {}), ("sense", {"iterations": 3}),
+                       ("l1-wavelet", {"iterations": 3})):
+        a = recon.reconstruct(k, method, **kw).image
+        b = recon.reconstruct(torch.from_numpy(k), method, **kw).image
+        np.testing.assert_array_equal(a, b)
+    c = recon.reconstruct(torch.from_numpy(k[0]), "zero-filled").image  # (C, H, W): a slice axis is added
+    np.testing.assert_array_equal(c, recon.reconstruct(k, "zero-filled").image)
+    bad = torch.from_numpy(k.copy())
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(DataError, match="1 NaN/Inf values"):
+        recon.reconstruct(bad, "zero-filled")
+    with pytest.raises(DataError, match="must be complex"):
+        recon.reconstruct(torch.ones(2, 8, 8, dtype=torch.int32), "zero-filled")
+    with pytest.raises(UsageError, match=r"\(slices, coils, H, W\) or \(coils, H, W\)"):
+        recon.reconstruct(torch.from_numpy(k[0, 0]), "zero-filled")
+
+
+def test_solver_options_are_checked_by_name_and_solver_bugs_are_not_hidden(slice0, monkeypatch) -> None:
+    """Unknown solver options are a UsageError naming what the solver takes; a TypeError raised inside a solver
+    is a bug and propagates as one (issue 13: no TypeError catch turning bugs into usage errors)."""
+    from recon.solvers import cs
+
+    with pytest.raises(UsageError, match=r"l1-wavelet with fista does not take option\(s\): rho \(fista takes step"):
+        recon.reconstruct(slice0, "l1-wavelet", iterations=2, rho=1.0)
+    with pytest.raises(UsageError, match=r"tv with admm does not take option\(s\): step"):
+        recon.reconstruct(slice0, "tv", iterations=2, step=1.0)
+
+    def broken(*args, **kwargs):
+        raise TypeError("a bug inside the solver")
+
+    monkeypatch.setitem(cs.SOLVERS, "fista", broken)
+    with pytest.raises(TypeError, match="a bug inside the solver"):
+        recon.reconstruct(slice0, "l1-wavelet", iterations=2)

@@ -20,7 +20,8 @@ Outputs: an ``.h5`` holds ``reconstruction`` (float32 ``(S, h, w)``), the method
 ``metric_nmse/psnr/ssim`` (when the input has a reference or is undersampled retrospectively;
 :mod:`recon.metrics.reference`), ``mask_*``, and the method's summary entries as JSON (``adaptation``,
 ``partial_fourier``: mode and sampled extents). Images carry the method and thread count as provenance
-(:mod:`recon.io.images`). An output with an ``uncertainty`` dataset also gets ``OUT_panels.png``.
+(:mod:`recon.io.images`). Extra files are the method's choice (``Method.outputs``, drawn by
+:data:`OUTPUT_WRITERS`): diffusion, and VarNet/MoDL with ``--ensemble``, write ``OUT_panels.png``.
 
 Options are checked once, by the method's options class, before any work (a :class:`UsageError`); what the
 pipeline must know of a method (partial Fourier, shared maps, summary entries) are attributes of the
@@ -260,14 +261,27 @@ def reconstruct_file(
               "acquisition": header.acquisition, "threads": _torch_threads(), "prewhitening": prewhitening,
               "metrics": metrics, "entries": entries, "mask_info": mask_info}
     _write_output(out, kind, reconstruction, datasets, header, record, overwrite)
-    panels = None
-    if "uncertainty" in datasets:  # any method with an uncertainty: PNG panels next to the output
-        panels = write_panels(out, reconstruction, datasets, title=f"{Path(input_path).name}: {method}")
-    return _summary(input_path, out, record, reconstruction.shape, time.perf_counter() - start, panels)
+    title = f"{Path(input_path).name}: {method}"
+    written = {name: OUTPUT_WRITERS[name](out, reconstruction, datasets, title) for name in spec.outputs}
+    return _summary(input_path, out, record, reconstruction.shape, time.perf_counter() - start,
+                    {name: str(path) for name, path in written.items() if path is not None})
+
+
+def _uncertainty_panels(out: Path, reconstruction: np.ndarray, datasets: dict[str, np.ndarray],
+                        title: str) -> Path | None:
+    """``OUT_panels.png`` (:func:`recon.app.report.panels.write_panels`) when the run gave an ``uncertainty``."""
+    return write_panels(out, reconstruction, datasets, title=title) if "uncertainty" in datasets else None
+
+
+#: the writers a method may name in :attr:`Method.outputs <recon.solvers.methods.Method.outputs>`:
+#: ``(output path, reconstruction (S, h, w), datasets, title) -> the file written, or None``
+OUTPUT_WRITERS: dict[str, Callable[[Path, np.ndarray, dict[str, np.ndarray], str], Path | None]] = {
+    "panels": _uncertainty_panels,
+}
 
 
 def _summary(input_path: str | Path, out: Path, record: dict[str, Any], shape: tuple[int, ...], seconds: float,
-             panels: Path | None) -> dict[str, Any]:
+             written: dict[str, str]) -> dict[str, Any]:
     """The JSON-serialisable summary :func:`reconstruct_file` returns (and ``recon run --json`` prints)."""
     return {
         "input": str(input_path),
@@ -281,7 +295,7 @@ def _summary(input_path: str | Path, out: Path, record: dict[str, Any], shape: t
         "threads": record["threads"],
         "prewhitening": record["prewhitening"],
         **({"metrics": record["metrics"]} if record["metrics"] is not None else {}),
-        **({"panels": str(panels)} if panels is not None else {}),
+        **written,  # extra files the method wrote ("panels")
         **record["entries"],
     }
 

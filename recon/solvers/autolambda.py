@@ -36,6 +36,7 @@ import torch
 
 from recon.coils.calibration import detect_calibration_size, region_start
 from recon.errors import UsageError
+from recon.sampling import SamplingMask
 from recon.solvers.cs import DEFAULTS, solve_scaled
 from recon.solvers.scaling import bart_scale, safe_scale
 from recon.solvers.sense import Sense, cartesian_problem
@@ -65,12 +66,14 @@ def is_auto(lam: Any) -> bool:
     return isinstance(lam, str) and lam.strip().lower() == "auto"
 
 
-def sampled_points(kspace: torch.Tensor, mask: np.ndarray | None) -> np.ndarray:
-    """The acquired samples as bool ``(S, H, W)``: ``mask`` broadcast (``(S|1, 1, H|1, W)``), else the nonzeros."""
+def sampled_points(kspace: torch.Tensor, mask: SamplingMask | Any) -> np.ndarray:
+    """The acquired samples as bool ``(S, H, W)`` numpy (the hold-out split is drawn on the host): ``mask``
+    (a :class:`~recon.sampling.SamplingMask` or any mask it takes) broadcast to the k-space, else the nonzeros."""
     s, _, h, w = kspace.shape
     if mask is None:
         return (kspace != 0).any(dim=1).cpu().numpy()
-    return np.broadcast_to(np.asarray(mask, dtype=bool), (s, 1, h, w))[:, 0].copy()
+    sampled = SamplingMask.from_any(mask, kspace.shape).for_kspace().numpy(bool)
+    return np.broadcast_to(sampled, (s, 1, h, w))[:, 0].copy()
 
 
 def holdout_split(sampled: np.ndarray, *, fraction: float = HOLDOUT, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -113,7 +116,7 @@ def holdout_split(sampled: np.ndarray, *, fraction: float = HOLDOUT, seed: int =
 def select_lambda(
     kspace: torch.Tensor,
     maps: torch.Tensor,
-    mask: np.ndarray | None,
+    mask: SamplingMask | Any,
     regularizer: str,
     *,
     grid: Sequence[float] | None = None,
@@ -129,7 +132,8 @@ def select_lambda(
     Parameters
     ----------
     kspace: ``(S, C, H, W)`` complex64 (unsampled points 0); maps: ``(S, C, H, W)`` normalised coil maps.
-    mask: the sampling mask broadcastable to ``(S, 1, H, W)``, or None (the nonzero samples).
+    mask: the sampling mask (a :class:`~recon.sampling.SamplingMask`, or any mask it takes, e.g. ``(W,)``,
+        ``(H, W)``, broadcastable to ``(S, 1, H, W)``; numpy or torch on any device), or None (the nonzero samples).
     regularizer: ``l1-wavelet`` or ``tv``; iterations / solver_options as :func:`recon.solvers.cs.solve_scaled`.
     scale: True = BART's scale of the adjoint image of *all* samples; else as ``solve_scaled``.
 

@@ -43,6 +43,12 @@ from recon.sampling import SamplingMask
 from recon.solvers.sense import as_complex, cartesian_problem
 
 SOLVERS = {"fista": fista, "admm": admm, "pdhg": pdhg}
+#: the step options each solver takes through :func:`solve_scaled` (checked there, before any work)
+SOLVER_OPTIONS: dict[str, tuple[str, ...]] = {
+    "fista": ("step", "restart", "monotone", "track_objective"),
+    "admm": ("rho", "cg_iterations"),
+    "pdhg": ("tau", "sigma", "norm_sq"),
+}
 DEFAULTS: dict[str, dict[str, Any]] = {
     "l1-wavelet": {"solver": "fista", "iterations": 40, "lam": 0.005},
     "tv": {"solver": "admm", "iterations": 30, "lam": 0.005},
@@ -109,6 +115,10 @@ def solve_scaled(
         raise UsageError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
     if regularizer == "tv" and solver == "fista":
         raise UsageError("TV has no closed-form proximal map; use solver 'admm' or 'pdhg'")
+    unknown = sorted(set(solver_options) - set(SOLVER_OPTIONS[solver]))
+    if unknown:
+        raise UsageError(f"{regularizer} with {solver} does not take option(s): {', '.join(unknown)} "
+                         f"({solver} takes {', '.join(SOLVER_OPTIONS[solver])})")
     shift = (solver == "fista") if random_shift is None else bool(random_shift)
     g = make_prox(regularizer, tuple(problem.aty.shape[-2:]), lam, wavelet=wavelet, levels=levels,
                   random_shift=shift, seed=seed)

@@ -11,13 +11,14 @@ all look methods up here (:func:`get_method`), Cartesian and non-Cartesian alike
   command-line flag and help (:class:`Option`), every value checked once when the options are built
   (:meth:`MethodOptions.from_dict`: unknown options, ranges, choices, options that need another one);
 * what the pipeline needs to know without method-specific branches: whether it completes partial Fourier
-  itself (``completes_partial_fourier``), whether it takes shared coil maps (``shares_maps``), and an optional
-  ``summarize`` entry turning its extra datasets into summary entries (e.g. adaptation records).
+  itself (``completes_partial_fourier``), whether it takes shared coil maps (``shares_maps``), an optional
+  ``summarize`` entry turning its extra datasets into summary entries (e.g. adaptation records), and the extra
+  files it writes beside its output (``outputs``, e.g. the uncertainty panels of diffusion and the ensembles).
 
 Fields default to :data:`UNSET` (not given): the method's own default applies and nothing is recorded, so a
 recorded ``parameters`` entry is exactly what the user set. Add a method with :func:`register_method` (an
-entry point string or a callable; a plain callable without an options class gets its options checked against
-its signature) or with one :class:`Method` line in :data:`METHODS`.
+entry point string or a callable; a plain callable without an options class gets one made from its signature,
+:func:`options_from_signature`) or with one :class:`Method` line in :data:`METHODS`.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import importlib
 import inspect
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any, ClassVar
 
 from recon.errors import UsageError
@@ -139,11 +140,13 @@ class MethodOptions:
 
     #: (option, option it needs) pairs: the first given without the second is a usage error
     requires: ClassVar[tuple[tuple[str, str], ...]] = ()
+    #: fields the method function does not take (a signature-made class without ``device``)
+    refused: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
         """The option names (the method function's keywords)."""
-        return tuple(f.name for f in fields(cls))
+        return tuple(f.name for f in fields(cls) if f.name not in cls.refused)
 
     @classmethod
     def from_dict(cls, method: str, options: dict[str, Any], ignore: tuple[str, ...] = ()) -> "MethodOptions":
@@ -177,7 +180,7 @@ class MethodOptions:
 
     def given(self) -> dict[str, Any]:
         """The options that were given (``{name: value}``), what the method function is called with."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not UNSET}
+        return {n: getattr(self, n) for n in self.names() if getattr(self, n) is not UNSET}
 
 
 def fields_by_name(cls: type) -> dict[str, Any]:
@@ -283,6 +286,10 @@ class Method:
     adaptable: bool = False
     has_ensemble: bool = False
     calibratable: bool = False
+    #: extra files the method writes beside its output, named by the application layer's writers
+    #: (``recon.app.pipeline.OUTPUT_WRITERS``; ``"panels"``: PNG panels of its uncertainty maps, written when
+    #: the run produced an ``uncertainty``): the method owns the choice, the app layer the drawing
+    outputs: tuple[str, ...] = ()
 
     def function(self) -> Callable[..., Any]:
         """The callable (imported on first use, then cached)."""
@@ -294,17 +301,20 @@ class Method:
             fn = _LOADED[self.entry] = getattr(importlib.import_module(module), attr)
         return fn
 
+    def options_class(self) -> type[MethodOptions]:
+        """Its options class: :attr:`options`, or for a plain callable registered without one, the class
+        :func:`options_from_signature` makes of its keywords (once, when first needed: importing a lazy entry
+        point waits until then)."""
+        if self.options is not None:
+            return self.options
+        made = _GENERATED.get(self.name)
+        if made is None or made[0] is not self.entry:
+            made = _GENERATED[self.name] = (self.entry, options_from_signature(self.name, self.function()))
+        return made[1]
+
     def parse_options(self, options: dict[str, Any], ignore: tuple[str, ...] = ()) -> dict[str, Any]:
         """``options`` checked once (unknown names, ranges, choices, dependencies): the keywords to call with."""
-        if self.options is not None:
-            return self.options.from_dict(self.name, options, ignore).given()
-        params = inspect.signature(self.function()).parameters
-        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-            unknown = sorted(set(options) - {n for n, p in params.items() if p.kind in (
-                p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)} - {"raw", *ignore})
-            if unknown:
-                raise UsageError(f"method {self.name!r} does not take option(s): {_described(unknown)}")
-        return {k: v for k, v in options.items() if k not in ignore}
+        return self.options_class().from_dict(self.name, options, ignore).given()
 
     def slice_batch(self, options: dict[str, Any]) -> bool:
         """Whether stacked slices may go into one call (the function's ``slice_batch(options)`` attribute)."""
@@ -320,13 +330,28 @@ class Method:
 
     def takes(self, option_name: str) -> bool:
         """Whether the method has the option."""
-        if self.options is not None:
-            return option_name in self.options.names()
-        return option_name in inspect.signature(self.function()).parameters
+        return option_name in self.options_class().names()
+
+
+def options_from_signature(name: str, function: Callable[..., Any]) -> type[MethodOptions]:
+    """The options class of a plain callable registered without one: a field per keyword parameter but ``raw``
+    (Python only: no command-line flag, no range check), with ``device`` from :class:`MethodOptions`. A
+    ``**kwargs`` catch-all takes nothing: options it should take need an options class of their own."""
+    params = inspect.signature(function).parameters
+    keywords = [n for n, p in params.items()
+                if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and n not in ("raw", "device")]
+    spec = [(n, Any, option(f"option {n!r} of {name} (from its signature)", flag=None)) for n in keywords]
+    made = make_dataclass(f"{name.title().replace('-', '')}SignatureOptions", spec, bases=(MethodOptions,),
+                          frozen=True)
+    if "device" not in params:  # the function takes no device: giving one is a usage error, as before
+        made.refused = ("device",)
+    return made
 
 
 _LOADED: dict[str, Callable[..., Any]] = {}
-_LEARNED = dict(adaptable=True, has_ensemble=True, calibratable=True,
+#: method name -> (entry, options class made from its signature), for methods registered without one
+_GENERATED: dict[str, tuple[Any, type["MethodOptions"]]] = {}
+_LEARNED = dict(adaptable=True, has_ensemble=True, calibratable=True, outputs=("panels",),
                 summarize="recon.solvers.learned.adapt:adaptation_summary")
 
 #: method name -> :class:`Method`
@@ -345,7 +370,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("modl", "recon.solvers.learned.method:modl_method", LearnedOptions, "MoDL", **_LEARNED),
     Method("unet", "recon.solvers.learned.fastmri_method:unet_method", WeightsOptions, "fastMRI U-Net"),
     Method("diffusion", "recon.solvers.diffusion.method:diffusion_method", DiffusionOptions,
-           "diffusion posterior sampling", calibratable=True),
+           "diffusion posterior sampling", calibratable=True, outputs=("panels",)),
 )}
 
 
@@ -353,8 +378,8 @@ def register_method(name: str, func: Method | Callable[..., Any] | str, *, repla
                     options: type[MethodOptions] | None = None) -> None:
     """Make ``func`` available as ``reconstruct_file(..., method=name)`` / ``recon run --method name``.
 
-    ``func``: a :class:`Method`, a callable, or ``"module:function"``; ``options``: its options class (None:
-    options are checked against the function's signature)."""
+    ``func``: a :class:`Method`, a callable, or ``"module:function"``; ``options``: its options class (None: one
+    made from the function's keywords when first needed, :func:`options_from_signature`)."""
     if name in METHODS and not replace:
         raise UsageError(f"method {name!r} is already registered")
     METHODS[name] = func if isinstance(func, Method) else Method(name, func, options)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from recon.errors import DataError, UsageError
-from recon.io.types import RawData
+from recon.io.types import RawData, validate_kspace
 from recon.sampling import SamplingMask
 from recon.solvers.autolambda import is_auto
 from recon.solvers.checks import check_iterations, check_lambda
@@ -52,31 +52,45 @@ def resolve_device(device: Any) -> torch.device:
     return dev
 
 
-def _as_kspace(data: RawData | np.ndarray | torch.Tensor) -> tuple[np.ndarray, RawData | None]:
-    """k-space ``(S, C, H, W)`` complex64 and the :class:`RawData` it came from (None for an array)."""
+def _as_kspace(data: RawData | np.ndarray | torch.Tensor, dev: torch.device) -> tuple[torch.Tensor, RawData | None]:
+    """k-space ``(S, C, H, W)`` complex64 on ``dev`` and the :class:`RawData` it came from (None for an array).
+
+    A torch tensor is checked and cast where it is (a CUDA tensor never goes through the host); numpy input is
+    checked by :func:`recon.io.types.validate_kspace`. Both raise :class:`DataError` for a non-complex dtype,
+    an empty axis or NaN/Inf values."""
     if isinstance(data, RawData):
-        kspace = data.kspace
-        raw = data
-    else:
-        arr = data.detach().cpu().numpy() if isinstance(data, torch.Tensor) else np.asarray(data)
-        if arr.ndim == 3:
-            arr = arr[None]
-        if arr.ndim != 4:
-            raise UsageError(f"k-space must have shape (slices, coils, H, W) or (coils, H, W), got {arr.shape}")
-        from recon.io.types import validate_kspace
+        return torch.from_numpy(np.ascontiguousarray(data.kspace)).to(dev), data
+    if not isinstance(data, torch.Tensor):
+        arr = np.asarray(data)
+        arr = _with_slice_axis(arr, tuple(arr.shape))
+        return torch.from_numpy(np.ascontiguousarray(validate_kspace(arr))).to(dev), None
+    k = _with_slice_axis(data.detach(), tuple(data.shape))
+    if not (k.is_complex() or k.is_floating_point()):
+        raise DataError(f"k-space must be complex, got dtype {k.dtype}")
+    if 0 in k.shape:
+        raise DataError(f"k-space has an empty axis: shape {tuple(k.shape)}")
+    k = k.to(device=dev, dtype=torch.complex64)
+    if not bool(torch.isfinite(k).all()):
+        raise DataError(f"k-space contains {int((~torch.isfinite(k)).sum())} NaN/Inf values")
+    return k, None
 
-        kspace = validate_kspace(arr)
-        raw = None
-    return kspace, raw
+
+def _with_slice_axis(kspace: Any, shape: tuple[int, ...]) -> Any:
+    """``(C, H, W)`` k-space as ``(1, C, H, W)``; a :class:`UsageError` for any rank but 3 or 4."""
+    if len(shape) == 3:
+        return kspace[None]
+    if len(shape) != 4:
+        raise UsageError(f"k-space must have shape (slices, coils, H, W) or (coils, H, W), got {shape}")
+    return kspace
 
 
-def _sampling(kspace: np.ndarray, mask: Any) -> SamplingMask | None:
+def _sampling(kspace: torch.Tensor, mask: Any) -> SamplingMask | None:
     """The boolean mask broadcastable to ``(S, 1, H, W)``, numpy or torch as given (a CUDA mask stays there);
     None (the file's mask, else the nonzero samples) = all sampled when every point is nonzero in some coil."""
-    if mask is None:  # the sampled points: nonzero in any coil
-        sampled = np.any(kspace != 0, axis=1, keepdims=True)
-        return None if sampled.all() else SamplingMask(sampled)
-    return SamplingMask.from_any(mask, kspace.shape).for_kspace().as_bool()
+    if mask is None:  # the sampled points: nonzero in any coil, on the k-space's device
+        sampled = (kspace != 0).any(dim=1, keepdim=True)
+        return None if bool(sampled.all()) else SamplingMask(sampled)
+    return SamplingMask.from_any(mask, tuple(kspace.shape)).for_kspace().as_bool()
 
 
 def estimate_maps(kspace: torch.Tensor, mask: np.ndarray | None, **espirit_options: Any) -> torch.Tensor:
@@ -164,10 +178,9 @@ def reconstruct(
     if method not in METHODS:
         raise UsageError(f"unknown method {method!r}; available: {', '.join(METHODS)}")
     _check_common(lam, iterations, method)
-    kspace_np, raw = _as_kspace(data)
-    sampling = _sampling(kspace_np, raw.mask if mask is None and raw is not None else mask)
     dev = resolve_device(device)
-    kspace = torch.from_numpy(np.ascontiguousarray(kspace_np)).to(dev)
+    kspace, raw = _as_kspace(data, dev)
+    sampling = _sampling(kspace, raw.mask if mask is None and raw is not None else mask)
     recon_size = raw.header.recon_size if raw is not None else None
     params: dict[str, Any] = {"method": method}
     solver_result = None
@@ -214,14 +227,14 @@ def _grappa(kspace: torch.Tensor, sampling: SamplingMask | None, raw: RawData | 
     from recon.solvers.grappa import grappa
 
     if sampling is None:
-        mask_np = np.ones((1, 1, 1, kspace.shape[-1]), dtype=bool)
+        lines = SamplingMask(np.ones(kspace.shape[-1], dtype=bool))
     elif raw is not None and raw.header.attrs.get("asymmetric_echo"):  # (H, W) mask: its lines
-        mask_np = sampling.numpy().reshape(-1, kspace.shape[-1]).any(axis=0)
+        lines = SamplingMask(sampling.numpy().reshape(-1, kspace.shape[-1]).any(axis=0))
     else:
-        mask_np = sampling.numpy()
+        lines = sampling  # GRAPPA reduces it to its (W,) lines (recon.solvers.grappa.column_mask)
     fill = raw.header.acquired_pe if raw is not None else None
     cal = raw.calibration if raw is not None and opts.pop("use_calibration", True) else None
-    result = grappa(kspace, mask_np, kernel_size=opts.pop("kernel_size", GRAPPA_KERNEL),
+    result = grappa(kspace, lines, kernel_size=opts.pop("kernel_size", GRAPPA_KERNEL),
                     reg=GRAPPA_REG if lam is None else float(lam), fill_range=fill,
                     calibration=cal, calibration_mask=None if cal is None else raw.calibration_mask)
     if opts:
@@ -270,16 +283,12 @@ def _iterative(kspace: torch.Tensor, sampling: SamplingMask | None, used_maps: t
         return result, None
     if lam is None:
         lam = default_lambda(method, sampling)  # l1-wavelet: lower for 2D masks
-    try:
-        if is_auto(lam):  # k-space cross-validation, solving with the final solve's options
-            from recon.solvers.autolambda import select_lambda
+    if is_auto(lam):  # k-space cross-validation, solving with the final solve's options
+        from recon.solvers.autolambda import select_lambda
 
-            lam, params["lambda_auto"] = select_lambda(kspace, used_maps,
-                                                       None if sampling is None else sampling.numpy(), method,
-                                                       iterations=iterations, **opts)
-        return solve_method(problem, method, lam=lam, iterations=iterations, **opts)
-    except TypeError as exc:
-        raise UsageError(f"{method}: {exc}") from None
+        lam, params["lambda_auto"] = select_lambda(kspace, used_maps, sampling, method, iterations=iterations,
+                                                   **opts)
+    return solve_method(problem, method, lam=lam, iterations=iterations, **opts)
 
 
 # --- pipeline methods: one slice (1, C, H, W) in, (1, H, W) float32 magnitude out ----------------------

@@ -6,6 +6,7 @@ A weights file (a training checkpoint, or a bundled ``recon/weights/*.pt``) is a
 """
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +32,11 @@ def build_model(config: dict[str, Any]) -> nn.Module:
     classes = model_classes()
     if name not in classes:
         raise UsageError(f"unknown model {name!r}; available: {', '.join(sorted(classes))}")
-    try:
-        return classes[name](**config)
+    try:  # the options against the constructor's signature only: a TypeError inside it is a bug, not bad options
+        inspect.signature(classes[name]).bind(**config)
     except TypeError as exc:
         raise UsageError(f"bad options for model {name!r}: {exc}") from None
+    return classes[name](**config)
 
 
 def read_weights_file(path: str | Path) -> dict[str, Any]:

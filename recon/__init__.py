@@ -24,6 +24,7 @@ __all__ = ["__version__", "ReconError", "InputError", "OutputError", "reconstruc
 
 def __getattr__(name: str):
     if name == "reconstruct":  # lazy: importing recon stays light (no torch)
+        # deferred: loads torch, tqdm, which importing recon does not
         from recon.solvers.reconstruct import reconstruct
 
         return reconstruct

@@ -4,6 +4,7 @@ The CLI turns any :class:`ReconError` into ``recon: <message>`` on stderr and ex
 """
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 
@@ -60,7 +61,6 @@ class MissingDependencyError(ReconError):
 def require(module: str, extra: str | None, purpose: str):
     """Import a dependency or raise :class:`MissingDependencyError` saying what to install: the optional
     ``extra``, or (``extra=None``, an ordinary dependency missing from a broken install) recon-mri itself."""
-    import importlib
 
     try:
         return importlib.import_module(module)

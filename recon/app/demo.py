@@ -37,10 +37,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from recon.errors import OutputError, ReconError
 from recon.metrics.reference import reference_volume
 from recon.solvers.maps_cache import MapsCache
+from recon.app.pipeline import get_method, reconstruct_file, Undersampling
+from recon.io import read_raw
+from recon.io.atomic import atomic_path
+from recon.app.viz import comparison_figure, save_figure
+from recon.data import sample_path
+from recon.app.report import build_report
+from recon import __version__
+from recon.metrics import fastmri_crop_size
 
 #: classical methods, in the order of the figure's columns
 CLASSICAL_METHODS: tuple[str, ...] = ("zero-filled", "sense", "grappa", "l1-wavelet", "tv")
@@ -91,7 +100,7 @@ def output_name(method: str, acceleration: int) -> str:
 def learned_unavailable(name: str) -> str | None:
     """None when learned method ``name`` loads with its bundled weights, else the one-line reason."""
     try:
-        from recon.app.pipeline import get_method
+        # deferred: loads recon.solvers.learned, which importing recon.app.demo does not
         from recon.solvers.learned.method import get_model
 
         get_method(name, {})
@@ -106,7 +115,7 @@ def learned_unavailable(name: str) -> str | None:
 def sample_subset(sample: Path, slices: tuple[int, ...], folder: Path) -> Path:
     """A copy of ``slices`` of ``sample`` (k-space, header, reference) in ``folder`` under the same file name,
     so that masks seeded from the name are the sample's own."""
-    from recon.io import read_raw
+    # deferred: loads h5py, which importing recon.app.demo does not
     from recon.io.fastmri import write_fastmri_kspace
 
     raw = read_raw(sample)
@@ -135,8 +144,6 @@ def metrics_table(rows: list[dict[str, Any]]) -> str:
 
 
 def _write_text(path: Path, text: str) -> None:
-    from recon.io.atomic import atomic_path
-
     with atomic_path(path, overwrite=True) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
@@ -145,9 +152,8 @@ def demo_figure(out: Path, reference: np.ndarray, rows: list[dict[str, Any]], sl
                 slice_label: str) -> Path:
     """``demo.png`` from the written ``.h5`` files: slice ``slice_index`` of each reconstruction and the
     ``mask`` stored with it."""
+    # deferred: loads h5py, which importing recon.app.demo does not
     import h5py
-
-    from recon.app.viz import comparison_figure, save_figure
 
     recs: dict[str, dict[str, np.ndarray]] = {}
     titles: dict[str, dict[str, str]] = {}
@@ -181,7 +187,6 @@ def run_demo(out_dir: str | Path = "out/demo", config: DemoConfig = DEFAULT, *,
     "acceleration", "center_fraction", "file", "nmse", "psnr", "ssim", "seconds", "parameters"}, ...],
     "skipped": {method: reason}, "figure", "metrics_md", "seconds"}`` (paths relative to ``out_dir``).
     """
-    from recon.data import sample_path
 
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     start = time.perf_counter()
@@ -190,7 +195,6 @@ def run_demo(out_dir: str | Path = "out/demo", config: DemoConfig = DEFAULT, *,
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create the demo folder: {exc.strerror or exc}", out) from None
-    import torch
 
     saved_threads = torch.get_num_threads()
     try:
@@ -206,7 +210,6 @@ def run_demo(out_dir: str | Path = "out/demo", config: DemoConfig = DEFAULT, *,
     report["seconds"] = round(time.perf_counter() - start, 2)
     report["report"] = REPORT_NAME
     _write_text(out / METRICS_JSON, json.dumps(report, indent=2) + "\n")
-    from recon.app.report import build_report
 
     t0 = time.perf_counter()
     build_report(out, tiers=REPORT_TIERS, log=lambda msg: None, threads=threads or 1)
@@ -217,9 +220,6 @@ def run_demo(out_dir: str | Path = "out/demo", config: DemoConfig = DEFAULT, *,
 
 def _run(sample: Path, out: Path, config: DemoConfig, say: Callable[[str], None]) -> dict[str, Any]:
     """The demo on ``sample``: reconstructions, figure and ``metrics.md``; returns the metrics report."""
-    from recon import __version__
-    from recon.metrics import fastmri_crop_size
-    from recon.app.pipeline import Undersampling, reconstruct_file
 
     reference = reference_volume(sample)
 

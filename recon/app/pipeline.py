@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from recon.errors import OutputError, UsageError
 from recon.io.atomic import check_output_path
@@ -47,10 +48,14 @@ from recon.app.memory import keep_solver_buffers, release_free_memory
 from recon.app.report.panels import write_panels
 from recon.io.types import RawData, stack_slices
 from recon.metrics.reference import reference_metrics, reference_slice
-from recon.sampling import SamplingMask
+from recon.sampling import apply_mask, mask_from_options, SamplingMask
 from recon.solvers.maps_cache import MapsCache
 from recon.solvers.methods import METHODS, Method, register_method  # noqa: F401 - the registry, re-exported
 from recon.solvers.methods import get_method as method_spec
+from recon.io.images import image_format, write_image
+from recon.coils.noise import apply_prewhitening, prewhitening_for
+from recon.io import open_raw, validate
+from recon.solvers.partial_fourier import detect, MODES, partial_fourier_method
 
 MethodFn = Callable[..., "np.ndarray | dict[str, np.ndarray]"]
 ProgressFn = Callable[[int, int], None]
@@ -76,7 +81,6 @@ def output_kind(path: str | Path) -> str:
     """``reconstruction`` for ``.h5``/``.hdf5``, else the image format (:func:`recon.io.images.image_format`)."""
     if Path(path).suffix.lower() in RECONSTRUCTION_EXTENSIONS and not Path(path).name.lower().endswith(".mrd.h5"):
         return "reconstruction"
-    from recon.io.images import image_format
 
     try:
         return image_format(path)
@@ -89,7 +93,6 @@ def output_kind(path: str | Path) -> str:
 
 def _torch_threads() -> int:
     """torch's intra-op thread count, recorded with every output (results depend on it: recon.app.runtime)."""
-    import torch
 
     return int(torch.get_num_threads())
 
@@ -123,7 +126,6 @@ class Undersampling:
 
     def mask_for(self, input_path: str | Path, shape: tuple[int, ...]) -> tuple[np.ndarray, dict[str, Any]]:
         """The mask (``(W,)`` column or ``(H, W)``) and its parameters for one file of k-space ``shape``."""
-        from recon.sampling import mask_from_options
 
         seed = Path(input_path).name if self.seed is None else self.seed
         return mask_from_options(self.mask_type, shape[-2:], list(self.accelerations),
@@ -167,7 +169,6 @@ def _solve(func: MethodFn, method: str, raws: list[RawData], options: dict[str, 
 
 def _undersample(raw: RawData, mask: np.ndarray) -> RawData:
     """Apply ``mask`` to one slice's k-space (honouring the header's phase-encode padding)."""
-    from recon.sampling import apply_mask
 
     kspace, used = apply_mask(raw.kspace, mask, raw.header)
     return RawData(kspace, raw.header, used, raw.reference, raw.reference_name, raw.path,
@@ -180,7 +181,6 @@ def _prewhitening(header: Any, input_path: str | Path, enabled: bool) -> tuple[A
         return None, {"prewhitened": False, "reason": "no noise scans in the input"}
     if not enabled:
         return None, {"prewhitened": False, "reason": "--no-prewhiten"}
-    from recon.coils.noise import prewhitening_for
 
     pw = prewhitening_for(header, input_path)
     return pw, pw.record()
@@ -221,7 +221,6 @@ def reconstruct_file(
     ``{"nmse", "psnr", "ssim"}`` when there is a reference, ``"panels"``, and the method's summary entries
     (``"adaptation"``, ``"partial_fourier"``) when they apply.
     """
-    from recon.io import open_raw, validate
 
     keep_solver_buffers()  # flat memory over slices without page faults inside the solvers (recon/app/memory.py)
     start = time.perf_counter()
@@ -302,7 +301,6 @@ def _summary(input_path: str | Path, out: Path, record: dict[str, Any], shape: t
 
 def _check_partial_fourier_mode(mode: str) -> None:
     """``--partial-fourier`` must name a completion (:data:`recon.solvers.partial_fourier.MODES`)."""
-    from recon.solvers.partial_fourier import MODES
 
     if mode not in MODES:
         raise UsageError(f"--partial-fourier must be one of {', '.join(MODES)}, got {mode!r}")
@@ -313,11 +311,8 @@ def _prepared_slice(raw: RawData, index: int, whitening: Any, mask: np.ndarray |
     """One slice read from the file, prewhitened, its reference appended to ``references`` (cropped to the
     recon size; the RSS of the fully sampled data when undersampling retrospectively), then undersampled
     with ``mask`` (an already undersampled input is a :class:`UsageError`)."""
-    from recon.io import validate
 
     if whitening is not None:  # before the reference, so a fully sampled RSS reference is on its scale
-        from recon.coils.noise import apply_prewhitening
-
         raw = apply_prewhitening(raw, whitening)
     references.append(reference_slice(raw, raw.header.recon_size, fully_sampled_rss=mask is not None))
     validate.check_reference(raw.reference, input_path, raw.reference_name)
@@ -349,8 +344,6 @@ class _SliceLoop:
         """Queue one slice; solve the queue when it is a full batch."""
         pf = _partial_fourier(raw)
         if pf is not None and self.spec.completes_partial_fourier:
-            from recon.solvers.partial_fourier import partial_fourier_method
-
             self.flush()  # the slices before it, in order
             self.pending.append(raw)
             self.pf_info = {"mode": self.partial_fourier, **pf.summary()}
@@ -399,11 +392,10 @@ def _write_output(out: Path, kind: str, reconstruction: np.ndarray, datasets: di
     """Write ``reconstruction`` ``(S, h, w)`` atomically: an ``.h5`` with ``datasets`` and the ``record``'s
     attributes (:func:`recon.io.fastmri.write_reconstruction`), or an image with provenance."""
     if kind != "reconstruction":
-        from recon.io.images import write_image
-
         write_image(out, reconstruction, header=header, overwrite=overwrite,  # threads: issue 18 defect 14
                     provenance=f"recon {__version__} {record['method']} threads={record['threads']}")
         return
+    # deferred: loads h5py, which importing recon.app.pipeline does not
     from recon.io.fastmri import write_reconstruction
 
     prewhitening = record["prewhitening"]
@@ -439,7 +431,6 @@ def _partial_fourier(raw: RawData) -> Any:
         isinstance(attrs.get(k), (int, float)) and attrs[k] < 1 for k in ("partial_fourier_pe", "partial_fourier_readout")))
     if not declared:
         return None
-    from recon.solvers.partial_fourier import detect
 
     pf = detect(raw)
     return pf if pf.is_partial else None

@@ -25,6 +25,9 @@ machine alone, and the load only chooses OpenMP's wait policy, which changes spe
 from __future__ import annotations
 
 import os
+import statistics
+import sys
+import time
 from pathlib import Path
 
 from recon.errors import UsageError
@@ -68,8 +71,6 @@ def runnable_others(path: Path = Path("/proc/loadavg"), reads: int = 5, interval
     """Runnable tasks (threads) of other processes right now: the 4th field of Linux's ``/proc/loadavg``
     (``running/total``) minus this reading process, median of ``reads`` reads ``interval`` s apart; None
     where the file does not exist."""
-    import statistics
-    import time
 
     counts = []
     for i in range(max(1, int(reads))):
@@ -123,7 +124,6 @@ def wait_policy(threads: int, workers: int = 1, load: float | None = None) -> st
 def apply_wait_policy(threads: int, workers: int = 1) -> str | None:
     """Set ``OMP_WAIT_POLICY`` from :func:`wait_policy` unless the user set it or torch is already imported
     (OpenMP reads it once). Returns the policy in effect (None: OpenMP's default)."""
-    import sys
 
     if "OMP_WAIT_POLICY" in os.environ:
         return os.environ["OMP_WAIT_POLICY"]
@@ -160,6 +160,7 @@ def configure_threads(threads: int | None = None, workers: int = 1, default: int
     """
     n = resolve_threads(threads, workers, default)
     apply_wait_policy(n, workers)
+    # deferred: loads torch, which importing recon.app.runtime does not
     import torch
 
     if torch.get_num_threads() != n:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from recon.errors import UsageError
+from recon.io.atomic import atomic_path
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -108,6 +109,7 @@ def comparison_figure(
     The figure: per row label two rows (images, then errors) of ``1 + len(methods)`` panels, plus one
     colour-bar axis for the error scale: ``2 * rows * (1 + methods) + 1`` axes.
     """
+    # deferred: loads matplotlib, which importing recon.app.viz does not
     from matplotlib.figure import Figure
 
     if not references:
@@ -159,7 +161,6 @@ def comparison_figure(
 
 def save_figure(fig: Figure, path: str | Path, *, overwrite: bool = False, dpi: int = 120) -> Path:
     """Write ``fig`` atomically (:func:`recon.io.atomic.atomic_path`); the format follows the extension."""
-    from recon.io.atomic import atomic_path
 
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower() or "png"

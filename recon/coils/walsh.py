@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from recon.coils._tensor import ArrayLike, as_complex_tensor, with_slice_axis
 from recon.coils.espirit_calibration import normalize_phase
 from recon.errors import UsageError
+from recon.coils.calibration import region_start
+from recon.operators.fft import ifft2c
 
 
 def local_correlation(images: torch.Tensor, window: int) -> torch.Tensor:
@@ -63,8 +65,6 @@ def walsh_calibration_maps(kspace: ArrayLike, calib_size: tuple[int, int], windo
     ``kspace`` ``(S, C, H, W)``; ``calib_size`` ``(h, w)`` of the fully sampled centre. The fallback of
     :func:`recon.solvers.reconstruct.estimate_maps` when the centre holds too few lines for ESPIRiT.
     """
-    from recon.coils.calibration import region_start
-    from recon.operators.fft import ifft2c
 
     k = as_complex_tensor(kspace, "kspace", (4,))
     _, _, hh, ww = k.shape

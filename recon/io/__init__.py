@@ -13,6 +13,7 @@ from recon.errors import FormatError
 from recon.io.types import Header, InMemoryRawFile, RawData, RawFile, validate_kspace
 from recon.io.atomic import atomic_path, check_output_path
 from recon.io.paths import check_input_file
+from recon.io.bart import bart_pair
 
 __all__ = [
     "Header", "RawData", "RawFile", "InMemoryRawFile", "validate_kspace",
@@ -32,13 +33,12 @@ def detect_format(path: str | Path) -> str:
         )
     kind = RAW_EXTENSIONS[ext]
     if kind == "bart":
-        from recon.io.bart import bart_pair
-
         bart_pair(path)  # raises when one half of the pair is missing
         return "bart"
     check_input_file(path)
     if kind == "twix":
         return "twix"
+    # deferred: loads h5py, which importing recon.io does not
     from recon.io.hdf5 import hdf5_kind
 
     return hdf5_kind(path)
@@ -51,12 +51,16 @@ def open_raw(path: str | Path, *, epi_correction: bool = True) -> RawFile:
     """
     fmt = detect_format(path)
     if fmt == "fastmri":
+        # deferred: loads h5py, which importing recon.io does not
         from recon.io.fastmri import open_fastmri as opener
     elif fmt == "mrd":
+        # deferred: loads h5py, which importing recon.io does not
         from recon.io.mrd import open_mrd as opener
     elif fmt == "twix":
+        # deferred: only the code of the branch taken is loaded (e.g. one reader per detected format)
         from recon.io.twix import open_twix as opener
     else:
+        # deferred: only the code of the branch taken is loaded (e.g. one reader per detected format)
         from recon.io.bart import open_bart as opener
     if fmt in ("twix", "mrd") and not epi_correction:
         return opener(path, epi_correction=False)

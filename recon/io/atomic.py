@@ -8,10 +8,13 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import errno
+import re
 from pathlib import Path
 from typing import Iterator
 
 from recon.errors import OutputError
+from recon.io.validate import check_folder_writable
 
 
 def check_output_path(path: str | Path, overwrite: bool = False) -> Path:
@@ -25,7 +28,6 @@ def check_output_path(path: str | Path, overwrite: bool = False) -> Path:
         raise OutputError("output exists; pass --overwrite (overwrite=True) to replace it", path)
     if path.is_dir():
         raise OutputError("output path is a folder", path)
-    from recon.io.validate import check_folder_writable
 
     check_folder_writable(path.parent, path)  # a read-only folder fails now, not after the work
     return path
@@ -39,8 +41,6 @@ def _umask() -> int:
 
 def _one_line(exc: OSError) -> str:
     """An OS error as one line: 'No space left on device' and the like, not HDF5's multi-line report."""
-    import errno
-    import re
 
     text = str(exc.strerror or exc)
     if exc.errno == errno.ENOSPC or "errno = 28" in text or "No space left" in text:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from recon.errors import require
+from recon import __version__
 
 ENHANCED_MR = "1.2.840.10008.5.1.4.1.1.4.1"  # Enhanced MR Image Storage
 
@@ -52,10 +53,10 @@ def write_enhanced_mr(tmp: Path, vol: np.ndarray, stacks: list[tuple[dict[str, i
 
 def _file_dataset(tmp: Path, description: str, comments: str | None) -> Any:
     """The pydicom ``FileDataset``: file meta, fresh UIDs, dates (now), anonymous patient and study modules."""
+    # deferred: loads pydicom, which importing recon.io.dicom_enhanced does not
     from pydicom.dataset import FileDataset, FileMetaDataset
+    # deferred: loads pydicom, which importing recon.io.dicom_enhanced does not
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    from recon import __version__
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ENHANCED_MR
@@ -127,8 +128,11 @@ def _image_module(ds: Any, vol: np.ndarray, voxel_mm: tuple[float, float, float]
 
 def _dimension_module(ds: Any) -> None:
     """Multi-frame dimensions on ``ds``: stack (TemporalPositionIndex, the contrast), then InStackPositionNumber."""
+    # deferred: loads pydicom, which importing recon.io.dicom_enhanced does not
     from pydicom.dataset import Dataset
+    # deferred: loads pydicom, which importing recon.io.dicom_enhanced does not
     from pydicom.sequence import Sequence
+    # deferred: loads pydicom, which importing recon.io.dicom_enhanced does not
     from pydicom.uid import generate_uid
 
     # dimensions: stack, then position within the stack
@@ -151,7 +155,9 @@ def _shared_groups(ds: Any, slope: float, row_dir: np.ndarray, col_dir: np.ndarr
                    voxel_mm: tuple[float, float, float], spacing_mm: float) -> None:
     """``SharedFunctionalGroupsSequence``: pixel measures (mm), orientation (unit LPS row/column directions
     ``(3,)``), rescale ``slope`` and the MR frame type, the same for every frame."""
+    # deferred: loads pydicom, which importing recon.io.dicom_enhanced does not
     from pydicom.dataset import Dataset
+    # deferred: loads pydicom, which importing recon.io.dicom_enhanced does not
     from pydicom.sequence import Sequence
 
     dh, dw, dz = voxel_mm
@@ -184,7 +190,9 @@ def _per_frame_groups(ds: Any, stacks: list[tuple[dict[str, int], list[int]]], p
                       n_frames: int) -> list[int]:
     """``PerFrameFunctionalGroupsSequence`` (frame content, ImagePositionPatient from ``positions`` ``(S, 3)``
     LPS mm), frames stored stack by stack in spatial order; returns that order (indices into the S frames)."""
+    # deferred: loads pydicom, which importing recon.io.dicom_enhanced does not
     from pydicom.dataset import Dataset
+    # deferred: loads pydicom, which importing recon.io.dicom_enhanced does not
     from pydicom.sequence import Sequence
 
     per_frame: list[Any] = [None] * n_frames

@@ -126,6 +126,7 @@ def validate_layout(meta: dict[str, Any], path: str | Path) -> None:
     rank, shape or attribute; the reason is the schema's ``x-message`` for the failing field plus what
     the file has.
     """
+    # deferred: loads jsonschema, which importing recon.io.fastmri does not
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(_schema())

@@ -7,7 +7,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from recon.errors import CorruptFileError, FormatError
+from recon.errors import CorruptFileError, FormatError, InputError
 
 
 def open_h5(path: str | Path) -> h5py.File:
@@ -16,8 +16,6 @@ def open_h5(path: str | Path) -> h5py.File:
     try:
         return h5py.File(path, "r")
     except FileNotFoundError:
-        from recon.errors import InputError
-
         raise InputError("file not found", path) from None
     except OSError as exc:
         raise CorruptFileError(f"not a readable HDF5 file (truncated or corrupt): {exc}", path) from None

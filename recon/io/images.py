@@ -30,10 +30,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import gzip
 
 from recon.errors import OutputError, UsageError, require
 from recon.io.atomic import atomic_path, check_output_path
 from recon.io.types import Header
+from recon.io.geometry import LPS_TO_RAS, output_layout
+from recon.io.dicom_enhanced import write_enhanced_mr
+from recon.io.mrd_images import write_mrd_images
 
 #: extension -> format name
 IMAGE_FORMATS = {".png": "png", ".nii": "nifti", ".nii.gz": "nifti", ".dcm": "dicom", ".mrd.h5": "mrd"}
@@ -104,9 +108,11 @@ def nifti_affine(voxel_mm: tuple[float, float, float], shape: tuple[int, int, in
 
 
 def _write_png(tmp: Path, vol: np.ndarray, provenance: str | None = None) -> None:
+    # deferred: loads matplotlib, which importing recon.io.images does not
     import matplotlib
 
     matplotlib.use("Agg", force=False)
+    # deferred: loads matplotlib, which importing recon.io.images does not
     from matplotlib import image as mpimg
 
     vmax = float(np.percentile(vol, PNG_PERCENTILE))
@@ -118,15 +124,12 @@ def _write_png(tmp: Path, vol: np.ndarray, provenance: str | None = None) -> Non
 
 
 def _layout(vol: np.ndarray, header: Header | None) -> Any:
-    from recon.io.geometry import output_layout
-
     s, h, w = vol.shape
     return output_layout(header, vol.shape, voxel_size_mm(header), nifti_affine(voxel_size_mm(header), (h, w, s)))
 
 
 def _write_nifti(tmp: Path, vol: np.ndarray, header: Header | None, gz: bool, provenance: str | None = None) -> None:
     nib = require("nibabel", None, "writing NIfTI images")
-    from recon.io.geometry import LPS_TO_RAS
 
     layout = _layout(vol, header)  # scanner geometry (recon.io.geometry) or the display affine
     sizes = {len(idx) for _, idx in layout.stacks}
@@ -144,7 +147,6 @@ def _write_nifti(tmp: Path, vol: np.ndarray, header: Header | None, gz: bool, pr
     if provenance:
         img.header["descrip"] = provenance.encode("ascii", "replace")[:79]  # NIfTI-1 allows 80 bytes
     # nibabel picks gzip from the file name; the temporary name ends in .part, so write bytes ourselves
-    import gzip
 
     raw = img.to_bytes()
     if gz:
@@ -155,8 +157,6 @@ def _write_nifti(tmp: Path, vol: np.ndarray, header: Header | None, gz: bool, pr
 
 
 def _write_enhanced_dicom(tmp: Path, vol: np.ndarray, header: Header | None, provenance: str | None = None) -> None:
-    from recon.io.dicom_enhanced import write_enhanced_mr
-
     layout = _layout(vol, header)
     write_enhanced_mr(tmp, vol, layout.stacks, layout.positions, layout.row_dir, layout.col_dir,
                       voxel_size_mm(header), layout.spacing_mm,
@@ -194,8 +194,6 @@ def write_image(
         elif fmt == "nifti":
             _write_nifti(tmp, vol, header, gz=path.name.lower().endswith(".gz"), provenance=provenance)
         elif fmt == "mrd":
-            from recon.io.mrd_images import write_mrd_images
-
             write_mrd_images(tmp, vol, header, voxel_size_mm(header), _layout(vol, header), provenance=provenance)
         else:
             _write_enhanced_dicom(tmp, vol, header, provenance)

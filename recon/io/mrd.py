@@ -33,6 +33,9 @@ from recon.errors import CorruptFileError, DataError, FormatError, UsageError
 from recon.io.hdf5 import open_h5
 from recon.io.types import Header, InMemoryRawFile, RawData
 from recon.io.validate import MAX_MATRIX_SIDE, check_declared_shape
+from recon.io.epi_mrd import MrdEpi, ramp_from_mrd
+from recon.io.geometry import mrd_geometry, sort_by_position
+from recon.io.calibration import calibration_summary
 
 __all__ = ["open_mrd", "read_mrd", "FRAME_FIELDS"]
 
@@ -97,13 +100,16 @@ def _read_xml(group: h5py.Group, path: Path) -> str:
 
 def _parse_xml(text: str, path: Path) -> Any:
     """Parse the ISMRMRD XML header with ``ismrmrd.xsd``; tolerate unknown (vendor/newer) elements."""
+    # deferred: loads ismrmrd, which importing recon.io.mrd does not
     from ismrmrd.xsd import CreateFromDocument, ismrmrdHeader
 
     try:
         return CreateFromDocument(text)
     except Exception as strict_exc:  # xsdata raises several types; retry leniently below
         try:
+            # deferred: loads xsdata, which importing recon.io.mrd does not
             from xsdata.formats.dataclass.parsers import XmlParser
+            # deferred: loads xsdata, which importing recon.io.mrd does not
             from xsdata.formats.dataclass.parsers.config import ParserConfig
 
             parser = XmlParser(config=ParserConfig(fail_on_unknown_properties=False))
@@ -362,8 +368,6 @@ def _epi_corrector(hdr: Any, enc: _Encoding, epi_correction: bool) -> tuple[Any,
     epi = None
     epi_params: dict[str, Any] = {}
     if enc.trajectory == "epi":
-        from recon.io.epi_mrd import MrdEpi, ramp_from_mrd
-
         H = enc.matrix[0]
         spec, n_ramp, epi_params = ramp_from_mrd(hdr.encoding[0], H)
         epi = MrdEpi(spec, n_ramp, H) if epi_correction else MrdEpi(None, None, H)  # off: reversal only
@@ -508,7 +512,6 @@ def _spatial_order(head: np.ndarray, sorting: _Sorting, kspace: np.ndarray,
 
     Returns ``(kspace (F, C, H, W), frames (F, 5), Geometry or None, mask)``, reordered alike.
     """
-    from recon.io.geometry import mrd_geometry, sort_by_position
 
     frames = sorting.frames
     geometry = mrd_geometry(head[sorting.keep], sorting.frame_of, frames, FRAME_FIELDS)
@@ -566,7 +569,6 @@ def _calibration_lines(kspace: np.ndarray, calib: np.ndarray) -> tuple[np.ndarra
 
 def _reader_info(data: RawData, recs: np.ndarray, sorting: _Sorting) -> dict[str, Any]:
     """``RawFile.info()`` extras: acquisition counts, ignored scans, counters present, calibration summary."""
-    from recon.io.calibration import calibration_summary
 
     idx, image, attrs = recs["head"]["idx"], sorting.image, data.header.attrs
     noise_samples = data.header.noise_samples

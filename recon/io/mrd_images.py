@@ -26,6 +26,7 @@ def write_mrd_images(tmp: Path, vol: np.ndarray, header: Any, voxel_mm: tuple[fl
     """Write ``vol`` ``(S, H, W)`` (magnitude) at ``tmp`` as ISMRMRD images (see module doc); ``voxel_mm`` and
     ``layout`` (:func:`recon.io.geometry.output_layout`) come from the image writer (:mod:`recon.io.images`);
     ``provenance`` becomes each image's ``ImageComments`` meta attribute."""
+    # deferred: loads ismrmrd, which importing recon.io.mrd_images does not
     import ismrmrd
 
     s, h, w = vol.shape
@@ -67,6 +68,7 @@ def write_mrd_images(tmp: Path, vol: np.ndarray, header: Any, voxel_mm: tuple[fl
 
 def read_mrd_images(path: str | Path, group: str = "image_0") -> tuple[np.ndarray, list[Any]]:
     """Read back ``(S, H, W)`` float32 images and their ``ismrmrd.ImageHeader`` objects (tests, tools)."""
+    # deferred: loads ismrmrd, which importing recon.io.mrd_images does not
     import ismrmrd
 
     dset = ismrmrd.Dataset(str(path), "dataset", create_if_needed=False)

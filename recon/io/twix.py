@@ -32,6 +32,8 @@ from recon.errors import CorruptFileError, DataError, MissingDependencyError, Us
 from recon.io.calibration import calibration_summary, pat_attrs, read_twix_refscan
 from recon.io.paths import check_input_file
 from recon.io.types import Header, InMemoryRawFile, RawData, RawFile
+from recon.io.geometry import sort_by_position, twix_geometry
+import recon.io.epi as epi
 
 __all__ = ["open_twix", "twix_version"]
 
@@ -276,7 +278,6 @@ def _read_image(scan: Any, categories: dict[str, Any], hdr: dict, enc: _Encoding
     """
     for dim in DIM_ORDER:
         scan.flags["average"][dim] = dim in AVERAGED
-    import recon.io.epi as epi
 
     epi_mode = epi_correction and ("phasecorr" in categories or
                                    epi.RampSpec.from_twix(hdr.get("Meas", {}), enc.n_col) is not None)
@@ -301,6 +302,7 @@ def _read_image(scan: Any, categories: dict[str, Any], hdr: dict, enc: _Encoding
                                                   AVERAGED, correct=True, remove_os=enc.remove)
         notes.extend(epi_notes)
     elif epi_correction and not enc.asymmetric and not any(m.is_flag_set("REFLECT") for m in scan.mdb_list):
+        # deferred: loads scipy, which importing recon.io.twix does not
         from recon.io.epi_unflagged import correct_unflagged, is_pulseq
 
         if is_pulseq(hdr):  # no EPI flags at all: reflected lines and ghost found from the data
@@ -374,7 +376,6 @@ def _assemble_kspace(arr: np.ndarray, scan: Any, sizes: dict[str, int],
     n_cha, n_col_out = arr.shape[-2], arr.shape[-1]
     kspace = arr.reshape(-1, w, n_cha, n_col_out).transpose(0, 2, 3, 1)
     slice_dims = {d: int(sizes[d]) for d in DIM_ORDER[:lin_axis] if sizes[d] > 1}
-    from recon.io.geometry import sort_by_position, twix_geometry
 
     geometry = twix_geometry(scan.mdb_list, sizes, DIM_ORDER, AVERAGED)
     if geometry is not None and len(geometry) == kspace.shape[0]:  # slices in spatial order (interleaving)

@@ -25,6 +25,7 @@ PF_CODES = {0.5: 1, 0.625: 2, 0.75: 4, 0.875: 8, 1.0: 16}
 
 
 def _read(src: str | Path) -> dict:
+    # deferred: loads twixtools, which importing recon.io.twix_derive does not
     import twixtools
 
     scans = twixtools.read_twix(str(src), verbose=False, keep_acqend=True, parse_pmu=False, parse_geometry=False)
@@ -48,6 +49,7 @@ def _set_yaps(scan: dict, key: str, value: int) -> None:
 
 
 def _write(scan: dict, dst: str | Path) -> Path:
+    # deferred: loads twixtools, which importing recon.io.twix_derive does not
     import twixtools
 
     dst = Path(dst)

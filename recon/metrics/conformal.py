@@ -112,6 +112,7 @@ def crc_scale(scores: list[np.ndarray], alpha: float, bound: float = 1.0) -> flo
 
 def _binom_cdf(k: int, n: int, p: float) -> float:
     """``P(Binomial(n, p) <= k)``."""
+    # deferred: loads scipy, which importing recon.metrics.conformal does not
     from scipy.stats import binom
 
     return float(binom.cdf(k, n, p))

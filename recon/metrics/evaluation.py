@@ -31,7 +31,7 @@ import numpy as np
 
 from recon.errors import DataError, FormatError, InputError
 from recon.metrics._common import METRIC_NAMES, fastmri_crop_size
-from recon.metrics.tiers import parse_tiers, tier_metric_names
+from recon.metrics.tiers import parse_tiers, tier_metric_names, volume_tier_metrics
 
 #: target datasets, in the order they are looked for
 TARGET_KEYS = ("reconstruction_rss", "reconstruction_esc")
@@ -96,6 +96,7 @@ def _statistics(values: list[float]) -> tuple[float, float]:
 
 
 def _text(value: Any) -> Any:
+    # deferred: loads h5py, which importing recon.metrics.evaluation does not
     from recon.io.hdf5 import attr_value
 
     return attr_value(value)
@@ -133,6 +134,7 @@ def _target_key(f: Any, path: Path, recon_key: str | None) -> str:
 
 
 def _read_target(path: Path, recon_key: str | None) -> tuple[np.ndarray, dict[str, Any]]:
+    # deferred: loads h5py, which importing recon.metrics.evaluation does not
     from recon.io.hdf5 import open_h5, read_attrs
 
     with open_h5(path) as f:
@@ -149,6 +151,7 @@ def _read_target(path: Path, recon_key: str | None) -> tuple[np.ndarray, dict[st
 
 def _check_shapes(tpath: Path, ppath: Path, recon_key: str | None) -> None:
     """:class:`FormatError` / :class:`DataError` unless the two files can be compared (shapes only, no data read)."""
+    # deferred: loads h5py, which importing recon.metrics.evaluation does not
     from recon.io.hdf5 import open_h5
 
     with open_h5(tpath) as f:
@@ -170,6 +173,7 @@ def _check_shapes(tpath: Path, ppath: Path, recon_key: str | None) -> None:
 
 def _h5_attrs(path: Path) -> dict[str, Any]:
     """The file attributes of an HDF5 file (bytes decoded, numpy scalars as Python values)."""
+    # deferred: loads h5py, which importing recon.metrics.evaluation does not
     from recon.io.hdf5 import open_h5, read_attrs
 
     with open_h5(path) as f:
@@ -211,8 +215,8 @@ def _select_pairs(targets: list[Path], tdir: Path, pdir: Path, acquisition: str 
 def _file_metrics(selected: list[tuple[str, Path, Path]], recon_key: str | None, tier_list: Any,
                   names: Sequence[str]) -> dict[str, dict[str, float]]:
     """Per file (relative name): each metric of ``names`` over its volume ``(S, H, W)`` and ``slices``."""
+    # deferred: loads h5py, which importing recon.metrics.evaluation does not
     from recon.io.fastmri import read_reconstruction
-    from recon.metrics.tiers import volume_tier_metrics  # the pixel tier loads torch
 
     files: dict[str, dict[str, float]] = {}
     for rel, tpath, ppath in selected:

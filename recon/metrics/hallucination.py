@@ -16,6 +16,7 @@ import torch
 
 from recon.solvers.diffusion.samplers import SenseData
 from recon.solvers.diffusion.uncertainty import exact_null_component, null_component  # noqa: F401 (re-export)
+from scipy.stats import rankdata
 
 
 def null_space_error(data: SenseData, reconstruction: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
@@ -28,7 +29,6 @@ def null_space_error(data: SenseData, reconstruction: torch.Tensor, truth: torch
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     """Area under the ROC curve of ``scores`` for the binary ``labels`` (ties counted half): the
     Mann-Whitney ``U / (n_pos n_neg)``; NaN if a class is empty."""
-    from scipy.stats import rankdata
 
     s = np.asarray(scores, np.float64).ravel()
     y = np.asarray(labels, bool).ravel()

@@ -37,6 +37,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from recon.errors import DataError, UsageError
+from scipy.cluster.vq import ClusterError, kmeans2
 
 __all__ = [
     "CANNY_SIGMA", "CANNY_THRESHOLDS", "CLASS_NAMES", "EDGE_TOLERANCE", "HIGHER_IS_BETTER", "MASK_MARGIN",
@@ -79,6 +80,7 @@ def object_mask(reference: np.ndarray) -> np.ndarray:
     """Boolean mask ``(S, H, W)`` of the imaged object: reference > Otsu threshold of the whole volume, holes
     filled and only the largest connected component kept, slice by slice (slices of a 2D multi-slice scan
     need not touch). A slice without signal above the threshold gets an empty mask."""
+    # deferred: loads skimage, which importing recon.metrics.task does not
     from skimage.filters import threshold_otsu
 
     ref = _volume(reference, "reference")
@@ -100,7 +102,6 @@ def fit_classes(values: np.ndarray, n_classes: int = len(CLASS_NAMES)) -> np.nda
 
     :class:`DataError` when the values do not hold ``n_classes`` distinct clusters.
     """
-    from scipy.cluster.vq import ClusterError, kmeans2
 
     x = np.asarray(values, dtype=np.float64).ravel()
     if np.unique(x).size < n_classes:
@@ -130,6 +131,7 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 def edge_maps(volume: np.ndarray, scale: float) -> np.ndarray:
     """Canny edges ``(S, H, W)`` bool of each slice of ``volume / scale`` (see :data:`CANNY_SIGMA`)."""
+    # deferred: loads skimage, which importing recon.metrics.task does not
     from skimage.feature import canny
 
     low, high = CANNY_THRESHOLDS

@@ -121,6 +121,7 @@ def volume_tier_metrics(target: np.ndarray, prediction: np.ndarray, tiers: str |
     out: dict[str, float] = {}
     for tier in names:
         if tier == "pixel":
+            # deferred: loads torch, tqdm, which importing recon.metrics.tiers does not
             from recon.metrics.fidelity import volume_metrics  # loads torch
 
             values = volume_metrics(t, p)

@@ -5,6 +5,7 @@ import torch
 
 from recon.errors import UsageError
 from recon.operators.base import LinearOperator
+from recon.operators.sampling import Mask
 
 
 def _check_image(x: torch.Tensor, maps: torch.Tensor, what: str) -> None:
@@ -45,8 +46,6 @@ class SensitivityExpand(LinearOperator):
         return coil_reduce(y, self._maps(y))  # sum_c conj(S_c) y_c
 
     def normal(self) -> LinearOperator:
-        from recon.operators.sampling import Mask
-
         return Mask((self.maps.abs() ** 2).sum(-3))
 
 

@@ -59,6 +59,7 @@ class _Finufft:
     """finufft plans for ``T`` trajectories ``(T, K, 2)``, cached per (type, n_trans, precision)."""
 
     def __init__(self, traj: torch.Tensor, shape: tuple[int, int], eps: dict[torch.dtype, float]):
+        # deferred: loads finufft, which importing recon.operators.nufft does not
         import finufft
 
         self.finufft = finufft
@@ -106,6 +107,7 @@ class _TorchKbNufft:
     """torchkbnufft (Kaiser-Bessel interpolation in torch) for ``T`` trajectories ``(T, K, 2)``."""
 
     def __init__(self, traj: torch.Tensor, shape: tuple[int, int], eps: dict[torch.dtype, float]):
+        # deferred: loads torchkbnufft, which importing recon.operators.nufft does not
         import torchkbnufft
 
         self.tkbn = torchkbnufft

@@ -22,12 +22,13 @@ import torch
 import torch.nn.functional as F
 
 from recon.errors import UsageError
-from recon.operators.base import LinearOperator
+from recon.operators.base import Identity, LinearOperator
 
 
 @lru_cache(maxsize=32)
 def _filters(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """(low, high) analysis filters as correlation taps (PyWavelets' ``dec_lo``/``dec_hi`` reversed)."""
+    # deferred: loads pywt, which importing recon.operators.wavelet does not
     import pywt
 
     try:
@@ -180,8 +181,6 @@ class Wavelet2D(LinearOperator):
         return f"coefficients of shape {tuple(x.shape)} do not fit a wavelet operator for {self.oshape}"
 
     def normal(self) -> LinearOperator:
-        from recon.operators.base import Identity
-
         return Identity(self.ishape)  # W^H W == I (padding is cropped back)
 
     def __repr__(self) -> str:

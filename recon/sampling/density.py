@@ -68,6 +68,7 @@ def pipe_menon_dcf(
     follow the analytic ramp to within 1% inside ``|k| < 0.9 pi``; the outermost samples, which miss half of
     the kernel, come out about 35% heavier (Pipe and Menon's known edge effect).
     """
+    # deferred: loads sigpy, which importing recon.sampling.density does not
     import sigpy
 
     k = check_trajectory(traj)

@@ -173,6 +173,7 @@ class SamplingMask:
     def for_network(cls, mask: Any, kspace: torch.Tensor) -> torch.Tensor:
         """``mask`` (None: every point sampled) as a float32 :meth:`per_example` tensor on ``kspace``'s device;
         :class:`UsageError` unless ``kspace`` is complex ``(B, C, H, W)``."""
+        # deferred: loads torch, which importing recon.sampling.mask does not
         import torch
 
         if kspace.ndim != 4 or not kspace.is_complex():
@@ -185,6 +186,7 @@ class SamplingMask:
     def as_bool(self) -> SamplingMask:
         """The mask as booleans (nonzero = sampled), same kind and device (numpy: a copy)."""
         if self.is_torch:
+            # deferred: loads torch, which importing recon.sampling.mask does not
             import torch
 
             return SamplingMask(self.array.to(torch.bool))
@@ -193,6 +195,7 @@ class SamplingMask:
     def to(self, device: Any = None, dtype: Any = None) -> torch.Tensor:
         """The mask as a torch tensor (a numpy array shares its memory where it can), cast to ``dtype`` and moved
         to ``device`` (None: keep either). A tensor already there is returned as is: no host round trip."""
+        # deferred: loads torch, which importing recon.sampling.mask does not
         import torch
 
         t = self.array if self.is_torch else torch.as_tensor(self.array)
@@ -208,6 +211,7 @@ class SamplingMask:
     def weight(self, like: Any = None) -> torch.Tensor:
         """The mask as a real float tensor (complex weights stay complex) of ``like``'s precision (a torch dtype;
         default complex64: float32/complex64; float64 or complex128: float64/complex128), on its device."""
+        # deferred: loads torch, which importing recon.sampling.mask does not
         import torch
 
         like = torch.complex64 if like is None else like
@@ -221,6 +225,7 @@ class SamplingMask:
         """A float32 tensor on ``device`` (None: the mask's) that broadcasts against ``(S, C, H, W)``: ``(S, H, W)``
         gets its coil axis, ``(W,)``, ``(H, W)`` and 4D masks keep their shape; a complex mask is a
         :class:`UsageError` (what the SENSE problems take)."""
+        # deferred: loads torch, which importing recon.sampling.mask does not
         import torch
 
         t = self.to()
@@ -240,6 +245,7 @@ class SamplingMask:
         the mask's last axis). :class:`DataError` when the range does not fit it.
         """
         if self.is_torch:
+            # deferred: loads torch, which importing recon.sampling.mask does not
             import torch
 
             out = self.array.to(torch.bool).clone()
@@ -257,6 +263,7 @@ class SamplingMask:
 
     def fastmri_tensor(self, ndim: int = 4) -> torch.Tensor:
         """A ``(W,)`` column mask as fastMRI's float32 torch mask of shape ``(1, ..., 1, W, 1)`` (``ndim`` axes)."""
+        # deferred: loads torch, which importing recon.sampling.mask does not
         import torch
 
         if self.ndim != 1:
@@ -271,6 +278,7 @@ class SamplingMask:
 
     def bool_tensor(self, device: Any = None) -> torch.Tensor:
         """A bool tensor broadcastable to ``(S, C, H, W)`` (:meth:`for_kspace`); 1 to 3 axes only."""
+        # deferred: loads torch, which importing recon.sampling.mask does not
         import torch
 
         if not 1 <= self.ndim <= 3:

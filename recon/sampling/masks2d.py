@@ -98,6 +98,7 @@ def poisson_disc_mask(
     -------
     bool ``(H, W)``.
     """
+    # deferred: loads sigpy, which importing recon.sampling.masks2d does not
     import sigpy.mri
 
     h, w = _check_shape(shape)

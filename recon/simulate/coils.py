@@ -34,6 +34,7 @@ def coil_sensitivities(num_coils: int, shape: tuple[int, int], *, radius: float 
     h, w = int(shape[0]), int(shape[1])
     if h < 1 or w < 1:
         raise UsageError(f"coil map shape must be positive, got {shape}")
+    # deferred: loads sigpy, which importing recon.simulate.coils does not
     from sigpy.mri import birdcage_maps  # sigpy's import is slow (numba); only simulation needs it
 
     return birdcage_maps((int(num_coils), h, w), r=float(radius)).astype(np.complex64)

@@ -20,6 +20,7 @@ import numpy as np
 
 from recon.errors import UsageError
 from recon.arrays import center_crop_or_pad
+from recon.data import colin27_path
 
 #: axial slices through the brain (lateral ventricles, basal ganglia) used for the bundled sample
 SAMPLE_SLICES: tuple[int, ...] = (80, 88, 96)
@@ -43,7 +44,6 @@ def load_colin27(
     -------
     ``(S, H, W)`` float32 in [0, 1] (the uint8 intensities / 255), upright, radiological (see module doc).
     """
-    from recon.data import colin27_path
 
     with np.load(colin27_path()) as f:
         volume = f["volume"]

@@ -45,6 +45,7 @@ def write_dataset(
     The written paths, in slice order. Each file has ``kspace`` ``(slices, C, H*oversampling, W)``
     complex64, ``reconstruction_rss`` ``(slices, H, W)`` float32 and an ``ismrmrd_header``.
     """
+    # deferred: loads h5py, which importing recon.simulate.dataset does not
     from recon.io.fastmri import write_fastmri_kspace
 
     vol = np.asarray(volume)

@@ -37,7 +37,7 @@ import torch
 from recon.coils.calibration import detect_calibration_size, region_start
 from recon.errors import UsageError
 from recon.sampling import SamplingMask
-from recon.solvers.cs import DEFAULTS, solve_scaled
+from recon.solvers.cs import default_lambda, DEFAULTS, solve_scaled
 from recon.solvers.scaling import bart_scale, safe_scale
 from recon.solvers.sense import Sense, cartesian_problem
 
@@ -49,7 +49,6 @@ MIN_GAIN = 0.03
 
 def ladder(regularizer: str, mask: Any = None) -> tuple[float, ...]:
     """The candidate weights of ``regularizer`` for data sampled with ``mask``: :data:`LADDER` times its default."""
-    from recon.solvers.cs import default_lambda
 
     lam0 = default_lambda(regularizer, mask)
     return tuple(float(np.float32(lam0 * f)) for f in LADDER)

@@ -23,6 +23,7 @@ import torch
 from recon.errors import UsageError
 from recon.solvers.checks import check_iterations, check_lambda
 from recon.solvers.result import SolverResult
+from recon.solvers.problem import LeastSquares
 
 ApplyFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -133,7 +134,6 @@ def cg(
     :class:`~recon.operators.LinearOperator` ``N`` (e.g. ``A.N``; ``ndim`` from its ``ishape``), a callable
     (``ndim`` default 2), or a :class:`~recon.solvers.problem.LeastSquares` (the normal equations
     ``(A^H A + lam I) x = A^H y``; ``b`` default ``A^H y``). Leading dims beyond ``ndim`` are batch."""
-    from recon.solvers.problem import LeastSquares
 
     if isinstance(op, LeastSquares):
         b = op.aty if b is None else b

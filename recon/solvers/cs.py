@@ -41,6 +41,7 @@ from recon.solvers.result import SolverResult
 from recon.solvers.scaling import bart_scale, safe_scale
 from recon.sampling import SamplingMask
 from recon.solvers.sense import as_complex, cartesian_problem
+from recon.solvers.cg import conjugate_gradient
 
 SOLVERS = {"fista": fista, "admm": admm, "pdhg": pdhg}
 #: the step options each solver takes through :func:`solve_scaled` (checked there, before any work)
@@ -169,8 +170,6 @@ def solve_method(problem: LeastSquares, method: str, *, lam: float | None = None
     (CG on the normal equations, Tikhonov ``lam``, option ``tol``) or ``l1-wavelet``/``tv``
     (:func:`solve_scaled`, ``opts`` its options). Returns the result and the data scale (None for sense)."""
     if method == "sense":
-        from recon.solvers.cg import conjugate_gradient
-
         tol = float(opts.pop("tol", 1e-6))
         if opts:
             raise UsageError(f"sense does not take option(s): {', '.join(sorted(opts))}")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import math
+import argparse
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any, ClassVar
@@ -104,7 +105,6 @@ def _weight_or_auto(value: Any) -> str | None:
 
 def lambda_value(text: str) -> float | str:
     """``--lambda``: a number, or ``auto`` (cross-validated, l1-wavelet and tv)."""
-    import argparse
 
     if text.strip().lower() == "auto":
         return "auto"

@@ -20,6 +20,14 @@ import torch
 
 from recon.errors import UsageError
 from recon.solvers.result import ReconResult
+from recon.solvers.reconstruct import _check_common, estimate_maps, resolve_device, SENSE_ITERATIONS
+from recon.solvers.autolambda import is_auto
+from recon.sampling import check_trajectory, pipe_menon_dcf
+from recon.operators import fft2c, NUFFT, SensitivityExpand
+from recon.solvers.sense import normalize_maps
+from recon.coils.calibration import region_start
+from recon.solvers.problem import least_squares
+from recon.solvers.cs import solve_method
 
 METHODS = ("zero-filled", "sense", "l1-wavelet", "tv")
 
@@ -60,13 +68,11 @@ def reconstruct_noncartesian(
     :class:`ReconResult` with ``image`` ``(S, H, W)`` float32 magnitude; the scale of the images is that of
     the orthonormal NUFFT model (``||F x|| ~ ||x||`` for a Nyquist-sampled trajectory).
     """
-    from recon.solvers.reconstruct import _check_common, resolve_device
 
     start = time.perf_counter()
     if method not in METHODS:
         raise UsageError(f"unknown non-Cartesian method {method!r}; available: {', '.join(METHODS)}")
     _check_common(lam, iterations)
-    from recon.solvers.autolambda import is_auto
 
     if is_auto(lam):  # the hold-out split works on Cartesian lines and samples
         raise UsageError("lambda 'auto' (cross-validated) is for Cartesian data; give a number for "
@@ -99,7 +105,6 @@ def _inputs(kspace: Any, traj: Any, shape: tuple[int, int], dcf: Any, dev: torch
             ) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
     """The k-space ``(S, C, K)`` complex64 on ``dev``, the trajectory ``(K, 2)`` and the weights ``(K,)``
     (Pipe-Menon when ``dcf`` is None), checked."""
-    from recon.sampling import check_trajectory, pipe_menon_dcf
 
     k = torch.as_tensor(np.asarray(kspace) if not isinstance(kspace, torch.Tensor) else kspace)
     k = k.to(device=dev, dtype=torch.complex64)
@@ -121,7 +126,6 @@ def _inputs(kspace: Any, traj: Any, shape: tuple[int, int], dcf: Any, dev: torch
 def _gridded_coil_images(k: torch.Tensor, traj_t: torch.Tensor, dcf_t: torch.Tensor,
                          shape: tuple[int, int]) -> torch.Tensor:
     """The density-compensated adjoint ``F^H (w y)`` per coil, on the image scale: ``(S, C, H, W)``."""
-    from recon.operators import NUFFT
 
     h, w = shape
     plain = NUFFT(traj_t, (h, w))
@@ -133,13 +137,8 @@ def _gridded_coil_images(k: torch.Tensor, traj_t: torch.Tensor, dcf_t: torch.Ten
 def _noncartesian_maps(coil_images: torch.Tensor, maps: Any, calib_size: int, slices: int,
                        dev: torch.device) -> torch.Tensor:
     """Coil maps ``(S, C, H, W)``: the given ones normalised, or ESPIRiT of the gridded centre."""
-    from recon.operators import fft2c
-    from recon.solvers.sense import normalize_maps
 
     if maps is None:
-        from recon.coils.calibration import region_start
-        from recon.solvers.reconstruct import estimate_maps
-
         h, w = coil_images.shape[-2:]
         cart = fft2c(coil_images)
         ch, cw = min(calib_size, h), min(calib_size, w)
@@ -159,8 +158,6 @@ def nufft_problem(k: torch.Tensor, traj_t: torch.Tensor, dcf_t: torch.Tensor, s_
     """The data term ``0.5 ||W^(1/2) (F S x - y)||^2`` (``weighted``) or ``0.5 ||F S x - y||^2``:
     ``A = NUFFT @ SensitivityExpand(maps)`` and :func:`recon.solvers.problem.least_squares` (Toeplitz normal,
     Lipschitz bound by power iteration)."""
-    from recon.operators import NUFFT, SensitivityExpand
-    from recon.solvers.problem import least_squares
 
     nufft = NUFFT(traj_t, tuple(s_maps.shape[-2:]), weights=dcf_t.cpu() if weighted else None)
     op = nufft @ SensitivityExpand(s_maps)
@@ -171,8 +168,6 @@ def nufft_problem(k: torch.Tensor, traj_t: torch.Tensor, dcf_t: torch.Tensor, s_
 def _solve(problem, method: str, lam: float | None, iterations: int | None, opts: dict[str, Any]):
     """``sense`` or ``l1-wavelet``/``tv`` on the NUFFT data term: :func:`recon.solvers.cs.solve_method`, the
     code the Cartesian methods use."""
-    from recon.solvers.cs import solve_method
-    from recon.solvers.reconstruct import SENSE_ITERATIONS
 
     result, _ = solve_method(problem, method, lam=lam, iterations=iterations, sense_iterations=SENSE_ITERATIONS,
                              **opts)

@@ -181,6 +181,7 @@ def partial_fourier_method(raw: Any, method: str, mode: str = "pocs", **options:
     per coil and RSS.
     """
 
+    # deferred: loads torch, tqdm, which importing recon.solvers.partial_fourier does not
     from recon.solvers.reconstruct import reconstruct
 
     pf = detect(raw)
@@ -188,7 +189,9 @@ def partial_fourier_method(raw: Any, method: str, mode: str = "pocs", **options:
     if method == "zero-filled":
         k = raw.kspace * SamplingMask.of_raw(raw).array
     elif method == "grappa":
+        # deferred: loads torch, tqdm, which importing recon.solvers.partial_fourier does not
         from recon.solvers.grappa import grappa
+        # deferred: loads torch, tqdm, which importing recon.solvers.partial_fourier does not
         from recon.solvers.reconstruct import GRAPPA_KERNEL, GRAPPA_REG
 
         lam = options.pop("lam", None)

@@ -21,11 +21,20 @@ import torch
 from recon.errors import DataError, UsageError
 from recon.io.types import RawData, validate_kspace
 from recon.sampling import SamplingMask
-from recon.solvers.autolambda import is_auto
+from recon.solvers.autolambda import is_auto, select_lambda
 from recon.solvers.checks import check_iterations, check_lambda
 from recon.solvers.maps_cache import MapsCache
 from recon.solvers.readout import crop_readout_oversampling
 from recon.solvers.result import ReconResult
+from recon.coils import espirit
+from recon.coils.calibration import detect_calibration_size, sampled_pattern
+from recon.coils.walsh import walsh_calibration_maps
+from recon.solvers.zero_filled import rss_reconstruction
+from recon.solvers.grappa import grappa
+from recon.solvers.sense import cartesian_problem, normalize_maps
+from recon.solvers.cs import default_lambda, solve_method
+from recon.io.calibration import calibration_kspace
+from recon.solvers.scaling import bart_scale, safe_scale
 
 METHODS = ("zero-filled", "sense", "grappa", "l1-wavelet", "tv")
 
@@ -111,15 +120,11 @@ def estimate_maps(kspace: torch.Tensor, mask: np.ndarray | None, **espirit_optio
 
     Raises :class:`DataError` when there is no fully sampled centre to calibrate from.
     """
-    from recon.coils import espirit
-    from recon.coils.calibration import detect_calibration_size, sampled_pattern
 
     if "kernel_size" not in espirit_options and "calib_size" not in espirit_options:
         ch, cw = detect_calibration_size(sampled_pattern(kspace, mask))
         narrow, wide = min(ch, cw), max(ch, cw)
         if 3 <= narrow < WALSH_BELOW and not espirit_options:  # too few lines for ESPIRiT: Walsh maps
-            from recon.coils.walsh import walsh_calibration_maps
-
             return walsh_calibration_maps(kspace, (ch, cw), window=WALSH_WINDOW)
         if 4 <= narrow < 12 and (narrow < 10 or wide < 12):  # a few lines, or a small 2D box
             espirit_options["kernel_size"] = 4
@@ -214,7 +219,6 @@ def _zero_filled(kspace: torch.Tensor, sampling: SamplingMask | None, lam: Any, 
     """``zero-filled``: the RSS image of the (masked) k-space."""
     if lam is not None or iterations is not None:
         raise UsageError("zero-filled takes no lambda or iterations")
-    from recon.solvers.zero_filled import rss_reconstruction
 
     return rss_reconstruction(kspace, None if sampling is None else sampling.to(dev))
 
@@ -224,7 +228,6 @@ def _grappa(kspace: torch.Tensor, sampling: SamplingMask | None, raw: RawData | 
     """``grappa``: the :class:`SolverResult` of :func:`recon.solvers.grappa.grappa` (``lam``: calibration Tikhonov)."""
     if iterations is not None:
         raise UsageError("grappa takes no iterations")
-    from recon.solvers.grappa import grappa
 
     if sampling is None:
         lines = SamplingMask(np.ones(kspace.shape[-1], dtype=bool))
@@ -246,7 +249,6 @@ def _coil_maps(kspace: torch.Tensor, sampling: SamplingMask | None, raw: RawData
                dev: torch.device, opts: dict[str, Any]) -> torch.Tensor:
     """The coil maps ``(S, C, H, W)``: given ones normalised, else ESPIRiT (on the file's reference lines when
     it has them); takes the ESPIRiT options (``espirit``, ``calib_size``) out of ``opts``."""
-    from recon.solvers.sense import normalize_maps
 
     espirit_options = dict(opts.pop("espirit", None) or {})
     if "calib_size" in opts:
@@ -271,8 +273,6 @@ def _iterative(kspace: torch.Tensor, sampling: SamplingMask | None, used_maps: t
     :func:`recon.solvers.cs.solve_method` (the code the non-Cartesian methods share, with the NUFFT's ``A``).
     Returns the :class:`SolverResult` and the data scale (None for sense); ``lam="auto"`` records its
     choice in ``params``."""
-    from recon.solvers.cs import default_lambda, solve_method
-    from recon.solvers.sense import cartesian_problem
 
     m = None if sampling is None else sampling.real_weight(dev)
     problem, _ = cartesian_problem(kspace, used_maps, m)
@@ -284,8 +284,6 @@ def _iterative(kspace: torch.Tensor, sampling: SamplingMask | None, used_maps: t
     if lam is None:
         lam = default_lambda(method, sampling)  # l1-wavelet: lower for 2D masks
     if is_auto(lam):  # k-space cross-validation, solving with the final solve's options
-        from recon.solvers.autolambda import select_lambda
-
         lam, params["lambda_auto"] = select_lambda(kspace, used_maps, sampling, method, iterations=iterations,
                                                    **opts)
     return solve_method(problem, method, lam=lam, iterations=iterations, **opts)
@@ -298,7 +296,6 @@ def _maps_from_reference_lines(raw: RawData, dev: Any, **espirit_options: Any) -
     (:func:`recon.io.calibration.calibration_kspace`); None when ``raw`` has no reference lines."""
     if raw.calibration is None:
         return None
-    from recon.io.calibration import calibration_kspace
 
     k_cal, m_cal = calibration_kspace(raw)
     return estimate_maps(torch.from_numpy(np.ascontiguousarray(k_cal)).to(dev),
@@ -321,8 +318,6 @@ def _without_readout_oversampling(raw: RawData, device: Any) -> tuple[RawData, d
     cropped = crop_readout_oversampling(raw)
     if cropped is raw:
         return raw, {}
-    from recon.solvers.scaling import bart_scale, safe_scale
-    from recon.solvers.sense import cartesian_problem
 
     dev = resolve_device(device)
     kspace = torch.from_numpy(np.ascontiguousarray(raw.kspace)).to(dev)

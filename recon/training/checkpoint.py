@@ -15,7 +15,9 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from recon.io.atomic import atomic_path
+from recon.io.atomic import atomic_path, check_output_path
+from recon.errors import UsageError
+from recon import __version__
 
 FORMAT = "recon-checkpoint-1"
 
@@ -31,8 +33,7 @@ def run_config(out: Path, config: C, *, resume: bool, overwrite: bool, lr: float
     stored them as lists); a checkpoint of another model is a :class:`UsageError`. Otherwise ``config``, after
     checking that ``out`` may be written (:func:`recon.io.atomic.check_output_path`).
     """
-    from recon.errors import UsageError
-    from recon.io.atomic import check_output_path
+    # deferred: loads recon.solvers.learned, which importing recon.training.checkpoint does not
     from recon.solvers.learned.registry import read_weights_file
 
     if not (resume and out.exists()):
@@ -94,7 +95,6 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.o
                     epoch: int, history: list[dict[str, Any]], train_config: dict[str, Any],
                     extra: dict[str, Any] | None = None) -> Path:
     """Write a checkpoint atomically (replacing an older one at ``path``). ``epoch`` = epochs completed."""
-    from recon import __version__
 
     blob = {
         "format": FORMAT,
@@ -116,6 +116,7 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.o
 def export_weights(checkpoint: str | Path, out: str | Path, *, overwrite: bool = False,
                    metadata: dict[str, Any] | None = None) -> Path:
     """Write only ``config``, ``state_dict``, ``history``, ``train_config`` (+ ``metadata``) of a checkpoint."""
+    # deferred: loads recon.solvers.learned, which importing recon.training.checkpoint does not
     from recon.solvers.learned.registry import read_weights_file
 
     blob = read_weights_file(checkpoint)

@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 from recon.errors import InputError
 from recon.io.types import RawData
+from recon.io import open_raw
 
 #: file name patterns taken from a folder
 PATTERNS = ("*.h5", "*.hdf5")
@@ -46,8 +47,6 @@ class SliceDataset(Dataset):
 
     def __init__(self, root: str | Path | list[str | Path], transform: Callable[[RawData, Example], Any] | None = None,
                  max_slices: int | None = None):
-        from recon.io import open_raw
-
         if isinstance(root, (list, tuple)):
             files = sorted(Path(p) for p in root)
             where = Path(files[0]).parent if files else Path(".")
@@ -79,7 +78,6 @@ class SliceDataset(Dataset):
 
     def read(self, index: int) -> RawData:
         """The raw data of item ``index``: ``(1, C, H, W)`` k-space and its reference."""
-        from recon.io import open_raw
 
         ex = self.examples[index]
         with open_raw(ex.path) as f:

@@ -38,14 +38,16 @@ import torch
 from recon.errors import DataError
 from recon.training.config import VAL_SIGMAS, TrainConfig
 from recon.training.trainer import ModelStep, Trainer
+from recon.operators.fft import ifft2c
+from recon.solvers.reconstruct import estimate_maps
+from recon.training.dataset import SliceDataset
+from recon.io.atomic import atomic_path
 
 
 
 def combined_image(kspace: np.ndarray | torch.Tensor) -> torch.Tensor:
     """``(C, H, W)`` or ``(1, C, H, W)`` fully sampled k-space -> ``(H, W)`` complex64 SENSE-combined image
     ``sum_c conj(S_c) ifft2c(k_c)`` with ESPIRiT maps from the same k-space (on the data's scale)."""
-    from recon.operators.fft import ifft2c
-    from recon.solvers.reconstruct import estimate_maps
 
     k = torch.as_tensor(np.asarray(kspace) if not isinstance(kspace, torch.Tensor) else kspace)
     if k.ndim == 3:
@@ -63,8 +65,8 @@ def load_images(root: str | Path | list[str | Path], max_slices: int | None = No
     ``cache``: a file to read them from if it was made from the same files (names, sizes, mtimes) and
     ``max_slices``, else to write them to.
     """
+    # deferred: loads recon.solvers.diffusion, recon.solvers.learned, which importing recon.training.diffusion does not
     from recon.solvers.diffusion.prior import normalize_scale
-    from recon.training.dataset import SliceDataset
 
     ds = SliceDataset(root, None, max_slices)
     key = [[str(p), int(p.stat().st_size), float(p.stat().st_mtime)] for p in ds.files] + [[max_slices]]
@@ -87,8 +89,6 @@ def load_images(root: str | Path | list[str | Path], max_slices: int | None = No
     if log is not None:
         log(f"{len(images)} combined images from {root} ({time.perf_counter() - t0:.0f} s)")
     if cache is not None:
-        from recon.io.atomic import atomic_path
-
         with atomic_path(cache, overwrite=True) as tmp:
             torch.save({"key": key_s, "images": images}, tmp)
     return images

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import torch
 
 from recon.errors import UsageError
+from recon.metrics import SSIMLoss
 
 LOSSES = ("ssim", "l1", "ssdu")
 #: losses against a reference image (what :func:`get_loss` returns)
@@ -25,8 +26,6 @@ LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 def get_loss(name: str) -> LossFn:
     """``loss(prediction, target, maxval)``: ``(N, h, w)``, ``(N, h, w)``, ``(N,)`` -> 0-d tensor."""
     if name == "ssim":
-        from recon.metrics import SSIMLoss
-
         ssim = SSIMLoss()
 
         def ssim_loss(pred: torch.Tensor, target: torch.Tensor, maxval: torch.Tensor) -> torch.Tensor:

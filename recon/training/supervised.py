@@ -26,6 +26,8 @@ from recon.training.dataset import SliceDataset
 from recon.training.losses import get_loss
 from recon.training.trainer import ModelStep
 from recon.training.transforms import SelfSupervisedTransform, UndersampleTransform
+from tqdm import tqdm
+from recon.metrics import volume_metrics
 
 
 def crop_to(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -49,9 +51,6 @@ def evaluate(model: torch.nn.Module, dataset: SliceDataset, device: torch.device
              progress: bool = False) -> dict[str, float]:
     """Validation NMSE / PSNR / SSIM: fastMRI's volume metrics per file (data range = the file's ``max``),
     averaged over files. Also ``seconds`` (wall time)."""
-    from tqdm import tqdm
-
-    from recon.metrics import volume_metrics
 
     start = time.perf_counter()
     model.eval()
@@ -83,9 +82,8 @@ def evaluate_self_supervised(model: torch.nn.Module, dataset: SliceDataset, devi
     sample but the fixed held-back ones, loss on those); and, over the files with a reference, fastMRI's
     volume ``nmse``/``psnr``/``ssim`` of the network given all acquired samples (None when no file has one);
     ``files_with_reference``; ``seconds``."""
-    from tqdm import tqdm
 
-    from recon.metrics import volume_metrics
+    # deferred: loads recon.solvers.learned, which importing recon.training.supervised does not
     from recon.solvers.learned.adapt import kspace_loss
 
     start = time.perf_counter()
@@ -189,6 +187,7 @@ class SelfSupervisedStep(SupervisedStep):
     transform = SelfSupervisedTransform
 
     def prepare(self, train_dir, val_dir) -> None:
+        # deferred: loads recon.solvers.learned, which importing recon.training.supervised does not
         from recon.solvers.learned.adapt import kspace_loss
 
         self.open_slices(train_dir, val_dir)

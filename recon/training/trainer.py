@@ -26,6 +26,7 @@ import torch
 
 from recon.training.checkpoint import resume_optimizer, run_config, save_checkpoint
 from recon.training.config import DIFFUSION_MODELS, SUPERVISED_MODELS, TUPLE_KEYS, TrainConfig, jsonable
+from tqdm import tqdm
 
 Log = Callable[[str], None]
 
@@ -114,6 +115,7 @@ class Trainer:
     def fit(self, train_dir: Any, val_dir: Any,
             on_step: Callable[[int, int, float], None] | None = None) -> list[dict[str, Any]]:
         """Run the remaining epochs; returns the history (one record per epoch, earlier epochs included)."""
+        # deferred: loads recon.solvers.learned, which importing recon.training.trainer does not
         from recon.solvers.learned.registry import build_model
 
         config, step = self.config, self.step
@@ -142,7 +144,6 @@ class Trainer:
     def _epoch(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch: int,
                on_step: Callable[[int, int, float], None] | None) -> list[float]:
         """One epoch of optimizer steps over the step's batches; the loss of each step."""
-        from tqdm import tqdm
 
         model.train()
         total, batches = self.step.epoch(epoch)

@@ -113,6 +113,7 @@ class SelfSupervisedTransform:
     def __init__(self, mask_type: str = "random", accelerations: tuple[float, ...] = (4, 8),
                  center_fractions: tuple[float, ...] = (0.08, 0.04), seed: int = 0, mode: str = "train",
                  loss_fraction: float | None = None, validation_fraction: float | None = None):
+        # deferred: loads recon.solvers.learned, which importing recon.training.transforms does not
         from recon.solvers.learned.adapt import LOSS_FRACTION, VALIDATION_FRACTION
 
         self.undersample = UndersampleTransform(mask_type, accelerations, center_fractions, seed, "val")
@@ -136,6 +137,7 @@ class SelfSupervisedTransform:
         return kspace, _slice_mask(used, width), float(info.get("acceleration", 0) or 0)
 
     def __call__(self, raw: RawData, example: Example) -> dict[str, Any]:
+        # deferred: loads recon.solvers.learned, which importing recon.training.transforms does not
         from recon.solvers.learned.adapt import draw_dc_loss, make_split, sample_grid
 
         kspace, mask, acceleration = self.acquisition(raw, example)

@@ -16,14 +16,19 @@ A backend is a context manager; :meth:`Backend.run` yields each task's result di
 from __future__ import annotations
 
 import os
+import logging
+import multiprocessing
+import uuid
 from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from recon.app.batch.tasks import FileTask, run_task
-from recon.errors import UsageError
-from recon.app.batch.lifetime import run_guarded
+from recon.errors import require, UsageError
+from recon.app.batch.lifetime import run_guarded, terminate_processes, worker_init
 from recon.app.runtime import resolve_threads
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 
 #: how many times a local task is started before a dying worker counts as that file's failure
 MAX_ATTEMPTS = 3
@@ -105,17 +110,11 @@ class LocalPoolBackend(Backend):
         return self.threads
 
     def _new_pool(self):
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        from recon.app.batch.lifetime import worker_init
-
         return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=worker_init, initargs=(os.getpid(), self.lock_path))
 
     def _kill_pool(self) -> None:
         """Stop the workers now (their SIGTERM handler deletes .part files): on an error or a signal."""
-        from recon.app.batch.lifetime import terminate_processes
 
         if self._pool is not None:
             terminate_processes(list(getattr(self._pool, "_processes", {}).values()))
@@ -140,9 +139,6 @@ class LocalPoolBackend(Backend):
             raise
 
     def _run(self, tasks: Iterable[FileTask]) -> Iterator[dict[str, Any]]:
-        from concurrent.futures import FIRST_COMPLETED, wait
-        from concurrent.futures.process import BrokenProcessPool
-
         pending = deque(tasks)
         attempts: dict[str, int] = {}
         inflight: dict[Any, FileTask] = {}
@@ -181,8 +177,6 @@ class DaskBackend(Backend):
     name = "dask"
 
     def __init__(self, scheduler: str, workers: int | None = None, threads: int | None = None):
-        from recon.errors import require
-
         require("distributed", "distributed", "recon batch --scheduler")  # say what to install, before any work
         self.scheduler = scheduler
         self.local = scheduler == "local"
@@ -202,8 +196,7 @@ class DaskBackend(Backend):
         return self.threads
 
     def start(self) -> None:
-        import logging
-
+        # deferred: optional extra recon-mri[distributed] (Dask), a clear error where it is missing
         from distributed import Client, LocalCluster
 
         if self.local:
@@ -232,8 +225,7 @@ class DaskBackend(Backend):
         return out
 
     def run(self, tasks: Iterable[FileTask]) -> Iterator[dict[str, Any]]:
-        import uuid
-
+        # deferred: optional extra recon-mri[distributed] (Dask), a clear error where it is missing
         from distributed import as_completed
 
         if self.client is None:

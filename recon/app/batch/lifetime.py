@@ -18,9 +18,11 @@ import os
 import socket
 import signal
 import sys
+import ctypes
 from pathlib import Path
 
 from recon.errors import UsageError
+from recon.app.batch.tasks import run_task
 
 LOCK_NAME = ".recon_batch.lock"  # held exclusively by the running ``recon batch`` (recon.app.batch.runner)
 WORKERS_LOCK_NAME = ".recon_batch.workers.lock"
@@ -41,8 +43,6 @@ def die_with_parent(sig: int = signal.SIGTERM) -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        import ctypes
-
         libc = ctypes.CDLL(None, use_errno=True)
         return libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
     except (OSError, AttributeError):  # pragma: no cover
@@ -58,6 +58,7 @@ def worker_init(parent_pid: int, lock_path: str | None = None) -> None:
         os._exit(143)
     if lock_path:
         with contextlib.suppress(ImportError, OSError):
+            # deferred: fcntl may be missing on this platform or install (its ImportError is handled here)
             import fcntl
 
             fh = open(lock_path, "a+")
@@ -68,6 +69,7 @@ def worker_init(parent_pid: int, lock_path: str | None = None) -> None:
 def check_no_live_workers(folder: Path) -> None:
     """:class:`UsageError` while processes of an earlier run still hold ``folder``'s workers lock."""
     try:
+        # deferred: fcntl may be missing on this platform or install (its ImportError is handled here)
         import fcntl
     except ImportError:  # pragma: no cover - Windows
         return
@@ -102,7 +104,6 @@ def run_guarded(task):
     """:func:`recon.app.batch.tasks.run_task` in a pool worker; a SIGTERM (the parent died or stops the pool)
     unwinds the task, deleting its ``.part`` temporary, then ends the process instead of returning to the
     pool's queue, where an orphan would wait forever."""
-    from recon.app.batch.tasks import run_task
 
     try:
         return run_task(task)
@@ -119,6 +120,7 @@ def _lock_free(folder: Path) -> bool | None:
     """Whether no process holds ``folder``'s exclusive batch lock (None: cannot tell). Opens the lock file
     read-only and never creates it; tries a shared lock, which a running batch's exclusive lock refuses."""
     try:
+        # deferred: fcntl may be missing on this platform or install (its ImportError is handled here)
         import fcntl
     except ImportError:  # pragma: no cover - Windows
         return None

@@ -28,12 +28,14 @@ import json
 import math
 import platform
 import time
+import numpy
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from recon.io.atomic import atomic_path
+from recon import __version__
 
 MANIFEST_NAME = "manifest.json"
 METRIC_NAMES = ("nmse", "psnr", "ssim")
@@ -45,16 +47,17 @@ def now() -> str:
 
 def software_versions() -> dict[str, str]:
     """Versions of recon and the libraries that decide its numbers."""
+    # deferred: loads h5py, which importing recon.app.batch.manifest does not
     import h5py
-    import numpy
+    # deferred: loads torch, which importing recon.app.batch.manifest does not
     import torch
-
-    from recon import __version__
 
     out = {"recon": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
            "torch": torch.__version__, "h5py": h5py.__version__}
     try:
+        # deferred: dask may be missing on this platform or install (its ImportError is handled here)
         import dask
+        # deferred: distributed may be missing on this platform or install (its ImportError is handled here)
         import distributed
 
         out["dask"] = dask.__version__

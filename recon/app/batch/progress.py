@@ -27,6 +27,7 @@ class BatchProgress:
             live = bool(getattr(self.stream, "isatty", lambda: False)())
         self._bar = None
         if live and total > 0:
+            # deferred: loads tqdm, which importing recon.app.batch.progress does not
             from tqdm import tqdm
 
             self._bar = tqdm(total=total, unit="file", file=self.stream, dynamic_ncols=True,

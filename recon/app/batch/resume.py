@@ -22,6 +22,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from recon import __version__
 
 #: states of an output path
 MISSING, FINISHED, MISMATCH, UNREADABLE = "missing", "finished", "mismatch", "unreadable"
@@ -88,9 +89,8 @@ def output_state(
     version: the expected ``recon_version`` (default: the installed one).
     prewhiten: the run's prewhitening setting (False: ``--no-prewhiten``).
     """
+    # deferred: loads h5py, which importing recon.app.batch.resume does not
     import h5py
-
-    from recon import __version__
 
     path = Path(output)
     if not path.exists():

@@ -24,6 +24,7 @@ from recon.app.batch.resume import FINISHED, MISMATCH, MISSING, output_state
 from recon.app.batch.tasks import FileTask, score_against_input, score_files
 from recon.errors import OutputError, UsageError
 from recon.metrics.tiers import TIER_NAMES, parse_tiers, tier_metric_names
+from recon import __version__
 
 #: metric tiers ``recon batch --tiers`` accepts (pixel: NMSE/PSNR/SSIM, feature, task)
 SUPPORTED_TIERS = TIER_NAMES
@@ -50,6 +51,7 @@ class BatchResult:
 def output_lock(folder: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``folder/.recon_batch.lock`` (released by the OS if the process dies)."""
     try:
+        # deferred: fcntl may be missing on this platform or install (its ImportError is handled here)
         import fcntl
     except ImportError:  # pragma: no cover - Windows: no lock
         yield
@@ -213,6 +215,7 @@ def _check_run(input_dir: str | Path, output_dir: str | Path, method: str, optio
                ) -> tuple[list[Any], Path, Path | None, list[str], Backend]:
     """Everything that can be wrong with the whole run, checked before any work (usage errors first, then
     the output folder, which is created): ``(inputs, output root, target root, tier names, backend)``."""
+    # deferred: loads torch, tqdm, which importing recon.app.batch.runner does not
     from recon.app.pipeline import get_method
 
     get_method(method, options)  # unknown method or option: a usage error before anything else
@@ -259,7 +262,6 @@ def _plan_tasks(items: list[Any], manifest: Manifest, previous: dict[str, Any], 
                 ) -> tuple[list[FileTask], int]:
     """``(tasks to run, inputs skipped as finished)``; records each input's target, and the skipped ones and
     conflicting outputs (failures) in ``manifest``. ``settings``: method, options, undersampling, prewhiten."""
-    from recon import __version__
 
     tasks: list[FileTask] = []
     skipped = 0

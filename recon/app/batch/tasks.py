@@ -10,10 +10,15 @@ import os
 import socket
 import sys
 import time
+import numpy as np
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from recon.errors import CorruptFileError, DataError, FormatError, ReconError
+from recon.metrics.evaluation import TARGET_KEYS
+from recon.metrics import fastmri_crop_size
+from recon.metrics.tiers import volume_tier_metrics
 
 @dataclass(frozen=True)
 class FileTask:
@@ -46,8 +51,6 @@ class FileTask:
 
 
 def _error(exc: BaseException) -> dict[str, str]:
-    from recon.errors import ReconError
-
     if isinstance(exc, ReconError):
         message = str(exc)
     else:  # an unexpected failure: keep its type and first line, never a traceback in the manifest
@@ -80,11 +83,9 @@ def _remove_empty(folders: list[Path]) -> None:
 def read_target(path: str | Path) -> "Any":
     """The ground-truth volume ``(slices, h, w)`` of a target file: its ``reconstruction_rss`` (multi-coil) or
     ``reconstruction_esc`` (single-coil), the datasets fastMRI's ``evaluate.py`` and ``recon eval`` read."""
-    import numpy as np
 
-    from recon.errors import CorruptFileError, FormatError
+    # deferred: loads h5py, which importing recon.app.batch.tasks does not
     from recon.io.hdf5 import open_h5
-    from recon.metrics.evaluation import TARGET_KEYS
 
     with open_h5(path) as f:
         key = next((k for k in TARGET_KEYS if k in f), None)
@@ -101,10 +102,8 @@ def score_files(target_path: str | Path, output_path: str | Path,
     """The metrics of ``tiers`` (default NMSE/PSNR/SSIM) of a written reconstruction against a target file,
     exactly as ``recon eval`` computes them (:func:`recon.metrics.evaluate_folders`: both centre-cropped to
     fastMRI's crop of the target)."""
-    from recon.errors import DataError
+    # deferred: loads h5py, which importing recon.app.batch.tasks does not
     from recon.io.fastmri import read_reconstruction
-    from recon.metrics import fastmri_crop_size
-    from recon.metrics.tiers import volume_tier_metrics
 
     target = read_target(target_path)
     prediction, _ = read_reconstruction(output_path)
@@ -119,7 +118,6 @@ def score_files(target_path: str | Path, output_path: str | Path,
 def score_against_input(input_path: str | Path, output_path: str | Path, tiers: Sequence[str]) -> dict[str, float]:
     """The metrics of ``tiers`` of an output against its *input*'s own reference (a fastMRI file's
     ``reconstruction_rss``/``_esc``): the feature and task tiers of a batch run without ``--target-dir``."""
-    from recon.errors import FormatError
 
     try:
         return score_files(input_path, output_path, tiers)
@@ -144,10 +142,12 @@ def run_task(task: FileTask) -> dict[str, Any]:
     created: list[Path] = []
     try:
         if task.threads:
+            # deferred: loads torch, which importing recon.app.batch.tasks does not
             import torch
 
             if torch.get_num_threads() != task.threads:
                 torch.set_num_threads(task.threads)
+        # deferred: loads torch, tqdm, which importing recon.app.batch.tasks does not
         from recon.app.pipeline import reconstruct_file
 
         output = Path(task.output)
@@ -186,6 +186,7 @@ def peak_rss_mb() -> float | None:
     except (OSError, ValueError, IndexError):
         pass
     try:
+        # deferred: resource may be missing on this platform or install (its ImportError is handled here)
         import resource
     except ImportError:  # pragma: no cover - Windows
         return None

@@ -8,8 +8,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import signal
 
 from recon.errors import ReconError
+from recon import __version__
 
 #: subcommand name -> module (imported lazily so ``recon info`` does not import torch)
 SUBCOMMANDS = {
@@ -33,8 +35,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from recon import __version__
-
     parser = _Parser(prog="recon", description="MRI reconstruction: raw scanner files to images.")
     parser.add_argument("--version", action="version", version=f"recon {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -53,8 +53,6 @@ def _on_sigterm(signum, frame) -> None:  # noqa: ARG001 - signal handler signatu
 
 
 def main(argv: list[str] | None = None) -> int:
-    import signal
-
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -9,6 +9,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from recon.app.cli import run as run_cli
+from recon.app.batch.backends import available_cores
+from recon.app.runtime import configure_threads, resolve_threads
+from recon.app.cli.run import check_run_args, options_from_args, undersampling_from_args
+from recon.app.batch import DEFAULT_PATTERN, format_summary, run_batch
+from recon.errors import UsageError
 
 #: ``recon run`` options that make no sense per batch (batch has --resume/--no-resume instead of --overwrite)
 _RUN_ONLY = {"input", "output", "overwrite", "json", "help"}
@@ -16,7 +22,6 @@ _RUN_ONLY = {"input", "output", "overwrite", "json", "help"}
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     """Copy the options of ``recon run`` (with their argument groups) onto ``p``."""
-    from recon.app.cli import run as run_cli
 
     holder = argparse.ArgumentParser(add_help=False)
     sub = holder.add_subparsers()
@@ -70,8 +75,6 @@ def _threads_per_worker(args: argparse.Namespace) -> int | None:
     """torch threads per worker (``recon.app.runtime``'s policy; None for a remote Dask cluster without
     ``--threads``: its cores are unknown here). Also configures this process, before torch is imported, so
     that its own torch work follows the policy too."""
-    from recon.app.batch.backends import available_cores
-    from recon.app.runtime import configure_threads, resolve_threads
 
     remote = args.scheduler not in (None, "local")
     per_worker = args.threads if remote else resolve_threads(args.threads, args.workers or available_cores())
@@ -83,7 +86,6 @@ def batch_options(args: argparse.Namespace) -> dict:
     """``recon run``'s options of a batch (:func:`recon.app.cli.run.options_from_args`), plus ``epi_correction:
     False`` for ``--no-epi-correction``: the workers pass it to ``reconstruct_file`` and a resumed output must
     have been made with it (its ``parameters`` record it)."""
-    from recon.app.cli.run import options_from_args
 
     options = options_from_args(args)
     if getattr(args, "epi_correction", True) is False:
@@ -92,14 +94,8 @@ def batch_options(args: argparse.Namespace) -> dict:
 
 
 def main(args: argparse.Namespace) -> int:
-    from recon.app.batch import DEFAULT_PATTERN, format_summary, run_batch
-    from recon.app.cli.run import undersampling_from_args
-
     if args.workers is not None and args.workers < 1:
-        from recon.errors import UsageError
-
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
-    from recon.app.cli.run import check_run_args
 
     check_run_args(args)  # a calibration for another method/weights/acceleration: exit 2 before any work
     live = {"auto": None, "bar": True, "lines": False}[args.progress]

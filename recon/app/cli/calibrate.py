@@ -24,11 +24,25 @@ import numpy as np
 from recon.app.cli.run import (
     CALIBRATABLE,  # methods that produce samples (and so spreads to calibrate)
 )
+from recon.app.cli.run import (
+    add_adapt_arguments,
+    add_undersampling_arguments,
+    check_method_options,
+    ENSEMBLE_METHODS,
+    options_from_args,
+    undersampling_from_args,
+)
+from recon.errors import UsageError
+from recon.io import open_raw
+from recon.metrics.conformal import fit_scale, slice_scores
+from recon.app.runtime import configure_threads
+from recon import __version__
+from recon.app.batch import DEFAULT_PATTERN
+from recon.app.batch.discovery import find_inputs
+from recon.io.atomic import atomic_path, check_output_path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from recon.app.cli.run import add_adapt_arguments, add_undersampling_arguments
-
     p = sub.add_parser("calibrate", help="fit calibrated uncertainty intervals on slices with references",
                        description=__doc__.split("\n\n")[1])
     p.add_argument("cal_dir", help="folder of fully sampled raw files with references (fastMRI layout)")
@@ -68,17 +82,19 @@ def collect_slices(files: list[Path], method: str, undersampling, options: dict,
     Returns ``(scores, accelerations, per_file)``: a list of 1D arrays (:func:`recon.metrics.conformal.slice_scores`),
     a list of floats, and ``[{"file", "slices"}]``.
     """
+    # deferred: loads h5py, which importing recon.app.cli.calibrate does not
     import h5py
 
-    from recon.errors import UsageError
-    from recon.io import open_raw
-    from recon.metrics.conformal import slice_scores
+    # deferred: loads torch, tqdm, which importing recon.app.cli.calibrate does not
     from recon.metrics.reference import reference_slice
+    # deferred: loads torch, tqdm, which importing recon.app.cli.calibrate does not
     from recon.app.pipeline import reconstruct_file
+    # deferred: loads recon.solvers.uncertainty, which importing recon.app.cli.calibrate does not
     from recon.solvers.uncertainty.calibration import (
         heuristic_spread,
         measured_acceleration,
     )
+    # deferred: loads recon.solvers.diffusion, recon.solvers.learned, scipy, torch, tqdm, which importing recon.app.cli.calibrate does not
     from recon.solvers.diffusion.uncertainty import object_mask
 
     scores, accels, per_file = [], [], []
@@ -108,22 +124,10 @@ def collect_slices(files: list[Path], method: str, undersampling, options: dict,
 
 
 def main(args: argparse.Namespace) -> int:
-    from recon.app.runtime import configure_threads
-
     configure_threads(args.threads)
-    from recon import __version__
-    from recon.app.batch import DEFAULT_PATTERN
-    from recon.app.batch.discovery import find_inputs
-    from recon.app.cli.run import (
-        ENSEMBLE_METHODS,
-        check_method_options,
-        options_from_args,
-        undersampling_from_args,
-    )
-    from recon.errors import UsageError
-    from recon.io.atomic import atomic_path, check_output_path
-    from recon.metrics.conformal import fit_scale
+    # deferred: loads recon.solvers.uncertainty, which importing recon.app.cli.calibrate does not
     from recon.solvers.uncertainty import calibration as calib
+    # deferred: loads recon.solvers.diffusion, recon.solvers.learned, scipy, torch, tqdm, which importing recon.app.cli.calibrate does not
     from recon.solvers.diffusion.uncertainty import OBJECT_FRACTION
 
     start = time.perf_counter()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from recon.app.runtime import configure_threads
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,9 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from recon.app.runtime import configure_threads
-
     threads = configure_threads(args.threads, default=1)  # before torch is imported (recon.app.runtime)
+    # deferred: loads torch, tqdm, which importing recon.app.cli.demo does not
     from recon.app.demo import DEFAULT, QUICK, run_demo
 
     config = QUICK if args.quick else DEFAULT

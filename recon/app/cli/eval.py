@@ -13,6 +13,9 @@ import io
 import json
 import sys
 from pathlib import Path
+from recon.io.atomic import atomic_path, check_output_path
+from recon.metrics.evaluation import evaluate_folders
+from recon.metrics.tiers import parse_tiers, tier_metric_names
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="fastMRI's evaluation (NMSE, PSNR, SSIM) of a predictions folder against targets")
@@ -47,17 +50,11 @@ def csv_text(result) -> str:
 
 
 def _write_text(path: Path, text: str) -> None:
-    from recon.io.atomic import atomic_path
-
     with atomic_path(path, overwrite=True) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
 def main(args: argparse.Namespace) -> int:
-    from recon.io.atomic import check_output_path
-    from recon.metrics.evaluation import evaluate_folders  # torch is loaded only once the inputs are checked
-    from recon.metrics.tiers import parse_tiers, tier_metric_names
-
     tiers = parse_tiers(args.tiers)
     tier_metric_names(tiers)  # a tier whose module cannot load: a usage error before any work
     for out in (args.json, args.csv):  # before any work: the report folders must exist

@@ -17,6 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    # deferred: loads recon.solvers.learned, torch, tqdm, which importing recon.app.cli.export_weights does not
     from recon.solvers.learned.checkpoints import export_fastmri
 
     config = export_fastmri(args.input, args.output, overwrite=args.overwrite)

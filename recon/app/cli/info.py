@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from recon.io import open_raw
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -13,8 +14,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from recon.io import open_raw
-
     with open_raw(args.file) as f:
         info = f.info()
     if args.json:

@@ -8,7 +8,11 @@ each call (written atomically); ``--no-overwrite`` refuses to replace an existin
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+from recon.app.batch.lifetime import stale_run
+from recon.app.batch.manifest import load_manifest, MANIFEST_NAME
+from recon.app.report import build_report
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -30,12 +34,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    import sys
-
-    from recon.app.batch.lifetime import stale_run
-    from recon.app.batch.manifest import MANIFEST_NAME, load_manifest
-    from recon.app.report import build_report
-
     why = stale_run(args.run_dir, load_manifest(args.run_dir / MANIFEST_NAME))
     if why:  # a SIGKILLed batch: its manifest still says "running"
         print(f"recon: {args.run_dir}: {why}; rerun recon batch to resume", file=sys.stderr)

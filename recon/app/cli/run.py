@@ -9,11 +9,14 @@ import json
 import sys
 
 from recon.solvers.methods import lambda_value  # noqa: F401 - re-exported (``--lambda``'s parser)
+from recon.solvers.methods import command_line_options, get_method, METHODS
+from recon.sampling import ALL_MASK_TYPES
+from recon.errors import UsageError
+from recon.io.validate import check_accelerations
+from recon.app.runtime import configure_threads
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from recon.solvers.methods import METHODS
-
     p = sub.add_parser("run", help="reconstruct one raw file (fastMRI/MRD .h5, twix .dat, BART .cfl)")
     p.add_argument("input", help="raw data file")
     p.add_argument("output", help="output: .h5 (fastMRI submission layout), .png, .nii, .nii.gz, .dcm (Enhanced MR) or .mrd.h5 (ISMRMRD images)")
@@ -44,7 +47,6 @@ def add_method_arguments(p: argparse.ArgumentParser, groups: tuple[str, ...] | N
     flag, type, choices and help come from the field's :class:`~recon.solvers.methods.Option`; each group's
     title lists the methods that take its options. Every flag defaults to None (not given: the method's own
     default applies and nothing is recorded). ``groups``: only these group names (None: all)."""
-    from recon.solvers.methods import command_line_options
 
     made: dict[str, argparse._ArgumentGroup | argparse.ArgumentParser] = {}
     options = command_line_options()
@@ -71,7 +73,6 @@ def add_adapt_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_undersampling_arguments(p: argparse.ArgumentParser) -> None:
     """``--mask-type/--accel/--center-fraction/--seed``: retrospective undersampling of fully sampled input."""
-    from recon.sampling import ALL_MASK_TYPES
 
     g = p.add_argument_group("retrospective undersampling (fully sampled inputs)")
     g.add_argument("--mask-type", choices=ALL_MASK_TYPES, default=None,
@@ -90,14 +91,13 @@ _DEFAULT_CENTER_FRACTION = {4.0: 0.08, 8.0: 0.04}
 
 def undersampling_from_args(args: argparse.Namespace):
     """The :class:`recon.app.pipeline.Undersampling` the arguments ask for, or None."""
-    from recon.errors import UsageError
+    # deferred: loads torch, tqdm, which importing recon.app.cli.run does not
     from recon.app.pipeline import Undersampling
 
     if args.accel is None:
         if args.mask_type or args.center_fraction or args.seed is not None:
             raise UsageError("--mask-type/--center-fraction/--seed need --accel R")
         return None
-    from recon.io.validate import check_accelerations
 
     check_accelerations(args.accel, args.center_fraction)  # 0, negative, nan, inf: one clear line (issue 18)
     accels = tuple(int(a) if float(a).is_integer() else float(a) for a in args.accel)
@@ -126,7 +126,6 @@ def _progress(done: int, total: int) -> None:
 def options_from_args(args: argparse.Namespace) -> dict:
     """Method options given on the command line (only those set, so methods keep their defaults): every
     registry option (:func:`add_method_arguments`) whose value is not None, switches only when on."""
-    from recon.solvers.methods import command_line_options
 
     options = {}
     for name, (spec, _) in command_line_options().items():
@@ -156,9 +155,8 @@ def _prewhitening_text(summary: dict) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    from recon.app.runtime import configure_threads
-
     configure_threads(args.threads)  # before torch is imported (recon.app.runtime)
+    # deferred: loads torch, tqdm, which importing recon.app.cli.run does not
     from recon.app.pipeline import reconstruct_file
 
     check_run_args(args)  # a calibration for another method/weights/acceleration: exit 2 before any work
@@ -183,15 +181,13 @@ def check_method_options(args: argparse.Namespace) -> None:
     with sense, ``--ensemble`` with diffusion, ...), a bad value (``--iterations 0``, ``--ensemble 1``,
     ``--lambda auto`` with sense, ...) or one that needs another (``--adapt-steps`` without ``--adapt``) is a
     :class:`UsageError` before any work."""
+    # deferred: loads torch, tqdm, which importing recon.app.cli.run does not
     from recon.app.pipeline import PIPELINE_OPTIONS
-    from recon.solvers.methods import get_method
 
     get_method(args.method).parse_options(options_from_args(args), PIPELINE_OPTIONS)
 
 
 def _methods_that(attribute: str) -> tuple[str, ...]:
-    from recon.solvers.methods import METHODS
-
     return tuple(m.name for m in METHODS.values() if getattr(m, attribute))
 
 
@@ -209,7 +205,7 @@ def check_run_args(args: argparse.Namespace) -> None:
     path = getattr(args, "calibration", None)
     if path is None:
         return
-    from recon.errors import UsageError
+    # deferred: loads recon.solvers.uncertainty, which importing recon.app.cli.run does not
     from recon.solvers.uncertainty import calibration as calib
 
     cal = calib.load_calibration(path)

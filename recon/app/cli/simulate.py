@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from recon.errors import UsageError
+from recon.simulate import load_colin27, write_dataset
+from recon.io.validate import check_finite_option
 
 #: axial Colin 27 slices that cut through the brain (below: neck and skull base; above: vertex)
 BRAIN_SLICES = (30, 150)
@@ -56,15 +58,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from recon.simulate import load_colin27, write_dataset
-
     if args.files < 1 or args.slices < 1:
         raise UsageError(f"--files and --slices must be >= 1, got {args.files} and {args.slices}")
     if args.coils < 1:
         raise UsageError(f"--coils must be >= 1, got {args.coils}")
     if args.size is not None and min(args.size) < 1:
         raise UsageError(f"--size must be positive, got {args.size[0]} {args.size[1]}")
-    from recon.io.validate import check_finite_option
 
     if args.snr != float("inf"):
         check_finite_option("--snr", args.snr)  # nan is not "noiseless" (issue 18); inf is

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from recon.errors import UsageError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -56,7 +57,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def model_options(args: argparse.Namespace) -> dict:
     """Constructor options of the model from the size arguments (only those given)."""
-    from recon.errors import UsageError
 
     opts = {}
     if args.cascades is not None:
@@ -77,9 +77,10 @@ def model_options(args: argparse.Namespace) -> dict:
 
 
 def main(args: argparse.Namespace) -> int:
+    # deferred: loads torch, which importing recon.app.cli.train does not
     import torch
 
-    from recon.errors import UsageError
+    # deferred: loads recon.training, torch, tqdm, which importing recon.app.cli.train does not
     from recon.training import TrainConfig, train
 
     try:
@@ -106,7 +107,6 @@ def main(args: argparse.Namespace) -> int:
 
 def _diffusion_options(args: argparse.Namespace) -> dict:
     """Constructor options of the diffusion prior (``--levels``)."""
-    from recon.errors import UsageError
 
     opts = {}
     if args.levels is not None:
@@ -121,6 +121,7 @@ def _summary(args: argparse.Namespace, last: dict) -> str:
     if args.model == "diffusion":
         return (f"{args.output}: diffusion prior after {last['epoch']} epochs: val loss {last['val_loss']:.4f}, "
                 f"denoised PSNR at sigma 0.1 {last.get('psnr_0.1', float('nan')):.2f} dB")
+    # deferred: loads recon.training, torch, tqdm, which importing recon.app.cli.train does not
     from recon.training.supervised import describe_validation
 
     return f"{args.output}: {args.model} after {last['epoch']} epochs: {describe_validation(last)}"

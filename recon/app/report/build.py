@@ -25,6 +25,14 @@ import numpy as np
 from recon.arrays import center_crop_or_pad
 from recon.errors import ReconError
 from recon.app.report.collect import EXTRA_MAPS, FileRecord, RunData, collect_run, load_reference, load_volume
+from recon.metrics import fastmri_crop_size
+from recon.metrics.tiers import higher_is_better, parse_tiers, tier_metric_names, TIER_NAMES, volume_tier_metrics
+from recon.app.report.figures import acceleration_figure, file_figure
+from recon.app.viz import error_map, error_scale
+from recon import __version__
+from recon.io.atomic import atomic_path, check_output_path
+from recon.app.report.html import render
+from recon.app.report.intervals import interval_rows
 
 REPORT_NAME = "report.html"
 #: posterior samples shown per file (diffusion outputs with a ``samples`` dataset)
@@ -105,8 +113,6 @@ def _crop_pair(ref: np.ndarray, rec: np.ndarray) -> tuple[np.ndarray, np.ndarray
 def compute_metrics(run: RunData, tiers: Sequence[str], *, log: Callable[[str], None]) -> dict[str, str]:
     """Fill each usable file's ``metrics`` with the metrics of ``tiers`` it lacks, computed against its
     reference (see the module doc). Returns file name -> where its values come from."""
-    from recon.metrics import fastmri_crop_size
-    from recon.metrics.tiers import tier_metric_names, volume_tier_metrics
 
     cache: dict[Any, np.ndarray] = {}
     sources: dict[str, str] = {}
@@ -153,7 +159,6 @@ def compute_metrics(run: RunData, tiers: Sequence[str], *, log: Callable[[str], 
 
 def tier_tables(run: RunData, tiers: Sequence[str], sources: dict[str, str]) -> list[TierTable]:
     """One :class:`TierTable` per tier: every file of the run, then per-group and overall aggregates."""
-    from recon.metrics.tiers import higher_is_better, tier_metric_names
 
     tables: list[TierTable] = []
     groups: dict[tuple[str, str], list[FileRecord]] = {}
@@ -178,8 +183,6 @@ def tier_tables(run: RunData, tiers: Sequence[str], sources: dict[str, str]) -> 
 def acceleration_plots(run: RunData, tiers: Sequence[str]) -> list[Figure]:
     """Metric vs acceleration (one line per method, mean over the method's files), one figure per tier,
     when the run has more than one acceleration."""
-    from recon.metrics.tiers import higher_is_better, tier_metric_names
-    from recon.app.report.figures import acceleration_figure
 
     usable = [r for r in run.files if r.usable and r.acceleration is not None]
     accels = sorted({r.acceleration for r in usable})
@@ -211,10 +214,8 @@ def file_images(run: RunData, *, log: Callable[[str], None]) -> list[Figure]:
     """Per usable file: the middle slice's reference / reconstruction / |error| / uncertainty / hallucination
     panels. Files sharing a reference share the |error| colour scale (99.5th percentile of their pooled error
     values), so their error maps compare by brightness."""
+    # deferred: loads h5py, which importing recon.app.report.build does not
     import h5py
-
-    from recon.app.report.figures import file_figure
-    from recon.app.viz import error_map, error_scale
 
     cache: dict[Any, np.ndarray] = {}
     prepared: list[tuple[FileRecord, dict[str, Any]]] = []
@@ -287,16 +288,13 @@ def build_report(run_dir: str | Path, *, tiers: Sequence[str] | str | None = Non
     InputError: ``run_dir`` is missing, not a folder, or holds nothing reportable.
     UsageError: unknown tiers. OutputError: the page exists and ``overwrite`` is False, or cannot be written.
     """
-    from recon import __version__
-    from recon.io.atomic import atomic_path, check_output_path
-    from recon.metrics.tiers import TIER_NAMES, parse_tiers
-    from recon.app.report.html import render
 
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     start = time.perf_counter()
     tier_list = parse_tiers(tiers if tiers is not None else list(TIER_NAMES))
     run = collect_run(run_dir, target_dir)
     out = check_output_path(Path(run_dir) / REPORT_NAME, overwrite)
+    # deferred: loads torch, which importing recon.app.report.build does not
     import torch
 
     saved_threads = torch.get_num_threads()
@@ -309,7 +307,6 @@ def build_report(run_dir: str | Path, *, tiers: Sequence[str] | str | None = Non
     report = Report(run, tier_list, tier_tables(run, tier_list, sources), acceleration_plots(run, tier_list),
                     file_images(run, log=say), datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     __version__)
-    from recon.app.report.intervals import interval_rows
 
     report.intervals = interval_rows(run, log=say)
     report.seconds = round(time.perf_counter() - start, 2)

@@ -28,7 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from recon.errors import InputError
+from recon.errors import DataError, InputError
+from recon.app.batch.lifetime import stale_run
+from recon.data import sample_path
 
 #: optional image datasets of a reconstruction file shown in the report (diffusion methods write them)
 EXTRA_MAPS = ("uncertainty", "hallucination", "lower", "upper")
@@ -124,8 +126,10 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 def h5_info(path: Path) -> tuple[dict[str, Any], tuple[str, ...]] | None:
     """``(attributes, dataset names)`` of an HDF5 file, None when it cannot be opened."""
+    # deferred: loads h5py, which importing recon.app.report.collect does not
     import h5py
 
+    # deferred: loads h5py, which importing recon.app.report.collect does not
     from recon.io.hdf5 import read_attrs
 
     try:
@@ -178,7 +182,6 @@ def read_batch(root: Path, manifest: dict[str, Any], target_dir: Path | None) ->
     params = manifest.get("parameters") or {}
     versions = manifest.get("versions") or {}
     command = manifest.get("command")
-    from recon.app.batch.lifetime import stale_run
 
     state = str(manifest.get("state", "unknown state"))
     if stale_run(root, manifest):  # SIGKILLed: the manifest could not say so itself
@@ -249,7 +252,6 @@ def read_batch(root: Path, manifest: dict[str, Any], target_dir: Path | None) ->
 
 def read_demo(root: Path, report: dict[str, Any]) -> RunData:
     """A ``recon demo`` folder from its ``metrics.json``."""
-    from recon.data import sample_path
 
     slices = tuple(int(i) for i in report.get("slices") or []) or None
     sample = sample_path()
@@ -325,8 +327,6 @@ def collect_run(run_dir: str | Path, target_dir: str | Path | None = None) -> Ru
         raise InputError("--target-dir is not a folder", tdir)
     manifest = _read_json(root / MANIFEST_NAME)
     if manifest is None and (root / MANIFEST_NAME).is_file():  # there, but truncated or not JSON (issue 18)
-        from recon.errors import DataError
-
         raise DataError("is not a valid manifest (truncated or corrupt JSON); rerun recon batch to rewrite it",
                         root / MANIFEST_NAME)
     demo = _read_json(root / DEMO_METRICS)
@@ -355,6 +355,7 @@ def load_reference(source: ReferenceSource, cache: dict[ReferenceSource, np.ndar
     if cache is not None and source in cache:
         return cache[source]
     if source.kind == "h5":
+        # deferred: loads h5py, which importing recon.app.report.collect does not
         import h5py
 
         try:
@@ -363,6 +364,7 @@ def load_reference(source: ReferenceSource, cache: dict[ReferenceSource, np.ndar
         except Exception as exc:  # noqa: BLE001
             raise InputError(f"cannot read '{source.key}': {exc}", source.path) from None
     else:
+        # deferred: loads torch, tqdm, which importing recon.app.report.collect does not
         from recon.metrics.reference import reference_volume
 
         data = reference_volume(source.path)
@@ -375,6 +377,7 @@ def load_reference(source: ReferenceSource, cache: dict[ReferenceSource, np.ndar
 
 def load_volume(path: Path, name: str) -> np.ndarray | None:
     """Dataset ``name`` of ``path`` as float32 (None when absent)."""
+    # deferred: loads h5py, which importing recon.app.report.collect does not
     import h5py
 
     with h5py.File(path, "r") as f:

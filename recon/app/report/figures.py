@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from recon.app.viz import IMAGE_PERCENTILE, show_image
+from recon.app.viz import error_map, error_scale, IMAGE_PERCENTILE, show_image
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -25,6 +25,7 @@ PANEL_INCHES = 2.4
 
 def png_bytes(fig: Figure, dpi: int = DPI) -> bytes:
     """``fig`` rendered as PNG bytes on an Agg canvas."""
+    # deferred: loads matplotlib, which importing recon.app.report.figures does not
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)
@@ -52,9 +53,8 @@ def file_figure(reconstruction: np.ndarray, reference: np.ndarray | None = None,
     error_vmax: top of the |error| colour scale (share it between files to compare them); default the
         99.5th percentile of this error map.
     """
+    # deferred: loads matplotlib, which importing recon.app.report.figures does not
     from matplotlib.figure import Figure
-
-    from recon.app.viz import error_map, error_scale
 
     rec = np.abs(np.asarray(reconstruction, dtype=np.float64))
     panels: list[tuple[str, np.ndarray, str, float, bool]] = []  # title, image, cmap, vmax, colour bar
@@ -97,6 +97,7 @@ def acceleration_figure(series: Mapping[str, Mapping[str, Sequence[tuple[float, 
     ``series``: metric -> method -> ``[(acceleration, value), ...]``; one panel per metric (4 per row), one
     line with markers per method, the y label says which direction is better.
     """
+    # deferred: loads matplotlib, which importing recon.app.report.figures does not
     from matplotlib.figure import Figure
 
     metrics = list(series)

@@ -12,6 +12,7 @@ import base64
 import math
 from html import escape
 from typing import TYPE_CHECKING
+from recon.app.report.intervals import render_rows
 
 if TYPE_CHECKING:  # pragma: no cover
     from recon.app.report.build import Figure, Report, TierTable
@@ -133,7 +134,6 @@ def render(report: Report) -> str:
     if report.plots:
         parts.append('<h2 id="plots">Metric vs acceleration</h2>')
         parts += [_figure(f) for f in report.plots]
-    from recon.app.report.intervals import render_rows
 
     parts.append(render_rows(getattr(report, "intervals", [])))
     parts.append('<h2 id="images">Images</h2>')

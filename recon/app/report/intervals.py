@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from recon.arrays import center_crop_or_pad
+from recon.app.report.collect import load_reference
+from html import escape
 
 
 @dataclass
@@ -30,9 +32,10 @@ class IntervalRow:
 
 def interval_rows(run: Any, *, log: Callable[[str], None]) -> list[IntervalRow]:
     """Rows for the files of ``run`` (:class:`recon.app.report.collect.RunData`) that hold intervals and a reference."""
+    # deferred: loads h5py, which importing recon.app.report.intervals does not
     import h5py
 
-    from recon.app.report.collect import load_reference
+    # deferred: loads recon.solvers.diffusion, recon.solvers.learned, scipy, torch, tqdm, which importing recon.app.report.intervals does not
     from recon.solvers.diffusion.uncertainty import object_mask
 
     rows: list[IntervalRow] = []
@@ -72,7 +75,6 @@ def interval_rows(run: Any, *, log: Callable[[str], None]) -> list[IntervalRow]:
 
 def render_rows(rows: list[IntervalRow]) -> str:
     """The HTML section (empty string without rows)."""
-    from html import escape
 
     if not rows:
         return ""

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from recon.app.viz import IMAGE_PERCENTILE, save_figure, show_image
 
 #: at most this many slices (rows) in the panel figure
 MAX_ROWS = 4
@@ -32,10 +33,11 @@ def panels_figure(reconstruction: np.ndarray, uncertainty: np.ndarray, hallucina
                   samples: np.ndarray | None = None, title: str | None = None):
     """The matplotlib figure: ``reconstruction``, ``uncertainty``, ``hallucination`` ``(S, H, W)``;
     ``samples`` ``(S, K, H, W)`` or None."""
+    # deferred: loads matplotlib, which importing recon.app.report.panels does not
     from matplotlib.figure import Figure
 
+    # deferred: loads recon.solvers.diffusion, recon.solvers.learned, scipy, torch, tqdm, which importing recon.app.report.panels does not
     from recon.solvers.diffusion.uncertainty import HALLUCINATION_THRESHOLD
-    from recon.app.viz import IMAGE_PERCENTILE, show_image
 
     s = reconstruction.shape[0]
     rows = sorted(set(np.linspace(0, s - 1, min(s, MAX_ROWS)).round().astype(int).tolist()))
@@ -66,7 +68,6 @@ def write_panels(output: str | Path, reconstruction: np.ndarray, datasets: dict[
                  title: str | None = None) -> Path:
     """Write the panels of ``datasets`` (``uncertainty``, ``hallucination``, optional ``samples``) beside
     ``output``; returns the PNG's path. The PNG belongs to the output it accompanies and is replaced with it."""
-    from recon.app.viz import save_figure
 
     hall = datasets.get("hallucination", np.zeros_like(reconstruction))
     fig = panels_figure(reconstruction, datasets["uncertainty"], hall, datasets.get("samples"), title)

@@ -33,6 +33,11 @@ from recon.errors import UsageError
 from recon.io.types import RawData
 from recon.sampling import SamplingMask
 from recon.solvers.diffusion.defaults import DEFAULT_START_SIGMA, DEFAULT_STEPS
+from recon.solvers.learned.method import get_model
+from recon.solvers.reconstruct import estimate_maps, resolve_device
+from recon.solvers.diffusion.samplers import sample, SAMPLERS, SenseData
+from recon.solvers.cg import conjugate_gradient
+from recon.solvers.diffusion.prior import normalize_scale
 
 #: CG-SENSE iterations of the image that sets the normalisation
 INIT_ITERATIONS = 5
@@ -41,8 +46,6 @@ INIT_ITERATIONS = 5
 def get_prior(weights: str | Path | None = None, device: str | None = "cpu") -> torch.nn.Module:
     """The denoiser prior (``weights``, default the bundled one) on ``device``, in eval mode: the learned
     methods' model cache (:func:`recon.solvers.learned.method.get_model`, per file and device)."""
-    from recon.solvers.learned.method import get_model
-    from recon.solvers.reconstruct import resolve_device
 
     return get_model("diffusion", weights, str(resolve_device(device)))
 
@@ -50,8 +53,6 @@ def get_prior(weights: str | Path | None = None, device: str | None = "cpu") -> 
 def slice_model(kspace: torch.Tensor, mask: np.ndarray, maps: torch.Tensor | None = None):
     """The :class:`~recon.solvers.diffusion.samplers.SenseData` of one slice: k-space ``(C, H, W)``, mask
     ``(W,)`` or ``(H, W)``, maps ``(C, H, W)`` (None = ESPIRiT from the calibration region)."""
-    from recon.solvers.diffusion.samplers import SenseData
-    from recon.solvers.reconstruct import estimate_maps
 
     m = SamplingMask(np.asarray(mask, dtype=bool))
     if maps is None:
@@ -62,8 +63,6 @@ def slice_model(kspace: torch.Tensor, mask: np.ndarray, maps: torch.Tensor | Non
 
 def initial_image(data: Any, iterations: int = INIT_ITERATIONS) -> tuple[torch.Tensor, float]:
     """``x_init`` ``(H, W)`` = ``iterations`` CG-SENSE iterations on ``data``, and ``s = normalize_scale(|x_init|)``."""
-    from recon.solvers.cg import conjugate_gradient
-    from recon.solvers.diffusion.prior import normalize_scale
 
     x = conjugate_gradient(data.normal, data.aty[None], max_iter=int(iterations)).image[0]
     return x, normalize_scale(x.abs())
@@ -86,7 +85,6 @@ def posterior_sample(
     :data:`DEFAULT_START_SIGMA`) instead of pure noise at the prior's ``sigma_max`` (``None``); fewer steps
     suffice (see :func:`~recon.solvers.diffusion.samplers.dds_sample`).
     """
-    from recon.solvers.diffusion.samplers import SAMPLERS, sample
 
     if sampler not in SAMPLERS:
         raise UsageError(f"unknown sampler {sampler!r}; available: {', '.join(SAMPLERS)}")
@@ -123,14 +121,13 @@ def diffusion_method(
     half-width, the raw std then as ``sample_std``; refused for other weights/options/acceleration,
     :mod:`recon.solvers.uncertainty.calibration`).
     """
+    # deferred: loads scipy, which importing recon.solvers.diffusion.method does not
     from recon.solvers.diffusion.uncertainty import noise_level, summarise
-    from recon.solvers.reconstruct import resolve_device
 
     if int(samples) < 1:
         raise UsageError(f"samples must be >= 1, got {samples}")
     if steps is not None and int(steps) < 1:
         raise UsageError(f"steps must be >= 1, got {steps}")
-    from recon.solvers.diffusion.samplers import SAMPLERS
 
     if sampler not in SAMPLERS:
         raise UsageError(f"unknown sampler {sampler!r}; available: {', '.join(SAMPLERS)}")
@@ -138,6 +135,7 @@ def diffusion_method(
     mask = SamplingMask.first_slice(raw).array
     cal = None
     if calibration is not None:
+        # deferred: loads recon.solvers.uncertainty, which importing recon.solvers.diffusion.method does not
         from recon.solvers.uncertainty import calibration as calib
 
         cal = calib.load_calibration(calibration)

@@ -49,6 +49,7 @@ from recon.operators import fft2c
 from recon.sampling import SamplingMask
 from recon.solvers.cg import conjugate_gradient
 from recon.solvers.diffusion.samplers import SenseData
+from scipy.stats import spearmanr
 
 #: flag pixels whose local RMS null-space content exceeds this fraction of the object's mean intensity
 HALLUCINATION_THRESHOLD = 0.1
@@ -233,7 +234,6 @@ def summarise(samples: torch.Tensor, data: SenseData | None = None, *, noise: fl
 def spearman_std_error(std: np.ndarray, mean: np.ndarray, truth: np.ndarray, mask: np.ndarray | None = None) -> float:
     """Spearman rank correlation between ``std`` and ``|mean - truth|`` (magnitudes) over ``mask`` (default:
     the object of ``truth``, :func:`object_mask`)."""
-    from scipy.stats import spearmanr
 
     truth = np.abs(np.asarray(truth))
     m = object_mask(truth) if mask is None else np.asarray(mask, dtype=bool)

@@ -19,6 +19,8 @@ import torch
 from torch import nn
 
 from recon.errors import CorruptFileError, DataError, InputError
+from recon.solvers.learned.fastmri_unet import Unet
+from recon.solvers.learned.fastmri_varnet import FastMRIVarNet
 
 VARNET_PROBE = "sens_net.norm_unet.unet.down_sample_layers.0.layers.0.weight"
 UNET_PROBE = "down_sample_layers.0.layers.0.weight"
@@ -99,8 +101,6 @@ def infer_unet_config(sd: dict[str, torch.Tensor]) -> dict[str, Any]:
 
 def build_fastmri(config: dict[str, Any]) -> nn.Module:
     """A fresh fastMRI-architecture model from ``config`` (``model`` = ``fastmri-varnet``/``fastmri-unet``)."""
-    from recon.solvers.learned.fastmri_unet import Unet
-    from recon.solvers.learned.fastmri_varnet import FastMRIVarNet
 
     cfg = dict(config)
     name = cfg.pop("model")

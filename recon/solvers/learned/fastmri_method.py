@@ -28,6 +28,10 @@ import torch
 from recon.arrays import center_crop_or_pad
 from recon.errors import UsageError
 from recon.io.types import RawData
+from recon.sampling import SamplingMask
+from recon.operators.fft import ifft2c
+from recon.solvers.learned.fastmri_unet import unet_input
+from recon.solvers.learned.checkpoints import load_fastmri
 
 
 def crop_size(raw: RawData, height: int, width: int) -> tuple[int, int]:
@@ -45,7 +49,6 @@ def clipped_center_crop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def varnet_inputs(raw: RawData) -> tuple[torch.Tensor, torch.Tensor, int]:
     """``(masked k-space (S, C, H, W) complex64, mask (S|1, 1, H|1, W) bool, num_low_frequencies=0)``."""
-    from recon.sampling import SamplingMask
 
     masks = SamplingMask.per_slice(raw).acquired(raw.header, raw.kspace.shape[-1]).array
     k = torch.from_numpy(np.ascontiguousarray(raw.kspace, dtype=np.complex64))
@@ -55,8 +58,6 @@ def varnet_inputs(raw: RawData) -> tuple[torch.Tensor, torch.Tensor, int]:
 
 def unet_inputs(raw: RawData) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(normalised clamped image (S, h, w) float32, mean (S,), std (S,))`` as fastMRI's UnetDataTransform."""
-    from recon.operators.fft import ifft2c
-    from recon.solvers.learned.fastmri_unet import unet_input
 
     k, m, _ = varnet_inputs(raw)
     image = ifft2c(k)
@@ -69,8 +70,6 @@ def unet_inputs(raw: RawData) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def _model(weights: str | Path | None, device: str, kind: str) -> torch.nn.Module:
-    from recon.solvers.learned.checkpoints import load_fastmri
-
     if weights is None:
         raise UsageError(f"--method {kind} with a fastMRI model needs --weights FILE (no weights are bundled)")
     try:

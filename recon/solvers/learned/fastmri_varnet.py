@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from recon.solvers.learned.fastmri_unet import NormUnet
+from recon.sampling import SamplingMask
 
 AXES = (-2, -1)
 
@@ -39,8 +40,6 @@ def ifft2c(kspace: torch.Tensor) -> torch.Tensor:
 
 
 def _as_bool_mask(mask: Any, kspace: torch.Tensor) -> torch.Tensor:
-    from recon.sampling import SamplingMask
-
     return SamplingMask.for_network(mask, kspace) > 0
 
 

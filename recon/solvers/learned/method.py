@@ -20,6 +20,12 @@ from recon.sampling import SamplingMask
 from recon.solvers.learned import adapt as adapt_defaults
 from recon.solvers.learned.masks import slice_mask, slice_masks  # noqa: F401 (public names of this module)
 from recon.solvers.readout import remove_readout_oversampling
+from recon.solvers.learned.registry import load_model
+from recon.weights import bundled_weights
+from recon.io.calibration import calibration_kspace
+from recon.solvers.learned.adapt import adapt_model
+from recon.solvers.learned.checkpoints import is_fastmri_file
+from recon.solvers.learned.fastmri_method import fastmri_varnet_reconstruction
 
 #: defaults of the ``adapt_*`` options (``recon run --adapt-steps/--adapt-lr``; steps per model: adapt.MODEL_STEPS)
 DEFAULT_ADAPT_STEPS = adapt_defaults.DEFAULT_STEPS
@@ -30,15 +36,12 @@ DEFAULT_ENSEMBLE_FRACTION = adapt_defaults.VALIDATION_FRACTION
 
 @lru_cache(maxsize=8)
 def _cached_model(path: str, mtime: float, device: str, expect: str) -> torch.nn.Module:
-    from recon.solvers.learned.registry import load_model
-
     return load_model(path, device, expect=expect)
 
 
 def get_model(name: str, weights: str | Path | None = None, device: str = "cpu") -> torch.nn.Module:
     """The model ``name`` (``varnet``/``modl``/``diffusion``) with ``weights`` (default: the bundled ones), in eval
     mode, cached per (file, modification time, device)."""
-    from recon.weights import bundled_weights
 
     path = Path(weights) if weights is not None else bundled_weights(name)
     try:
@@ -99,7 +102,9 @@ def learned_reconstruction(raw: RawData, name: str, weights: str | Path | None, 
     acceleration; needs ``ensemble``): also ``lower``/``upper`` and ``uncertainty`` = the calibrated half-width,
     the raw std then as ``sample_std`` (:mod:`recon.solvers.uncertainty.calibration`).
     """
+    # deferred: loads recon.solvers.uncertainty, which importing recon.solvers.learned.method does not
     from recon.solvers.uncertainty import calibration as calib
+    # deferred: loads recon.solvers.diffusion, scipy, which importing recon.solvers.learned.method does not
     from recon.solvers.diffusion.uncertainty import noise_level
 
     cal = _checked_calibration(calibration, name, weights, adapt, ensemble)
@@ -135,6 +140,7 @@ def learned_reconstruction(raw: RawData, name: str, weights: str | Path | None, 
 def _checked_calibration(calibration: str | Path | None, name: str, weights: str | Path | None,
                          adapt: dict[str, Any] | None, ensemble: dict[str, Any] | None) -> dict[str, Any] | None:
     """The ``recon calibrate`` file's contents, checked against this method, weights and options; None without one."""
+    # deferred: loads recon.solvers.uncertainty, which importing recon.solvers.learned.method does not
     from recon.solvers.uncertainty import calibration as calib
 
     cal = None
@@ -159,7 +165,6 @@ def _reference_lines(raw: RawData, dev: torch.device) -> tuple[np.ndarray | None
     cal_k = cal_m = None
     if raw.calibration is not None and raw.calibration_mask is not None and np.ndim(raw.mask) <= 1:
         # the sensitivity network sees the image lines plus the file's reference lines (data_specs/twix.md)
-        from recon.io.calibration import calibration_kspace
 
         k_cal, m_cal = calibration_kspace(raw)
         cal_k, _ = remove_readout_oversampling(k_cal, np.asarray(m_cal, dtype=bool)[None, None],
@@ -187,6 +192,7 @@ def _result_records(image: np.ndarray, adapt: dict[str, Any] | None, ensemble: d
                     noises: list) -> dict[str, np.ndarray]:
     """The dict result: ``reconstruction`` ``(S, h, W)`` plus the adaptation records and the ensemble's
     ``uncertainty`` ``(S, h, W)`` / ``noise_level`` ``(S,)`` (calibrated: ``lower``/``upper``/``sample_std``)."""
+    # deferred: loads recon.solvers.uncertainty, which importing recon.solvers.learned.method does not
     from recon.solvers.uncertainty import calibration as calib
 
     result: dict[str, np.ndarray] = {"reconstruction": image}
@@ -217,7 +223,6 @@ def _adapted_model(model: torch.nn.Module, k: torch.Tensor, m: torch.Tensor, raw
                    ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """A copy of ``model`` adapted to slice ``k`` (per slice), or, per volume, the copy adapted to the first
     slice of ``raw.path`` reconstructed with the same options and mask (adapted on that slice, cached)."""
-    from recon.solvers.learned.adapt import adapt_model
 
     opts = {"steps": int(adapt.get("steps", adapt_defaults.default_steps(name))),
             "lr": float(adapt.get("lr", DEFAULT_ADAPT_LR)),
@@ -290,13 +295,10 @@ def varnet_method(raw: RawData, *, weights: str | None = None, device: str = "cp
     A fastMRI checkpoint (plain state dict, Lightning .ckpt, or a recon ``fastmri-varnet`` file) runs fastMRI's
     architecture instead (:mod:`recon.solvers.learned.fastmri_method`), cropped to the header's recon size."""
     if weights is not None:
-        from recon.solvers.learned.checkpoints import is_fastmri_file
-
         if is_fastmri_file(weights):
             if adapt or ensemble or calibration is not None:
                 raise UsageError("--adapt/--ensemble/--calibration are not available for fastMRI-architecture "
                                  "checkpoints yet")
-            from recon.solvers.learned.fastmri_method import fastmri_varnet_reconstruction
 
             return fastmri_varnet_reconstruction(raw, weights, device)
     return learned_reconstruction(raw, "varnet", weights, device,

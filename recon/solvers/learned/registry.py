@@ -14,13 +14,14 @@ import torch
 from torch import nn
 
 from recon.errors import CorruptFileError, DataError, InputError, UsageError
+from recon.solvers.learned.fastmri_varnet import FastMRIVarNet
+from recon.solvers.learned.modl import MoDL
+from recon.solvers.learned.varnet import VarNet
 
 
 def model_classes() -> dict[str, type[nn.Module]]:
+    # deferred: loads recon.solvers.diffusion, which importing recon.solvers.learned.registry does not
     from recon.solvers.diffusion.prior import DenoiserPrior
-    from recon.solvers.learned.fastmri_varnet import FastMRIVarNet
-    from recon.solvers.learned.modl import MoDL
-    from recon.solvers.learned.varnet import VarNet
 
     return {"varnet": VarNet, "modl": MoDL, "diffusion": DenoiserPrior, "fastmri-varnet": FastMRIVarNet}
 

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from recon.errors import UsageError
+from recon.weights import bundled_weights
 
 FORMAT = "recon-calibration"
 VERSION = 1
@@ -59,7 +60,6 @@ def _sha256(path: str, mtime: float) -> str:
 
 def weights_identity(method: str, weights: str | Path | None) -> dict[str, str]:
     """``{"name", "sha256"}`` of the weights file ``method`` uses (default: the bundled one)."""
-    from recon.weights import bundled_weights
 
     path = Path(weights) if weights is not None else bundled_weights(method)
     if not path.is_file():
@@ -75,6 +75,7 @@ def resolved_options(method: str, options: dict[str, Any] | None = None) -> dict
     ``adapt_steps``/``adapt_per``/``adapt_lr``."""
     o = dict(options or {})
     if method == "diffusion":
+        # deferred: loads recon.solvers.diffusion, recon.solvers.learned, torch, tqdm, which importing recon.solvers.uncertainty.calibration does not
         from recon.solvers.diffusion.defaults import DEFAULT_START_SIGMA, DEFAULT_STEPS
 
         sampler = o.get("sampler") or "dds"
@@ -83,6 +84,7 @@ def resolved_options(method: str, options: dict[str, Any] | None = None) -> dict
                 "steps": int(DEFAULT_STEPS[sampler] if steps is None else steps),
                 "sampler": sampler, "start_sigma": DEFAULT_START_SIGMA if start is None else float(start)}
     if method in ("varnet", "modl"):
+        # deferred: loads recon.solvers.learned, torch, tqdm, which importing recon.solvers.uncertainty.calibration does not
         from recon.solvers.learned import adapt as learned_adapt
 
         fraction = o.get("ensemble_fraction")

@@ -264,6 +264,35 @@ def test_pulseq_segmented_epi_lines_interleaved_and_reversed_per_shot():
     np.testing.assert_allclose(mine / mine.max(), img / img.max(), atol=2e-3)  # phase fit not applied here
 
 
+def test_pulseq_multi_shot_single_shot_images_become_slices():
+    """Two 128-readout trains 100 ms apart (a 2-slice Pulseq EPI: no slice counters, Lin = ADC index) are two
+    single-shot images, not 2 segments of one: each is reversed and fitted on its own, on the slice axis.
+    The trains are pulseq_epi.dat's readouts and a copy at half the scale (twixtools writes only VD/VE files
+    and that file is VB, so the reader's step is called on the array the reader hands it)."""
+    from recon.io.epi_unflagged import correct_unflagged
+
+    import twixtools
+
+    mdbs = [m for m in twixtools.read_twix(str(PULSEQ_EPI), verbose=False)[-1]["mdb"] if m.is_image_scan()]
+    k = np.stack([m.data for m in mdbs]).astype(np.complex64)  # (128, 4, 152) in ADC order
+    stamps = np.array([int(m.mdh.TimeStamp) for m in mdbs])
+    later = stamps[-1] - stamps[0] + 40  # ticks of 2.5 ms
+    arr = np.concatenate([k, 0.5 * k])[None, None]  # (Sli, Ave, Lin, Cha, Col)
+    out, info, notes, det = correct_unflagged(arr, np.concatenate([stamps, stamps + later]), slice_axis=0)
+    assert (det["shots"], det["readouts_per_shot"], det["shots_are_images"]) == (2, 128, True)
+    assert out.shape == (2, 1, 128, 4, 152)
+    one, info_one, _, det_one = correct_unflagged(k[None, None], stamps, slice_axis=0)
+    assert det_one["shots"] == 1 and not det_one["shots_are_images"]
+    np.testing.assert_allclose(out[0, 0], one[0, 0], rtol=0, atol=1e-6 * np.abs(one).max())
+    np.testing.assert_allclose(out[1, 0], 0.5 * one[0, 0], rtol=0, atol=1e-6 * np.abs(one).max())
+    np.testing.assert_allclose(info.ghost[0], info.ghost[1], atol=1e-5)
+    np.testing.assert_allclose(info.ghost[0], info_one.ghost[0], atol=1e-5)
+    assert any("2 shots x 128 readouts" in n and "single-shot image" in n for n in notes)
+    # without a slice axis to put them on, the two trains are not split (read as segments of one image)
+    _, _, _, det_flat = correct_unflagged(arr, np.concatenate([stamps, stamps + later]))
+    assert not det_flat.get("shots_are_images")
+
+
 SHARED_SERIES = ["01_GRE", "02_GRE_3echoes", "03_GRE_3echoes_bipolar", "04a_GRE_3seg", "04b_GRE_5seg_fast",
                  "04c_improvised_EPI", "05_EPI", "06_EPI_singleTraj"]
 

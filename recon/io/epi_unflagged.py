@@ -22,7 +22,9 @@ of ``SHOT_GAP_TICKS`` x 2.5 ms or more between two readouts starts a new shot, :
 there are ``S > 1`` shots of ``E >= 2`` readouts each, the candidate reading puts readout ``e`` of shot ``i``
 at ky line ``i + S e`` (the Pulseq tutorial's blip of ``S`` lines after each readout) and reverses the odd
 readouts *of each shot* (:func:`line_order`); its odd/even phase is fitted from the ky-adjacent line pairs of
-opposite polarity, which are the ``E - 1`` segment boundaries. A single shot is the ``S = 1`` case.
+opposite polarity, which are the ``E - 1`` segment boundaries. A single shot is the ``S = 1`` case. Shots of
+``MIN_TRAIN`` readouts or more are whole single-shot images (multi-slice EPI, or repetitions): each becomes
+a slice of its own, read and fitted as single-shot EPI.
 
 Ramp sampling cannot be regridded: the gradient waveform lives in the ``.seq`` file, not in the twix file.
 """
@@ -40,6 +42,7 @@ __all__ = ["is_pulseq", "reverse_odd", "shot_layout", "line_order", "alternation
 
 THRESHOLD = 0.7
 SHOT_GAP_TICKS = 3  # MDH TimeStamp ticks of 2.5 ms: readouts of one EPI train are < 2 ms apart, shots a TR
+MIN_TRAIN = 32  # readouts in a shot from which it is a whole single-shot image, not a segment of one
 
 
 def is_pulseq(hdr: dict[str, Any]) -> bool:
@@ -171,6 +174,9 @@ def _detect(k: np.ndarray, order: np.ndarray, reflected: np.ndarray, shots: int)
 
 def _notes(figs: dict[str, Any], use_phase: bool, shots: int, per_shot: int) -> list[str]:
     how = ("every second readout reversed" if shots == 1 else
+           f"{shots} shots x {per_shot} readouts (from the time stamps), each shot a single-shot image on the slice "
+           "axis in acquisition order (slices or repetitions: the file does not say which), every second readout "
+           "of each shot reversed" if figs.get("shots_are_images") else
            f"segmented: {shots} shots x {per_shot} readouts (from the time stamps) interleaved, readout e of shot i "
            f"at ky line i + {shots} e, every second readout of each shot reversed")
     return ["unflagged EPI (Pulseq): " + how + " (detected from the data: line alternation "
@@ -183,24 +189,43 @@ def _notes(figs: dict[str, Any], use_phase: bool, shots: int, per_shot: int) -> 
             "readouts not regridded"]
 
 
-def correct_unflagged(arr: np.ndarray, timestamps: np.ndarray | None = None
+def _split_trains(arr: np.ndarray, k: np.ndarray, shots: int, per_shot: int, slice_axis: int | None
+                  ) -> tuple[np.ndarray, tuple[int, ...]] | None:
+    """Shots of at least ``MIN_TRAIN`` readouts in a file without slice counters (``k`` one slice): each shot
+    is a whole single-shot image. Returns the shots as slices ``(S, E, C, N)`` and the output shape (``S`` on
+    ``slice_axis``, ``E`` lines), or None when the shots are segments of one image."""
+    if shots < 2 or per_shot < MIN_TRAIN or k.shape[0] != 1 or slice_axis is None:
+        return None
+    axis = slice_axis % arr.ndim
+    shape = tuple(shots if i == axis else n for i, n in enumerate(arr.shape[:-3])) + (per_shot, *arr.shape[-2:])
+    return k.reshape(shots, per_shot, *k.shape[-2:]), shape
+
+
+def correct_unflagged(arr: np.ndarray, timestamps: np.ndarray | None = None, slice_axis: int | None = None
                       ) -> tuple[np.ndarray, EpiCorrection | None, list[str], dict[str, Any]]:
     """Detect and correct unflagged EPI in a twixtools array ``(..., Lin, Cha, Col)`` (Lin = ADC order).
 
     ``timestamps``: the MDH time stamps of the ``Lin`` readouts (one slice; :func:`shot_layout`), which tell
-    segmented EPI from single-shot. The decision is made on the first slice (all leading indices share the
-    sequence); each slice gets its own reference-free fit. Returns the array (unchanged when not EPI; lines
-    in ky order when EPI), what was done (None when not EPI), notes, and the detection figures
-    (``alternation_*``, ``ghost_to_signal_*``, ``shots``, ``readouts_per_shot``).
+    single-shot, segmented and multi-shot EPI apart: shots of fewer than ``MIN_TRAIN`` readouts are the
+    interleaved segments of one image (:func:`line_order`); longer ones are single-shot images, one per
+    slice or repetition (a Pulseq file does not say which), put on ``slice_axis`` of the returned array.
+    The decision is made on the first slice (all share the sequence); each slice gets its own
+    reference-free fit. Returns the array (unchanged when not EPI; lines in ky order when EPI), what was
+    done (None when not EPI), notes, and the detection figures (``alternation_*``, ``ghost_to_signal_*``,
+    ``shots``, ``readouts_per_shot``, ``shots_are_images``).
     """
-    lead = arr.shape[:-3]
     k = arr.reshape(-1, *arr.shape[-3:])
     if k.shape[1] < 8:
         return arr, None, [], {}
     shots, per_shot = shot_layout(timestamps, k.shape[1])
-    order, reflected = line_order(shots, per_shot)
-    figs, _, _ = _detect(k[0], order, reflected, shots)
-    figs.update(shots=shots, readouts_per_shot=per_shot)
+    split = _split_trains(arr, k, shots, per_shot, slice_axis)
+    out_shape = arr.shape if split is None else split[1]
+    if split is not None:
+        k = split[0]
+    layout = (shots, per_shot) if split is None else (1, per_shot)
+    order, reflected = line_order(*layout)
+    figs, _, _ = _detect(k[0], order, reflected, layout[0])
+    figs.update(shots=shots, readouts_per_shot=per_shot, shots_are_images=split is not None)
     epi_like = (figs["alternation_reversed"] < THRESHOLD * figs["alternation_stored"]
                 and figs["ghost_to_signal_corrected"] < THRESHOLD * figs["ghost_to_signal_stored"])
     if not epi_like:
@@ -212,9 +237,9 @@ def correct_unflagged(arr: np.ndarray, timestamps: np.ndarray | None = None
     for s in range(k.shape[0]):
         x = _read_lines(k[s], order, reflected)
         if use_phase:
-            a_s, b_s = _fit(x, k[s], reflected, shots)
+            a_s, b_s = _fit(x, k[s], reflected, layout[0])
             x = _apply(x, a_s, b_s, reflected)
             info.ghost[s] = [a_s, b_s]
         out[s] = to_k(x)
     notes = _notes(figs, use_phase, shots, per_shot)
-    return out.reshape(*lead, *arr.shape[-3:]).astype(np.complex64), info, notes, figs
+    return out.reshape(out_shape).astype(np.complex64), info, notes, figs

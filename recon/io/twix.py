@@ -304,7 +304,8 @@ def _read_image(scan: Any, categories: dict[str, Any], hdr: dict, enc: _Encoding
         from recon.io.epi_unflagged import correct_unflagged, is_pulseq
 
         if is_pulseq(hdr):  # no EPI flags at all: reflected lines and ghost found from the data
-            arr, epi_info, epi_notes, _ = correct_unflagged(arr, _line_timestamps(scan, arr.shape[-3]))
+            arr, epi_info, epi_notes, _ = correct_unflagged(arr, _line_timestamps(scan, arr.shape[-3]),
+                                                          slice_axis=DIM_ORDER.index("Sli"))
             notes.extend(epi_notes)
     ro_front = 0
     if enc.asymmetric and not epi_mode:  # the echo centre (MDH CenterCol) lands at H // 2 of the full readout

@@ -293,6 +293,48 @@ def test_pulseq_multi_shot_single_shot_images_become_slices():
     assert not det_flat.get("shots_are_images")
 
 
+def _two_trains_from_segmented(dst: Path) -> Path:
+    """A VD/VE twix file of two single-shot trains (a 2-slice Pulseq EPI, no slice counters), derived from the
+    real segmented pulseq_epi_5seg.dat: its readouts in ky order (the first 124 lines), stored reversed on odd
+    lines as a single-shot EPI stores them, time stamps of one train; then a copy at half the scale, 200 ms
+    after the first began."""
+    from recon.io.epi_unflagged import line_order
+
+    import twixtools
+
+    scan = twixtools.read_twix(str(PULSEQ_5SEG), verbose=False, keep_acqend=True, parse_pmu=False,
+                               parse_geometry=False)[-1]
+    data = [m for m in scan["mdb"] if not m.is_flag_set("ACQEND") and not m.is_flag_set("SYNCDATA")]
+    rest = [m for m in scan["mdb"] if m.is_flag_set("ACQEND")]
+    order, reflected = line_order(25, 5)
+    out = []
+    for train, scale in enumerate((1.0, 0.5)):
+        for n in range(124):
+            src = data[order[n]]
+            line = np.atleast_2d(src.data)
+            line = line[:, ::-1] if reflected[n] != (n % 2 == 1) else line  # single-shot parity
+            m = src.convert_to_local()
+            m.data = np.ascontiguousarray(scale * line).astype(np.complex64)
+            m.mdh.Counter.Lin = train * 124 + n
+            m.mdh.TimeStamp = int(data[0].mdh.TimeStamp) + 80 * train + n // 3  # 0.8 ms a readout
+            out.append(m)
+    scan["mdb"] = out + rest
+    twixtools.write_twix([scan], str(dst), version_is_ve=True)
+    return dst
+
+
+def test_pulseq_two_trains_read_as_two_slices_end_to_end(tmp_path: Path):
+    f = open_twix(_two_trains_from_segmented(tmp_path / "two_trains.dat"))
+    det = f.info()["epi_correction"]["detection"]
+    assert (det["shots"], det["readouts_per_shot"], det["shots_are_images"]) == (2, 124, True)
+    k = f.read().kspace
+    assert k.shape == (2, 1, 128, 124)
+    np.testing.assert_allclose(k[1], 0.5 * k[0], rtol=0, atol=1e-6 * np.abs(k).max())
+    img = _rss(k)[0]
+    seg = _rss(open_twix(PULSEQ_5SEG).read().kspace[..., :124])[0]  # the segmented reading's first 124 lines
+    assert np.abs(img - seg).max() < 1e-3 * seg.max()
+
+
 SHARED_SERIES = ["01_GRE", "02_GRE_3echoes", "03_GRE_3echoes_bipolar", "04a_GRE_3seg", "04b_GRE_5seg_fast",
                  "04c_improvised_EPI", "05_EPI", "06_EPI_singleTraj"]
 

@@ -158,7 +158,8 @@ def _fit(x: np.ndarray, k: np.ndarray, reflected: np.ndarray, shots: int) -> tup
     return fit_segment_boundaries(x, reflected) if shots > 1 else fit_reference_free(x, _central_rows(k))
 
 
-def _detect(k: np.ndarray, order: np.ndarray, reflected: np.ndarray, shots: int) -> tuple[dict[str, float], float, float]:
+def _detect(k: np.ndarray, order: np.ndarray, reflected: np.ndarray,
+            shots: int) -> tuple[dict[str, float], float, float]:
     """Detection figures of the candidate reading of the first slice ``k`` ``(L, C, N)``, and its fit."""
     xs, xr = to_x(k), _read_lines(k, order, reflected)
     a, b = _fit(xr, k, reflected, shots)

@@ -247,6 +247,7 @@ def test_pulseq_segmented_epi_lines_interleaved_and_reversed_per_shot():
     det = f.info()["epi_correction"]["detection"]
     assert (det["shots"], det["readouts_per_shot"]) == (25, 5)
     assert any("25 shots x 5 readouts" in n for n in f.info()["notes"])
+    assert f.info()["epi_reversed_lines"].startswith("every second readout of each of the 25 shots")
     img = _rss(f.read().kspace)[0]
     off = _rss(open_twix(PULSEQ_5SEG, epi_correction=False).read().kspace)[0]
     assert img.shape == (128, 125)

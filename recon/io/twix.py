@@ -518,8 +518,10 @@ def _twix_info(data: RawData, version: str, measurement: int, n_meas: int, categ
     if epi_info is not None or n_reflect or "phasecorr" in categories:
         # the EPI correction data the file carries (also listed when the correction is off)
         extra["epi_navigators"] = len(categories["phasecorr"].mdb_list) if "phasecorr" in categories else 0
+        shots = ((epi_info.detection or {}).get("shots", 1) if epi_info is not None else 1)
         extra["epi_reversed_lines"] = n_reflect if n_reflect or epi_info is None else (
-            "every second readout (detected, no REFLECT flags)")
+            f"every second readout{' of each of the ' + str(shots) + ' shots' if shots > 1 else ''} "
+            "(detected, no REFLECT flags)")
     if epi_info is not None:
         extra["epi_correction"] = epi_info.as_dict()
         header.attrs["epi_correction"] = epi_info.as_dict()

@@ -6,7 +6,8 @@ Prints the Nyquist ghost-to-signal ratio of tests/data/twix/epi.dat with and wit
 readout edge width (10-90%) regridded vs ramp-ignoring, and the gre.dat image-centre offset from the
 protocol's slice position; for the Pulseq EPI files (tests/data/twix/pulseq_epi.dat and, where
 ../shared/data/twix/pulseq/11_from_GRE_to_EPI exists, the tutorial's other EPI files) the ghost-to-signal
-ratio as stored, with every second readout reversed, and reversed + reference-free phase fit.
+ratio as stored, with every second readout (of each shot) reversed, and reversed + reference-free phase fit,
+and the shot layout found from the time stamps (single-shot, or S shots x E readouts of segmented EPI).
 """
 from __future__ import annotations
 
@@ -29,9 +30,10 @@ SHARED_PULSEQ = next((p / "shared/data/twix/pulseq/11_from_GRE_to_EPI/data" for 
 
 
 def pulseq_epi() -> None:
-    files = [DATA / "pulseq_epi.dat"]
+    files = [DATA / "pulseq_epi.dat", DATA / "pulseq_epi_5seg.dat"]
     if SHARED_PULSEQ.is_dir():
-        files += sorted(p for p in SHARED_PULSEQ.glob("*.dat") if p.name != "05_EPI.dat")
+        copied = ("05_EPI.dat", "04b_GRE_5seg_fast.dat")  # in tests/data/twix as pulseq_epi(_5seg).dat
+        files += sorted(p for p in SHARED_PULSEQ.glob("*.dat") if p.name not in copied)
     for path in files:
         f = open_twix(path)
         d = (f.info().get("epi_correction") or {}).get("detection")
@@ -42,7 +44,9 @@ def pulseq_epi() -> None:
         off = rss(open_twix(path, epi_correction=False).read().kspace)
         mask = object_mask(on)
         g_on, g_off = ghost_to_signal_ratio(on, mask), ghost_to_signal_ratio(off, mask)
-        print(f"{path.name}: ghost-to-signal as stored {g_off:.3f}, reversed {d['ghost_to_signal_reversed']:.3f}, "
+        layout = ("single-shot" if d["shots"] == 1 else f"{d['shots']} shots x {d['readouts_per_shot']}"
+                  + (" (one image each)" if d["shots_are_images"] else " segmented"))
+        print(f"{path.name} [{layout}]: ghost-to-signal as stored {g_off:.3f}, reversed {d['ghost_to_signal_reversed']:.3f}, "
               f"output {g_on:.3f} (phase fit applied: {d['phase_applied']}; {g_off / g_on:.1f}x lower than stored)")
 
 

@@ -93,7 +93,7 @@ def test_mrd_epi_ghost_reduced_and_off_switch(tmp_path):
     mask = object_mask(img_on)
     g_on, g_off = ghost_to_signal_ratio(img_on, mask), ghost_to_signal_ratio(img_off, mask)
     # measured: 0.101 corrected vs 0.300 with only the reversal (2.97x), both equal to the twix path read with
-    # the oversampling kept (twix's default 0.497 "off" figure has twixtools' oversampling removal of the
+    # the oversampling kept (twix's default 0.498 "off" figure has twixtools' oversampling removal of the
     # reversed lines, a one-sample odd/even shift, on top)
     assert g_on < 0.11 and g_off / g_on > 2.7, (g_on, g_off)
     twix_off = open_twix(EPI, remove_oversampling=False, epi_correction=False).read().kspace

@@ -306,7 +306,8 @@ def _read_image(scan: Any, categories: dict[str, Any], hdr: dict, enc: _Encoding
         from recon.io.epi_unflagged import correct_unflagged, is_pulseq
 
         if is_pulseq(hdr):  # no EPI flags at all: reflected lines and ghost found from the data
-            arr, epi_info, epi_notes, _ = correct_unflagged(arr)
+            arr, epi_info, epi_notes, _ = correct_unflagged(arr, _line_timestamps(scan, arr.shape[-3]),
+                                                          slice_axis=DIM_ORDER.index("Sli"))
             notes.extend(epi_notes)
     ro_front = 0
     if enc.asymmetric and not epi_mode:  # the echo centre (MDH CenterCol) lands at H // 2 of the full readout
@@ -314,6 +315,18 @@ def _read_image(scan: Any, categories: dict[str, Any], hdr: dict, enc: _Encoding
         ro_front = min(max(full_col // 2 - enc.centre_col, 0), full_col - n_col)
         arr = np.pad(arr, [(0, 0)] * (arr.ndim - 1) + [(ro_front, full_col - n_col - ro_front)])
     return arr, epi_info, ro_front
+
+
+def _line_timestamps(scan: Any, n_lin: int) -> np.ndarray | None:
+    """``(n_lin,)`` MDH time stamps (2.5 ms ticks) of the image readouts by ``Lin`` counter; None unless every
+    line was read exactly once (a Pulseq file: ``Lin`` = ADC index), which is what shot grouping needs."""
+    stamps = np.full(n_lin, -1, dtype=np.int64)
+    for mdb in scan.mdb_list:
+        lin = int(mdb.mdh.Counter.Lin)
+        if lin >= n_lin or stamps[lin] >= 0:
+            return None
+        stamps[lin] = int(mdb.mdh.TimeStamp)
+    return stamps if np.all(stamps >= 0) else None
 
 
 def _acquired_lines(scan: Any, n_lin: int) -> np.ndarray:
@@ -506,8 +519,10 @@ def _twix_info(data: RawData, version: str, measurement: int, n_meas: int, categ
     if epi_info is not None or n_reflect or "phasecorr" in categories:
         # the EPI correction data the file carries (also listed when the correction is off)
         extra["epi_navigators"] = len(categories["phasecorr"].mdb_list) if "phasecorr" in categories else 0
+        shots = ((epi_info.detection or {}).get("shots", 1) if epi_info is not None else 1)
         extra["epi_reversed_lines"] = n_reflect if n_reflect or epi_info is None else (
-            "every second readout (detected, no REFLECT flags)")
+            f"every second readout{' of each of the ' + str(shots) + ' shots' if shots > 1 else ''} "
+            "(detected, no REFLECT flags)")
     if epi_info is not None:
         extra["epi_correction"] = epi_info.as_dict()
         header.attrs["epi_correction"] = epi_info.as_dict()

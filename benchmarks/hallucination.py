@@ -21,7 +21,12 @@ For each test slice with a fully sampled reference (fastMRI layout; e.g. ``examp
    reconstructed with the same seed; reported: the fraction of the inserted contrast the posterior mean keeps,
    and the mean std / hallucination inside the lesion relative to the object's (1 = no special warning).
 
-    PYTHONPATH=. python benchmarks/hallucination.py DATA_DIR [--accel 4 8] [--slices 8] [--samples 4]
+    PYTHONPATH=. python benchmarks/hallucination.py DATA_DIR [--accel 4 8] [--slices 8] [--first 0] [--samples 4]
+        [--dump DIR]
+
+Column ``auc_ceiling``: the AUC of an oracle that knows ``|h|`` but only as its 5 x 5 local RMS
+(:func:`recon.metrics.hallucination.local_detector_ceiling`), the best a map at the ``hallucination`` map's
+resolution can reach.
 """
 from __future__ import annotations
 
@@ -56,7 +61,7 @@ def slices_of(folder: Path, limit: int) -> list[tuple[Path, int]]:
 
 
 def run_slice(kspace: np.ndarray, mask: np.ndarray, prior, samples: int, seed: int):
-    """Summary, model and complex posterior mean of one slice ``(C, H, W)`` undersampled by ``mask`` ``(W,)``."""
+    """Summary, model and samples ``(K, H, W)`` of one slice ``(C, H, W)`` undersampled by ``mask`` ``(W,)``."""
     from recon.solvers.diffusion.method import posterior_sample, slice_model
     from recon.solvers.diffusion.uncertainty import noise_level, summarise
 
@@ -64,7 +69,7 @@ def run_slice(kspace: np.ndarray, mask: np.ndarray, prior, samples: int, seed: i
     data = slice_model(torch.from_numpy(np.ascontiguousarray(ku)), mask)
     x, _ = posterior_sample(data, prior, samples=samples, seed=seed)
     summ = summarise(x, data, noise=noise_level(ku, mask))
-    return summ, data
+    return summ, data, x
 
 
 def disk(shape: tuple[int, int], centre: tuple[int, int], radius: float) -> np.ndarray:
@@ -74,16 +79,21 @@ def disk(shape: tuple[int, int], centre: tuple[int, int], radius: float) -> np.n
 
 def main() -> None:
     from recon.io import open_raw
-    from recon.metrics.hallucination import detection_auc, null_space_error, roc_auc
+    from recon.metrics.hallucination import detection_auc, local_detector_ceiling, null_space_error, roc_auc
     from recon.operators import fft2c, ifft2c
     from recon.sampling import mask_from_options
     from recon.solvers.diffusion.method import get_prior
-    from recon.solvers.diffusion.uncertainty import HALLUCINATION_THRESHOLD, object_mask
+    from recon.solvers.diffusion.uncertainty import HALLUCINATION_THRESHOLD, HALLUCINATION_WINDOW, object_mask
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data", type=Path)
     ap.add_argument("--accel", type=int, nargs="+", default=[4, 8])
     ap.add_argument("--slices", type=int, default=8)
+    ap.add_argument("--first", type=int, default=0, help="skip this many slices of the order (issue 14 chose maps on "
+                    "--first 6 --slices 6 and reports --first 0 --slices 6 and --first 12 --slices 12); seeds follow "
+                    "the position in the order, so a slice gets the same samples whatever --first")
+    ap.add_argument("--dump", type=Path, default=None, help="write ACCELx_POS.npz per slice (samples, k-space, mask, "
+                    "maps) to score other truth-free maps offline without sampling again")
     ap.add_argument("--lesions", type=int, default=2, help="slices per acceleration for the lesion test")
     ap.add_argument("--samples", type=int, default=4)
     ap.add_argument("--level", type=float, default=0.1)
@@ -97,15 +107,21 @@ def main() -> None:
     for accel in a.accel:
         rows, lesion_rows = [], []
         t0 = time.perf_counter()
-        for j, (path, s) in enumerate(slices_of(a.data, a.slices)):
+        for j, (path, s) in enumerate(slices_of(a.data, a.first + a.slices)):
+            if j < a.first:
+                continue
             with open_raw(path) as rf:
                 raw = rf.read_slices(s)
             k = np.asarray(raw.kspace[0], np.complex64)
             mask, _ = mask_from_options("random", k.shape[-2:], [accel], [{4: 0.08, 8: 0.04}.get(accel, 0.32 / accel)],
                                         path.name)
             mask = np.asarray(mask, bool).reshape(-1)
-            summ, data = run_slice(k, mask, prior, a.samples, seed=j)
+            summ, data, samples = run_slice(k, mask, prior, a.samples, seed=j)
             maps = data.op.maps
+            if a.dump:
+                a.dump.mkdir(parents=True, exist_ok=True)
+                np.savez(a.dump / f"{accel}x_{j:02d}.npz", samples=samples.numpy(), k=k, mask=mask,
+                         maps=maps.numpy(), fname=np.array(path.name), sl=s)
             truth = (maps.conj() * ifft2c(torch.from_numpy(k))).sum(0)
             h = null_space_error(data, torch.from_numpy(summ.mean_complex), truth).abs().numpy()
             tmag = truth.abs().numpy()
@@ -117,6 +133,7 @@ def main() -> None:
             top = obj & (h >= np.quantile(h[obj], 1 - a.top))  # the top decile of |h| in the object
             rows.append({
                 "file": path.name, "slice": s, "auc_hallucination": auc,
+                "auc_ceiling": local_detector_ceiling(h, obj, level, a.level, HALLUCINATION_WINDOW),
                 "auc_hallucination_top": roc_auc(summ.hallucination[obj], top[obj]),
                 "auc_null_spread_top": roc_auc(summ.null_spread[obj], top[obj]),
                 "auc_std_top": roc_auc(summ.std[obj], top[obj]),
@@ -127,7 +144,7 @@ def main() -> None:
                 "precision": float(labels[flagged].mean()) if flagged.any() else float("nan"),
                 "recall": float(flagged[labels].mean()) if labels.any() else float("nan"),
             })
-            if j < a.lesions:
+            if j - a.first < a.lesions:
                 # lesion inside the object, at the object pixel nearest the object's centroid
                 ys, xs = np.nonzero(obj)
                 c = (int(np.round(ys.mean())), int(np.round(xs.mean())))
@@ -137,7 +154,7 @@ def main() -> None:
                 phase = torch.exp(1j * torch.angle(truth))
                 lesion_img = torch.from_numpy(les.astype(np.float32)) * (0.5 * level) * phase
                 k2 = k + fft2c(maps * lesion_img).numpy().astype(np.complex64)
-                summ2, _ = run_slice(k2, mask, prior, a.samples, seed=j)
+                summ2, _, _ = run_slice(k2, mask, prior, a.samples, seed=j)
                 kept = float((summ2.mean[les] - summ.mean[les]).mean() / (0.5 * level))
                 lesion_rows.append({
                     "file": path.name, "slice": s, "contrast_kept": kept,
@@ -147,7 +164,8 @@ def main() -> None:
                     "flagged_in_lesion": float((summ2.hallucination[les] > HALLUCINATION_THRESHOLD).mean()),
                 })
             r = rows[-1]
-            print(f"{accel}x {path.name}[{s}]: AUC hallucination {r['auc_hallucination']:.3f} std "
+            print(f"{accel}x #{j} {path.name}[{s}]: AUC hallucination {r['auc_hallucination']:.3f} (5x5 oracle "
+                  f"{r['auc_ceiling']:.3f}) std "
                   f"{r['auc_std']:.3f} null_spread {r['auc_null_spread']:.3f} |P_null mean| {r['auc_null_mean']:.3f} ratio {r['auc_ratio']:.3f}; positives {r['positive_fraction']:.3f}, "
                   f"flagged {r['flagged_fraction']:.3f}; top-{a.top:g} AUC hallucination {r['auc_hallucination_top']:.3f} "
                   f"null_spread {r['auc_null_spread_top']:.3f} std {r['auc_std_top']:.3f}", flush=True)

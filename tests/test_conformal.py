@@ -144,6 +144,21 @@ def test_roc_auc_matches_the_pairwise_definition() -> None:
     assert roc_auc(np.arange(10), np.arange(10) >= 5) == 1.0
 
 
+
+def test_local_detector_ceiling_is_one_for_smooth_and_near_chance_for_pixel_noise() -> None:
+    from recon.metrics.hallucination import local_detector_ceiling
+
+    obj = np.ones((40, 40), bool)
+    halves = np.zeros((40, 40))
+    halves[:, :20] = 1.0  # |h| constant over large regions: a 5 x 5 oracle separates them exactly
+    assert local_detector_ceiling(halves, obj, 1.0, 0.5, window=5) == 1.0
+    rng = np.random.default_rng(3)
+    noise = rng.exponential(size=(40, 40))  # |h| varying independently from pixel to pixel
+    level = float(np.median(noise)) / 0.5  # half of the pixels positive, as at 8x
+    assert local_detector_ceiling(noise, obj, level, 0.5, window=1) == 1.0  # no smoothing: |h| itself
+    c5 = local_detector_ceiling(noise, obj, level, 0.5, window=5)
+    assert 0.5 < c5 < 0.7  # the pixel's own share of a 25-pixel window: little above chance
+
 # --- the command line ------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -304,12 +304,28 @@ def test_partial_phase_encode_limits(tmp_path, limits, acquired, first_col):
     n_lines = limits[1] + 1
     lines = random_kspace(rng, n_lines, c, h)
     acqs = [acquisition(lines[s], s) for s in range(n_lines)]
-    data = read_mrd(write_mrd(tmp_path / "pf.h5", xml_header(h, w, limits=limits, coils=c), acqs))
+    path = write_mrd(tmp_path / "pf.h5", xml_header(h, w, limits=limits, coils=c), acqs)
+    data = read_mrd(path)
     assert data.header.acquired_pe == acquired and data.header.pe_center == w // 2
+    # recon info: 12 of the 16 lines the limits span around centre 8 = 6/8 partial Fourier; (0, 7, 4) is a
+    # symmetric (smaller) acquisition, not partial Fourier; readouts are symmetric (centre = samples / 2)
+    info = open_mrd(path).info()
+    assert info.get("partial_fourier_pe") == (0.75 if limits == (0, 11, 8) else None)
+    assert "partial_fourier_readout" not in info
     assert data.mask is None  # every acquirable line is there
     np.testing.assert_array_equal(np.moveaxis(data.kspace[0], -1, 0)[first_col:first_col + n_lines], lines)
     assert np.count_nonzero(data.kspace[0][..., :first_col]) == 0
     assert np.count_nonzero(data.kspace[0][..., first_col + n_lines:]) == 0
+
+
+def test_asymmetric_echo_is_listed_as_readout_partial_fourier(tmp_path):
+    """Every readout misses its first 3 of 8 samples (centre sample 1 of 5): recon info lists 5/8."""
+    rng = np.random.default_rng(4)
+    h, w, c = 8, 6, 2
+    acqs = [acquisition(random_kspace(rng, c, h)[:, 3:], y, center=h // 2 - 3) for y in range(w)]
+    path = write_mrd(tmp_path / "asym.h5", xml_header(h, w, limits=(0, w - 1, w // 2), coils=c), acqs)
+    info = open_mrd(path).info()
+    assert info["partial_fourier_readout"] == 0.625 and "partial_fourier_pe" not in info
 
 
 # ------------------------------------------------------------------------------------------ errors

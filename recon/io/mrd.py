@@ -589,6 +589,29 @@ def _reader_info(data: RawData, recs: np.ndarray, sorting: _Sorting) -> dict[str
     }
 
 
+def _protocol_info(enc: _Encoding, heads: np.ndarray) -> dict[str, Any]:
+    """``recon info`` entries from the protocol: ``acceleration`` and ``calibration_mode`` (``parallelImaging``),
+    ``partial_fourier_pe`` (the sampled share of the phase-encode lines the encoding limits span around their
+    centre, when under 1) and ``partial_fourier_readout`` (samples per readout over twice the longer side of
+    ``center_sample``, when under 1), as the twix reader reports them from ``sPat``/``sKSpace``."""
+    out: dict[str, Any] = {}
+    if enc.acceleration is not None:
+        out["acceleration"] = enc.acceleration
+        out["calibration_mode"] = enc.calibration_mode
+    if enc.pe_limits is not None:
+        lo, hi, centre = enc.pe_limits
+        half = max(centre - lo, hi + 1 - centre)
+        if half > 0 and (hi - lo + 1) < 2 * half:
+            out["partial_fourier_pe"] = round((hi - lo + 1) / (2 * half), 4)
+    if heads.size:
+        n = heads["number_of_samples"].astype(int) - heads["discard_pre"].astype(int) - heads["discard_post"].astype(int)
+        c = heads["center_sample"].astype(int) - heads["discard_pre"].astype(int)
+        n0, c0 = int(n[0]), int(c[0])
+        if c0 > 0 and n0 < 2 * max(c0, n0 - c0):
+            out["partial_fourier_readout"] = round(n0 / (2 * max(c0, n0 - c0)), 4)
+    return out
+
+
 def _epi_report(extra: dict[str, Any], header: Header, recs: np.ndarray, sorting: _Sorting, epi: Any,
                 epi_params: dict[str, Any], epi_correction: bool) -> None:
     """EPI: navigators, reversed lines and the correction applied, into ``extra`` (and ``header.attrs``)."""
@@ -678,6 +701,7 @@ def open_mrd(path: str | Path, *, repetition: int | None = None, contrast: int |
     cal, cal_mask = _calibration_lines(kspace, grid.calib)
     data = RawData(kspace, header, mask=mask, path=path, calibration=cal, calibration_mask=cal_mask)
     extra = _reader_info(data, recs, sorting)
+    extra.update(_protocol_info(enc, recs["head"][sorting.keep]))
     if enc.trajectory == "epi":
         _epi_report(extra, header, recs, sorting, epi, epi_params, epi_correction)
     return InMemoryRawFile(data, "mrd", extra)

@@ -16,6 +16,7 @@ approximation occupies the top-left quarter of the previous one; within a level 
 """
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import torch
@@ -140,6 +141,47 @@ def _synthesis_level(taps: tuple[tuple[float, ...], ...], block: torch.Tensor, d
                                          for k, e in plan[a] for b in (0, 1)])
 
 
+#: a level whose two dense matrix products cost at most this many multiply-adds (batch included) is done
+#: with them (:func:`_dense_level`): below it the ~20 small ops of the strided path cost more in call overhead
+#: (about 85 us per level at 32^2 or 64^2, one core) than the matrix products (about 20 us at 64^2 complex)
+DENSE_LEVEL_MACS = 3_000_000
+
+
+@lru_cache(maxsize=64)
+def _level_matrix(taps: tuple[tuple[float, ...], ...], n: int, dtype: torch.dtype, device: str) -> torch.Tensor:
+    """One level's 1D periodized analysis as an orthogonal ``(n, n)`` matrix: rows ``[low-pass; high-pass]``,
+    ``D[b n/2 + m, (2m + k + shift) mod n] += taps[b][k]`` (PyWavelets' alignment, any ``n`` >= 2)."""
+    length = len(taps[0])
+    d = torch.zeros(n, n, dtype=torch.float64)
+    for b, f in enumerate(taps):
+        for m in range(n // 2):
+            for k in range(length):
+                d[b * (n // 2) + m, (2 * m + k + 1 - length // 2) % n] += f[k]
+    return d.to(device=device, dtype=dtype)
+
+
+def _dense_macs(shape: torch.Size, is_complex: bool) -> int:
+    *batch, h, w = shape
+    cw = w * (2 if is_complex else 1)
+    return math.prod(batch) * (h * h * cw + h * cw * cw)
+
+
+def _dense_level(taps: tuple[tuple[float, ...], ...], src: torch.Tensor, dest: torch.Tensor, adjoint: bool) -> None:
+    """One level (``adjoint``: its inverse) as ``D_h X D_w^T`` (``D_h^T Y D_w``) with the level matrices; complex
+    data as real ``(h, 2w)`` rows, the W matrix acting on (re, im) pairs through ``kron(D_w, I_2)``."""
+    h, w = src.shape[-2:]
+    real = src.real.dtype if src.is_complex() else src.dtype
+    dh = _level_matrix(taps, h, real, str(src.device))
+    dw = _level_matrix(taps, w, real, str(src.device))
+    if src.is_complex():
+        dw = torch.kron(dw, torch.eye(2, dtype=real, device=src.device))
+        x = torch.view_as_real(src).flatten(-2)
+    else:
+        x = src
+    y = (dh.T @ x @ dw) if adjoint else (dh @ x @ dw.T)
+    dest.copy_(torch.view_as_complex(y.unflatten(-1, (w, 2))) if src.is_complex() else y)
+
+
 class Wavelet2D(LinearOperator):
     """Multi-level orthonormal 2D DWT: image ``(..., H, W)`` -> packed coefficients ``(..., H', W')``.
 
@@ -247,7 +289,10 @@ class Wavelet2D(LinearOperator):
         out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
         cur, (h, w) = x, (H, W)
         for _ in range(self.levels):
-            _analysis_level(self._taps, cur, out[..., :h, :w])
+            if _dense_macs(cur.shape, cur.is_complex()) <= DENSE_LEVEL_MACS:
+                _dense_level(self._taps, cur, out[..., :h, :w], adjoint=False)
+            else:
+                _analysis_level(self._taps, cur, out[..., :h, :w])
             h, w = h // 2, w // 2
             cur = out[..., :h, :w]
         return out
@@ -267,7 +312,10 @@ class Wavelet2D(LinearOperator):
         H, W = self.oshape
         for level in reversed(range(self.levels)):
             block = work[..., : H >> level, : W >> level]
-            _synthesis_level(self._taps, block, block)
+            if _dense_macs(block.shape, block.is_complex()) <= DENSE_LEVEL_MACS:
+                _dense_level(self._taps, block, block, adjoint=True)
+            else:
+                _synthesis_level(self._taps, block, block)
         return work[..., : self.ishape[0], : self.ishape[1]]
 
     # --- the same with conv2d, differentiable: autograd's path ------------------------------------------

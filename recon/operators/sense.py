@@ -8,7 +8,10 @@ The centred FFT's shifts are folded into precomputed tensors (see :mod:`recon.op
     normal   x -> sum_c conj(S'_c) * ifft2(|M|^2 * fft2(S'_c * x))     (the phases cancel)
 
 Each direction is one complex multiply, one bare FFT and one (in-place) mask multiply; without a mask the
-normal is the pointwise ``(sum_c |S_c|^2) x``. The coil combination is one ``addcmul_`` per coil.
+normal is the pointwise ``(sum_c |S_c|^2) x``. Without a mask and with even ``H``, ``W`` the output modulation
+goes too: ``fft2c(z) = fft2((-1)^(h+w) roll(z, (H/2, W/2)))``, so ``y = fft2(R * roll(x))`` and
+``x = roll(sum_c conj(R_c) * ifft2(y_c))`` with the rolled modulated maps ``R`` (two image-sized rolls instead
+of two coil-sized multiplies).
 
 Column masks (constant along the readout H, as every 1D phase-encode mask is): ``fft2 = fft_H fft_W`` and
 ``|M|^2`` does not depend on H, so ``ifft2 |M|^2 fft2 = ifft_W |M|^2 fft_W`` (the unitary H transforms cancel)
@@ -16,10 +19,15 @@ and the normal operator needs only the 1D FFTs along W: half the FFT work, and o
 (8 x 256^2) the whole normal operator 1.5-1.7x faster. The H modulation folded into ``S'`` cancels against
 its conjugate.
 
-Measured (``python benchmarks/operators.py``, 2-core CPU, quiet): forward + adjoint costs 1.29-1.40x a bare
-``fft2`` + ``ifft2`` of the same ``(C, H, W)`` array, for 8 x 256x256 and 15 x 640x368, with and without a
-mask. What remains above 1.0 is four memory passes (coil expand, mask, mask, coil combine) that no
-rearrangement removes; sampling only the acquired columns with 1D FFTs was tried and was slower.
+Memory (issue 17): where no autograd runs through it, the coil images of the forward (``S' x``) and the
+weighted k-space of the adjoint go into one buffer per operator and shape, reused on every call, and the coil
+combination multiplies the inverse FFT's output in place and sums over coils. Fresh coil-sized temporaries
+were most of the cost above the FFTs: with glibc's default heap every one of them is mmapped and faulted in
+again (about 1000 page faults per 4 MB). The buffers make an operator unsafe to call from two threads at once.
+
+Measured (``python benchmarks/operators.py``, 2-core CPU): see ``benchmarks/README.md`` (issue 17). What
+remains above the bare FFTs is the coil expand, the mask (twice) and the coil combination, each one pass over
+the coil images; sampling only the acquired columns with 1D FFTs was tried and was slower.
 """
 from __future__ import annotations
 
@@ -44,10 +52,15 @@ def _mul(z: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     return z * other
 
 
+#: coil images up to this many elements (per call) are combined by one in-place multiply and one sum, larger
+#: ones coil by coil into an accumulator that stays in cache (one core, recon run's heap: 8 x 256^2 0.20 against
+#: 0.29 ms, 15 x 640 x 368 3.3 against 2.5 ms)
+INPLACE_REDUCE_ELEMENTS = 1 << 20
+
+
 def _reduce(z: torch.Tensor, maps_conj: torch.Tensor, own: bool) -> torch.Tensor:
-    """``sum_c maps_conj_c * z_c`` over axis -3; with ``own`` (``z`` is this call's temporary, no autograd) as
-    one in-place multiply and one sum (0.24 against 0.31 ms for the per-coil ``addcmul_`` at 8 x 256^2)."""
-    if own and z.shape == torch.broadcast_shapes(z.shape, maps_conj.shape):
+    """``sum_c maps_conj_c * z_c`` over axis -3; ``own``: ``z`` is this call's temporary (no autograd)."""
+    if own and z.numel() <= INPLACE_REDUCE_ELEMENTS and z.shape == torch.broadcast_shapes(z.shape, maps_conj.shape):
         return z.mul_(maps_conj).sum(-3)
     return coil_reduce_conj(z, maps_conj)
 

@@ -296,6 +296,7 @@ class Wavelet2D(LinearOperator):
             x = F.pad(x, (0, W - self.ishape[1], 0, H - self.ishape[0]))
         if x.requires_grad and torch.is_grad_enabled():
             return self._forward_conv(x)
+        x = x.resolve_conj()
         out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
         cur, (h, w) = x, (H, W)
         for _ in range(self.levels):
@@ -312,11 +313,11 @@ class Wavelet2D(LinearOperator):
             raise UsageError(f"coefficients of shape {tuple(y.shape)} do not fit a wavelet operator for {self.oshape}")
         if y.requires_grad and torch.is_grad_enabled():
             return self._adjoint_conv(y)
-        return self.adjoint_(y.clone(memory_format=torch.contiguous_format))
+        return self.adjoint_(y.resolve_conj().clone(memory_format=torch.contiguous_format))
 
     def adjoint_(self, work: torch.Tensor) -> torch.Tensor:
-        """:meth:`adjoint` computed in the memory of ``work`` (the coefficients, which it overwrites; no
-        autograd): the image, cropped to ``ishape`` (a view of ``work``)."""
+        """:meth:`adjoint` computed in the memory of ``work`` (the coefficients, contiguous and not a conjugate
+        view, which it overwrites; no autograd): the image, cropped to ``ishape`` (a view of ``work``)."""
         if tuple(work.shape[-2:]) != self.oshape:
             raise UsageError(f"coefficients of shape {tuple(work.shape)} do not fit a wavelet operator for {self.oshape}")
         H, W = self.oshape

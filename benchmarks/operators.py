@@ -12,6 +12,13 @@ Run: ``python benchmarks/operators.py [--quick]`` (about a minute on 2 cores). P
 
 Times are the minimum over repeats (the machine is shared; the minimum is the least noisy estimate).
 
+Heap: by default the process runs with ``recon run``'s heap policy (``recon.app.memory.keep_solver_buffers``:
+no page faults for temporaries), floor and bare FFTs included. With glibc's own policy (``--heap default``,
+how tables 1 and 1b were measured before issue 17's second session) every 64-byte-aligned torch block above
+the adaptive mmap threshold is mmapped and faulted in again on each call, and how many are depends on what
+the process allocated before: the same floor call measured 152 or 1765 page faults (3.9 or 7.1 ms at
+8 x 256^2, one core) in two runs that differed only in the code run before it.
+
 Decision recorded in recon/operators/nufft.py: finufft on CPU (most accurate and fastest), torchkbnufft for
 GPU tensors. Measured on the 2-core development machine while others were using it (see the report).
 """
@@ -30,6 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import timeit  # noqa: E402
+from recon.app.memory import keep_solver_buffers  # noqa: E402
 from recon.operators import NUFFT, Sense  # noqa: E402
 
 warnings.filterwarnings("ignore")
@@ -207,9 +215,14 @@ def nufft_speed_table(repeats: int, with_kb: bool) -> list[tuple]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, skip the slow torchkbnufft timing")
+    parser.add_argument("--heap", choices=("recon", "default"), default="recon",
+                        help="recon: recon run's heap policy, no page faults for temporaries (default); "
+                             "default: glibc's (page faults depend on the process's history; see the docstring)")
     args = parser.parse_args(argv)
+    if args.heap == "recon":
+        keep_solver_buffers()
     repeats = 3 if args.quick else 8
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, heap {args.heap}\n")
 
     print("1. SENSE forward + adjoint vs bare fft2 + ifft2 on (C, H, W), ms (min of repeats)")
     print("   (wall time with torch's threads; and CPU time of one thread, which load from others disturbs less)")

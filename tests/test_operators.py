@@ -296,6 +296,44 @@ def test_wavelet_bands_equal_pywavelets_periodization(wavelet):
         np.testing.assert_allclose(c[h:2 * h, w:2 * w], cD, atol=1e-12)
 
 
+@pytest.mark.parametrize("wavelet", ["db1", "db2", "db4"])
+@pytest.mark.parametrize("shape,levels", [((128, 128), 4), ((30, 27), 3), ((5, 6), 1), ((64, 40), 2)])
+def test_wavelet_fast_path_equals_the_differentiable_one(wavelet, shape, levels):
+    """Without autograd the transform runs as strided sums and (small levels) dense matrix products; with it, as
+    conv2d. Both agree on contiguous, strided and conjugate-view inputs, complex64 and float64."""
+    op = Wavelet2D(shape, wavelet, levels)
+    H, W = op.oshape
+    for dtype, tol in ((torch.complex64, 2e-6), (torch.float64, 1e-12)):
+        wide = crandn(2, shape[0], 2 * shape[1], seed=4, dtype=dtype) if dtype.is_complex else \
+            torch.randn(2, shape[0], 2 * shape[1], dtype=dtype, generator=torch.Generator().manual_seed(4))
+        for x in (wide[..., ::2].contiguous(), wide[..., ::2], wide[..., ::2].conj()):
+            padded = torch.nn.functional.pad(x.resolve_conj(), (0, W - shape[1], 0, H - shape[0]))
+            assert rel(op(x), op._forward_conv(padded)) < tol
+        c = crandn(2, H, W, seed=6, dtype=dtype) if dtype.is_complex else torch.randn(2, H, W, dtype=dtype)
+        for y in (c, c.conj(), c.transpose(-1, -2).contiguous().transpose(-1, -2)):
+            assert rel(op.H(y), op._adjoint_conv(y.resolve_conj())) < tol
+        assert torch.equal(c, c.clone())  # the adjoint works on a copy: its input is unchanged
+
+
+def test_sense_reused_buffer_and_rolled_maps_give_the_centred_fft():
+    """Fully sampled SENSE of even size folds the k-space modulation into rolled maps; every call reuses one
+    buffer for the coil images: repeated and interleaved calls give the same numbers as fft2c(S x)."""
+    for H, W in ((16, 12), (9, 7), (16, 13)):
+        maps = _maps(C, H, W)
+        x1, x2 = crandn(H, W, seed=1), crandn(H, W, seed=2)
+        for mask in (None, _column_mask(W)):
+            op = Sense(maps, mask)
+            m = 1.0 if mask is None else mask.numpy()
+            ref1 = fourier.fft2c(maps.numpy() * x1.numpy()[None]) * m
+            first, _, again = op(x1), op(x2), op(x1)
+            np.testing.assert_allclose(first.numpy(), ref1, atol=2e-6)
+            assert torch.equal(first, again)
+            y = crandn(C, H, W, seed=3)
+            ref_adj = (np.conj(maps.numpy()) * fourier.ifft2c(y.numpy() * m)).sum(0)
+            np.testing.assert_allclose(op.H(y).numpy(), ref_adj, atol=2e-6)
+            assert torch.equal(op.H(y), op.H(y))
+
+
 def test_wavelet_haar_values():
     x = torch.tensor([[1.0, 3.0], [5.0, 7.0]], dtype=torch.float64)
     c = Wavelet2D((2, 2), "db1", levels=1)(x)

@@ -8,7 +8,10 @@ The centred FFT's shifts are folded into precomputed tensors (see :mod:`recon.op
     normal   x -> sum_c conj(S'_c) * ifft2(|M|^2 * fft2(S'_c * x))     (the phases cancel)
 
 Each direction is one complex multiply, one bare FFT and one (in-place) mask multiply; without a mask the
-normal is the pointwise ``(sum_c |S_c|^2) x``. The coil combination is one ``addcmul_`` per coil.
+normal is the pointwise ``(sum_c |S_c|^2) x``. Without a mask and with even ``H``, ``W`` the output modulation
+goes too: ``fft2c(z) = fft2((-1)^(h+w) roll(z, (H/2, W/2)))``, so ``y = fft2(R * roll(x))`` and
+``x = roll(sum_c conj(R_c) * ifft2(y_c))`` with the rolled modulated maps ``R`` (two image-sized rolls instead
+of two coil-sized multiplies).
 
 Column masks (constant along the readout H, as every 1D phase-encode mask is): ``fft2 = fft_H fft_W`` and
 ``|M|^2`` does not depend on H, so ``ifft2 |M|^2 fft2 = ifft_W |M|^2 fft_W`` (the unitary H transforms cancel)
@@ -16,10 +19,15 @@ and the normal operator needs only the 1D FFTs along W: half the FFT work, and o
 (8 x 256^2) the whole normal operator 1.5-1.7x faster. The H modulation folded into ``S'`` cancels against
 its conjugate.
 
-Measured (``python benchmarks/operators.py``, 2-core CPU, quiet): forward + adjoint costs 1.29-1.40x a bare
-``fft2`` + ``ifft2`` of the same ``(C, H, W)`` array, for 8 x 256x256 and 15 x 640x368, with and without a
-mask. What remains above 1.0 is four memory passes (coil expand, mask, mask, coil combine) that no
-rearrangement removes; sampling only the acquired columns with 1D FFTs was tried and was slower.
+Memory (issue 17): where no autograd runs through it, the coil images of the forward (``S' x``) and the
+weighted k-space of the adjoint go into one buffer per operator and shape, reused on every call, and the coil
+combination multiplies the inverse FFT's output in place and sums over coils. Fresh coil-sized temporaries
+were most of the cost above the FFTs: with glibc's default heap every one of them is mmapped and faulted in
+again (about 1000 page faults per 4 MB). The buffers make an operator unsafe to call from two threads at once.
+
+Measured (``python benchmarks/operators.py``, 2-core CPU): see ``benchmarks/README.md`` (issue 17). What
+remains above the bare FFTs is the coil expand, the mask (twice) and the coil combination, each one pass over
+the coil images; sampling only the acquired columns with 1D FFTs was tried and was slower.
 """
 from __future__ import annotations
 
@@ -44,39 +52,80 @@ def _mul(z: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     return z * other
 
 
+#: coil images up to this many elements (per call) are combined by one in-place multiply and one sum, larger
+#: ones coil by coil into an accumulator that stays in cache (one core, recon run's heap: 8 x 256^2 0.20 against
+#: 0.29 ms, 15 x 640 x 368 3.3 against 2.5 ms)
+INPLACE_REDUCE_ELEMENTS = 1 << 20
+
+
+def _reduce(z: torch.Tensor, maps_conj: torch.Tensor, own: bool) -> torch.Tensor:
+    """``sum_c maps_conj_c * z_c`` over axis -3; ``own``: ``z`` is this call's temporary (no autograd)."""
+    if own and z.numel() <= INPLACE_REDUCE_ELEMENTS and z.shape == torch.broadcast_shapes(z.shape, maps_conj.shape):
+        return z.mul_(maps_conj).sum(-3)
+    return coil_reduce_conj(z, maps_conj)
+
+
 class _Tensors:
-    """Per (dtype, device) copies of a SENSE operator's precomputed tensors."""
+    """Per (dtype, device) copies of a SENSE operator's precomputed tensors, each made on first use, and one
+    reusable buffer per shape for the coil images of the fast (no-autograd) path."""
 
     def __init__(self, maps: torch.Tensor, mask: torch.Tensor | None):
         self.maps = maps
         self.mask = mask
-        self._cache: dict[tuple[torch.dtype, str], tuple[torch.Tensor | None, ...]] = {}  # (S', conj S', M', |M|^2, columns)
+        self._cache: dict[tuple[torch.dtype, str], dict[str, torch.Tensor | None]] = {}
+        self._work: dict[tuple, torch.Tensor] = {}
 
     def get(self, dtype: torch.dtype, device: torch.device):
         """``(S', conj(S'), M', |M|^2)`` for tensors of ``dtype`` on ``device``."""
-        return self._get(dtype, device)[:4]
+        return tuple(self._entry(dtype, device, name) for name in ("maps_mod", "maps_conj", "mask_mod", "mask_sq"))
 
     def columns(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
         """``|M|^2`` as ``(..., 1, W)`` when the mask is constant along H (a column mask), else None."""
-        return self._get(dtype, device)[4]
+        return self._entry(dtype, device, "cols")
 
-    def _get(self, dtype: torch.dtype, device: torch.device):
+    def rolled(self, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(R, conj R)``, ``R = (-1)^(h+w) roll(S, (H/2, W/2))``, for an unmasked operator of even ``H``, ``W``
+        (module docstring), else None."""
+        h, w = self.maps.shape[-2:]
+        if self.mask is not None or h % 2 or w % 2:
+            return None
+        return self._entry(dtype, device, "rolled"), self._entry(dtype, device, "rolled_conj")
+
+    def work(self, shape: torch.Size, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """A buffer of ``shape``, the same one on every call (its contents are the caller's until it returns)."""
+        key = (tuple(shape), dtype, str(device))
+        if key not in self._work:
+            self._work[key] = torch.empty(shape, dtype=dtype, device=device)
+        return self._work[key]
+
+    def _entry(self, dtype: torch.dtype, device: torch.device, name: str) -> torch.Tensor | None:
         cdtype = _complex_of(dtype)
         key = (cdtype, str(device))
-        if key not in self._cache or self.maps.requires_grad:
-            h, w = self.maps.shape[-2:]
-            p_in, p_out = centred_phases((h, w), False, cdtype, device)
+        if self.maps.requires_grad:  # differentiable: recomputed from the maps on every call
+            self._cache.pop(key, None)
+        entries = self._cache.setdefault(key, {})
+        if name not in entries:
+            entries[name] = self._make(name, cdtype, device, entries)
+        return entries[name]
+
+    def _make(self, name: str, cdtype: torch.dtype, device: torch.device, entries: dict):
+        h, w = self.maps.shape[-2:]
+        p_in, p_out = centred_phases((h, w), False, cdtype, device)
+        if name in ("maps_mod", "rolled"):
             maps = self.maps.to(device=device, dtype=cdtype)
-            maps_mod = (maps * p_in).contiguous()
-            if self.mask is None:
-                mask_mod, mask_sq, cols = p_out, None, None
-            else:
-                m = SamplingMask(self.mask).weight(cdtype).to(device)
-                mask_mod = (m * p_out).contiguous()
-                mask_sq = (m.abs() ** 2 if m.is_complex() else m * m).contiguous()
-                cols = _column_weights(mask_sq)
-            self._cache[key] = (maps_mod, maps_mod.conj().resolve_conj(), mask_mod, mask_sq, cols)
-        return self._cache[key]
+            maps = torch.roll(maps, (h // 2, w // 2), (-2, -1)) if name == "rolled" else maps
+            return (maps * p_in).contiguous()
+        if name == "maps_conj":
+            return self._entry(cdtype, device, "maps_mod").conj().resolve_conj()
+        if name == "rolled_conj":
+            return self._entry(cdtype, device, "rolled").conj().resolve_conj()
+        if self.mask is None:
+            return p_out if name == "mask_mod" else None
+        m = SamplingMask(self.mask).weight(cdtype).to(device)
+        if name == "mask_mod":
+            return (m * p_out).contiguous()
+        mask_sq = (m.abs() ** 2 if m.is_complex() else m * m).contiguous()
+        return mask_sq if name == "mask_sq" else _column_weights(mask_sq)
 
 
 def _column_weights(mask_sq: torch.Tensor) -> torch.Tensor | None:
@@ -127,17 +176,44 @@ class Sense(LinearOperator):
         if tuple(x.shape[-len(trailing):]) != trailing:
             raise UsageError(f"{what} of shape {tuple(x.shape)} does not fit SENSE with maps {tuple(self.maps.shape)}")
 
+    def _fast(self, t: torch.Tensor) -> bool:
+        """Whether a call may use the reusable buffer and work in place (no autograd through it)."""
+        return not (torch.is_grad_enabled() and (t.requires_grad or self.maps.requires_grad))
+
+    def _expand(self, maps: torch.Tensor, x: torch.Tensor, fast: bool) -> torch.Tensor:
+        """``maps * x`` (coil images), into the reusable buffer on the fast path."""
+        if not fast:
+            return maps * x
+        shape = torch.broadcast_shapes(maps.shape, x.shape)
+        return torch.mul(maps, x, out=self._t.work(shape, maps.dtype, maps.device))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x, self.ishape, "image")
+        fast = self._fast(x)
+        rolled = self._t.rolled(x.dtype, x.device) if fast else None
+        if rolled is not None:  # fully sampled, even sizes: fft2c(S x) = fft2(R roll(x)), no output modulation
+            h, w = self.ishape
+            return torch.fft.fft2(self._expand(rolled[0], torch.roll(x, (h // 2, w // 2), (-2, -1)).unsqueeze(-3),
+                                               True), norm="ortho")
         maps_mod, _, mask_mod, _ = self._t.get(x.dtype, x.device)
-        k = torch.fft.fft2(maps_mod * x.unsqueeze(-3), norm="ortho")
+        k = torch.fft.fft2(self._expand(maps_mod, x.unsqueeze(-3), fast), norm="ortho")
         return _mul(k, mask_mod)
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         self._check(y, self.oshape[-2:], "k-space")
+        fast = self._fast(y)
+        rolled = self._t.rolled(y.dtype, y.device) if fast else None
+        if rolled is not None:  # sum_c conj(S_c) ifft2c(y_c) = roll(sum_c conj(R_c) ifft2(y_c))
+            h, w = self.ishape
+            return torch.roll(_reduce(torch.fft.ifft2(y, norm="ortho"), rolled[1], True), (h // 2, w // 2), (-2, -1))
         _, maps_conj, mask_mod, _ = self._t.get(y.dtype, y.device)
-        z = torch.fft.ifft2(y * (mask_mod.conj() if mask_mod.is_complex() else mask_mod), norm="ortho")
-        return coil_reduce_conj(z, maps_conj)
+        weight = mask_mod.conj() if mask_mod.is_complex() else mask_mod
+        if fast:
+            shape = torch.broadcast_shapes(y.shape, weight.shape)
+            masked = torch.mul(y, weight, out=self._t.work(shape, torch.result_type(y, weight), y.device))
+        else:
+            masked = y * weight
+        return _reduce(torch.fft.ifft2(masked, norm="ortho"), maps_conj, fast)
 
     def normal(self) -> LinearOperator:
         if self.mask is None:
@@ -163,13 +239,15 @@ class SenseNormal(LinearOperator):
         self.sense._check(x, self.ishape, "image")
         maps_mod, maps_conj, _, mask_sq = self.sense._t.get(x.dtype, x.device)
         cols = self.sense._t.columns(x.dtype, x.device)
+        fast = self.sense._fast(x)
+        coils = self.sense._expand(maps_mod, x.unsqueeze(-3), fast)
         if cols is not None:  # column mask: 1D FFTs along W only (module docstring)
-            k = torch.fft.fft(maps_mod * x.unsqueeze(-3), dim=-1, norm="ortho")
+            k = torch.fft.fft(coils, dim=-1, norm="ortho")
             z = torch.fft.ifft(_mul(k, cols), dim=-1, norm="ortho")
         else:
-            k = torch.fft.fft2(maps_mod * x.unsqueeze(-3), norm="ortho")
+            k = torch.fft.fft2(coils, norm="ortho")
             z = torch.fft.ifft2(_mul(k, mask_sq), norm="ortho")
-        return coil_reduce_conj(z, maps_conj)
+        return _reduce(z, maps_conj, fast)
 
     adjoint = forward
 

@@ -128,10 +128,11 @@ def _step(problem: LeastSquares, g, cur: _Iterate, prev: _Iterate, t_step: float
     nd = problem.ndim
     x, nx, f, t = cur.x, cur.nx, cur.f, cur.t
     t_new = (1 + torch.sqrt(1 + 4 * t * t)) / 2
-    beta = _b((t - 1) / t_new, x, nd)
-    z = x + beta * (x - prev.x)
-    nz = nx + beta * (nx - prev.nx)
-    x_new = g(z - t_step * (nz - problem.aty), t_step)
+    # z = x + beta (x - x_prev), beta = (t - 1) / t_new: one lerp towards x_prev with weight -beta
+    w = _b((1 - t) / t_new, x, nd).to(x.dtype)
+    z = torch.lerp(x, prev.x, w)
+    nz = torch.lerp(nx, prev.nx, w)
+    x_new = g(torch.add(z, torch.sub(nz, problem.aty), alpha=-t_step), t_step)
     nx_new = problem.normal(x_new)
     f_new = problem.value(x_new, nx_new) + g.value(x_new) if track else f
     if not restart:

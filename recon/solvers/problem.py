@@ -19,8 +19,11 @@ ApplyFn = Callable[[torch.Tensor], torch.Tensor]
 
 
 def real_dot(a: torch.Tensor, b: torch.Tensor, ndim: int = 2) -> torch.Tensor:
-    """``Re <a, b>`` over the last ``ndim`` axes, double precision: shape ``a.shape[:-ndim]``."""
-    return (a.conj() * b).real.to(torch.float64).sum(dim=tuple(range(-ndim, 0)))
+    """``Re <a, b>`` over the last ``ndim`` axes, summed in double precision: shape ``a.shape[:-ndim]``."""
+    if a.is_complex() and b.is_complex():  # Re(conj(a) b) = a.re b.re + a.im b.im: no complex product
+        prod = torch.view_as_real(a.resolve_conj()) * torch.view_as_real(b.resolve_conj())
+        return prod.sum(dim=tuple(range(-ndim - 1, 0)), dtype=torch.float64)
+    return (a.conj() * b).real.sum(dim=tuple(range(-ndim, 0)), dtype=torch.float64)
 
 
 @dataclass

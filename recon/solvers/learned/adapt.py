@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -45,6 +45,11 @@ MODEL_STEPS = {"varnet": 40, "modl": 20}
 DEFAULT_LR = 1e-3
 VALIDATION_FRACTION = 0.2
 LOSS_FRACTION = 0.4
+#: DC/loss splits averaged per Adam step (ZS-SSL's batch of masks)
+MASKS_PER_STEP = 1
+#: which parameters adapt: all, or all but the sensitivity network (:func:`_trainable`)
+TRAIN = "all"
+TRAIN_CHOICES = ("all", "no-sens")
 
 
 def default_steps(model: str) -> int:
@@ -144,15 +149,46 @@ class Adapted:
     record: dict[str, Any]
 
 
+def _trainable(model: nn.Module, train: str) -> list[nn.Parameter]:
+    """The parameters that adaptation updates (the others keep their given values): ``"all"``, or
+    ``"no-sens"`` (the sensitivity network ``sens_net`` frozen: only the unrolled blocks adapt)."""
+    if train not in TRAIN_CHOICES:
+        raise UsageError(f"adapt train must be one of {', '.join(TRAIN_CHOICES)}, got {train!r}")
+    params = []
+    for name, p in model.named_parameters():
+        use = train == "all" or not name.startswith("sens_net.")
+        p.requires_grad_(use)
+        if use:
+            params.append(p)
+    return params
+
+
+def _step_loss(model: nn.Module, kspace: torch.Tensor, split: Split, rng: np.random.Generator,
+               loss_fraction: float, masks_per_step: int, grid: Callable[[np.ndarray], torch.Tensor]
+               ) -> torch.Tensor:
+    """One step's loss: the mean over ``masks_per_step`` freshly drawn DC/loss splits (ZS-SSL's mask batch)."""
+    total = torch.zeros((), device=kspace.device)
+    for _ in range(masks_per_step):
+        dc, loss_set = draw_dc_loss(split, rng, loss_fraction)
+        total = total + kspace_loss(_forward_kspace(model, kspace, grid(dc)), kspace, grid(loss_set))
+    return total / masks_per_step
+
+
 def adapt_model(model: nn.Module, kspace: torch.Tensor, mask: np.ndarray, *, steps: int = DEFAULT_STEPS,
                 lr: float = DEFAULT_LR, seed: int = 0, validation_fraction: float = VALIDATION_FRACTION,
-                loss_fraction: float = LOSS_FRACTION) -> Adapted:
+                loss_fraction: float = LOSS_FRACTION, masks_per_step: int = MASKS_PER_STEP,
+                train: str = TRAIN, callback: Callable[[int, nn.Module, bool], None] | None = None) -> Adapted:
     """Fine-tune a copy of ``model`` on one slice's ``kspace`` ``(1, C, H, W)`` complex sampled by ``mask``
-    (``(W,)``/``(1, W)`` column or ``(H, W)``); see the module docstring. ``model`` is left unchanged."""
+    (``(W,)``/``(1, W)`` column or ``(H, W)``); see the module docstring. ``model`` is left unchanged.
+    ``masks_per_step``: DC/loss splits averaged per Adam step; ``train``: which parameters adapt
+    (:func:`_trainable`); ``callback(step, model, is_best)`` is called after the validation of every step
+    (step 0 included; for monitoring, e.g. benchmarks: it must not change the model)."""
     if steps < 0:
         raise UsageError(f"adapt_steps must be >= 0, got {steps}")
     if not lr > 0:
         raise UsageError(f"adapt_lr must be > 0, got {lr}")
+    if masks_per_step < 1:
+        raise UsageError(f"masks_per_step must be >= 1, got {masks_per_step}")
     dev = kspace.device
     rng = np.random.default_rng(seed)
     split = make_split(mask, rng, validation_fraction)
@@ -162,8 +198,7 @@ def adapt_model(model: nn.Module, kspace: torch.Tensor, mask: np.ndarray, *, ste
 
     train_g, val_g = grid(split.train), grid(split.validation)
     tuned = copy.deepcopy(model).eval()
-    for p in tuned.parameters():
-        p.requires_grad_(True)
+    params = _trainable(tuned, train)
     curve: list[float] = []
 
     def validation() -> float:
@@ -174,17 +209,20 @@ def adapt_model(model: nn.Module, kspace: torch.Tensor, mask: np.ndarray, *, ste
         torch.manual_seed(seed)
         curve.append(validation())
         best, best_state = 0, copy.deepcopy(tuned.state_dict())
+        if callback is not None:
+            callback(0, tuned, True)
         if steps > 0:
-            opt = torch.optim.Adam(tuned.parameters(), lr=lr)
+            opt = torch.optim.Adam(params, lr=lr)
             for step in range(1, steps + 1):
-                dc, loss_set = draw_dc_loss(split, rng, loss_fraction)
                 opt.zero_grad(set_to_none=True)
-                loss = kspace_loss(_forward_kspace(tuned, kspace, grid(dc)), kspace, grid(loss_set))
-                loss.backward()
+                _step_loss(tuned, kspace, split, rng, loss_fraction, masks_per_step, grid).backward()
                 opt.step()
                 curve.append(validation())
-                if curve[-1] < curve[best]:
+                improved = curve[-1] < curve[best]
+                if improved:
                     best, best_state = step, copy.deepcopy(tuned.state_dict())
+                if callback is not None:
+                    callback(step, tuned, improved)
     tuned.load_state_dict(best_state)
     for p in tuned.parameters():
         p.requires_grad_(False)

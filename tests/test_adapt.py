@@ -121,6 +121,34 @@ def test_same_seed_same_result_other_seed_other_split():
     assert rec_a["validation_curve"] != rec_c["validation_curve"]
 
 
+def test_no_sens_freezes_the_sensitivity_network_only():
+    model, k, mask = _tiny_problem()
+    adapted = ad.adapt_model(model, k, mask, steps=3, lr=1e-2, seed=0, train="no-sens")
+    given, tuned = model.state_dict(), adapted.model.state_dict()
+    sens = [n for n in given if n.startswith("sens_net.")]
+    assert sens and all(torch.equal(given[n], tuned[n]) for n in sens)
+    if adapted.record["chosen_step"] > 0:  # a later state was chosen: the cascades moved
+        assert any(not torch.equal(given[n], tuned[n]) for n in given if n.startswith("cascades."))
+    from recon.errors import UsageError
+
+    with pytest.raises(UsageError, match="train"):
+        ad.adapt_model(model, k, mask, steps=1, train="sens-only")
+
+
+def test_masks_per_step_averages_splits_and_callback_sees_every_step():
+    model, k, mask = _tiny_problem()
+    calls = []
+    adapted = ad.adapt_model(model, k, mask, steps=3, lr=1e-2, seed=0, masks_per_step=2,
+                             callback=lambda step, net, best: calls.append((step, best)))
+    curve = adapted.record["validation_curve"]
+    assert [s for s, _ in calls] == [0, 1, 2, 3] and calls[0][1] is True
+    assert [b for _, b in calls[1:]] == [curve[i] < min(curve[:i]) for i in range(1, 4)]
+    one = ad.adapt_model(model, k, mask, steps=3, lr=1e-2, seed=0)
+    assert curve[0] == one.record["validation_curve"][0] and curve[1:] != one.record["validation_curve"][1:]
+    again = ad.adapt_model(model, k, mask, steps=3, lr=1e-2, seed=0, masks_per_step=2)
+    assert again.record == adapted.record
+
+
 def test_per_volume_shares_one_model_per_slice_does_not(tmp_path):
     full = colin_slice(shape=(64, 64), slices=(80, 100))
     mask, _ = mask_from_options("random", full.kspace.shape[-2:], [4], [0.08], 2)

@@ -1,7 +1,7 @@
 """Adaptation settings on the out-of-distribution cases of ``benchmarks/shift.py`` (issue 12: tuning ``--adapt``).
 
 Runs VarNet adapted with one setting (``--steps``, ``--lr``, ``--loss-fraction``, ``--validation-fraction``,
-``--masks-per-step``, ``--train``) on the cases of ``shift.py`` (same masks: fastMRI random, seed 0) and
+``--masks-per-step``, ``--train``, ``--validation-selection``, ``--loss-selection``, ``--ema``) on the cases of ``shift.py`` (same masks: fastMRI random, seed 0) and
 prints, per case, the unadapted PSNR, the PSNR of the state the self-validation curve picks within the first
 ``h`` steps for each horizon ``h`` of ``--horizons`` (so one run of N steps answers "what if the default were
 h <= N steps"), and the chosen steps; then the means over cases per horizon and the worst case against the
@@ -94,6 +94,9 @@ def main() -> None:
     p.add_argument("--validation-fraction", type=float, default=ad.VALIDATION_FRACTION)
     p.add_argument("--masks-per-step", type=int, default=ad.MASKS_PER_STEP)
     p.add_argument("--train", default=ad.TRAIN, choices=ad.TRAIN_CHOICES)
+    p.add_argument("--validation-selection", default=ad.VALIDATION_SELECTION, choices=ad.SELECTIONS)
+    p.add_argument("--loss-selection", default=ad.LOSS_SELECTION, choices=ad.SELECTIONS)
+    p.add_argument("--ema", type=float, default=ad.EMA)
     p.add_argument("--json", default=None)
     args = p.parse_args()
     from recon.app.runtime import configure_threads
@@ -101,7 +104,8 @@ def main() -> None:
     configure_threads(args.threads)
     settings = {"steps": args.steps, "lr": args.lr, "loss_fraction": args.loss_fraction,
                 "validation_fraction": args.validation_fraction, "masks_per_step": args.masks_per_step,
-                "train": args.train}
+                "train": args.train, "validation_selection": args.validation_selection,
+                "loss_selection": args.loss_selection, "ema": args.ema}
     horizons = sorted(set(args.horizons or [args.steps]) | {args.steps})
     print("settings:", json.dumps(settings))
     results: dict = {}

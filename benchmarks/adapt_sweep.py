@@ -97,6 +97,7 @@ def main() -> None:
     p.add_argument("--validation-selection", default=ad.VALIDATION_SELECTION, choices=ad.SELECTIONS)
     p.add_argument("--loss-selection", default=ad.LOSS_SELECTION, choices=ad.SELECTIONS)
     p.add_argument("--ema", type=float, default=ad.EMA)
+    p.add_argument("--seed", type=int, default=0, help="adaptation seed (the masks stay seed 0)")
     p.add_argument("--json", default=None)
     args = p.parse_args()
     from recon.app.runtime import configure_threads
@@ -105,7 +106,7 @@ def main() -> None:
     settings = {"steps": args.steps, "lr": args.lr, "loss_fraction": args.loss_fraction,
                 "validation_fraction": args.validation_fraction, "masks_per_step": args.masks_per_step,
                 "train": args.train, "validation_selection": args.validation_selection,
-                "loss_selection": args.loss_selection, "ema": args.ema}
+                "loss_selection": args.loss_selection, "ema": args.ema, "seed": args.seed}
     horizons = sorted(set(args.horizons or [args.steps]) | {args.steps})
     print("settings:", json.dumps(settings))
     results: dict = {}

@@ -121,6 +121,27 @@ def test_same_seed_same_result_other_seed_other_split():
     assert rec_a["validation_curve"] != rec_c["validation_curve"]
 
 
+def test_default_steps_depend_on_the_acceleration(monkeypatch):
+    assert ad.mask_acceleration(np.r_[np.ones(8), np.zeros(56)].astype(bool)) == 8.0
+    assert ad.mask_acceleration(np.ones((4, 16), dtype=bool)) == 1.0
+    assert ad.default_steps("varnet") == 40 and ad.default_steps("varnet", 4.0) == 40
+    assert ad.default_steps("varnet", 6.0) == 80 and ad.default_steps("varnet", 8.0) == 80
+    assert ad.default_steps("modl", 8.0) == 20 and ad.default_steps("other", 8.0) == ad.DEFAULT_STEPS
+    asked, original = [], ad.adapt_model
+
+    def spy(model, k, mask, **opts):  # records the steps the method resolved, adapts 0 of them (fast)
+        asked.append(opts["steps"])
+        return original(model, k, mask, **{**opts, "steps": 0})
+
+    monkeypatch.setattr(ad, "adapt_model", spy)
+    for accel in (4, 8):
+        raw = undersampled(colin_slice(shape=(64, 64), coils=2), accel=accel)
+        assert (ad.mask_acceleration(raw.mask) >= 6) == (accel == 8)
+        varnet_method(raw, adapt=True)
+        varnet_method(raw, adapt=True, adapt_steps=3)
+    assert asked == [40, 3, 80, 3]
+
+
 def test_no_sens_freezes_the_sensitivity_network_only():
     model, k, mask = _tiny_problem()
     adapted = ad.adapt_model(model, k, mask, steps=3, lr=1e-2, seed=0, train="no-sens")

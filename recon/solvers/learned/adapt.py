@@ -42,6 +42,12 @@ DEFAULT_STEPS = 20
 #: case/accelerations) and 40 steps raised the mean adapted PSNR by 0.54 dB at 4x and 0.34 dB at 8x (no case
 #: lower by more than 0.09 dB); MoDL keeps 20 (not re-measured; its adaptation already hurt 3 cases).
 MODEL_STEPS = {"varnet": 40, "modl": 20}
+#: steps per model for masks accelerated :data:`HIGH_ACCELERATION` times or more (fastMRI's 8x): VarNet 80, because
+#: on ``benchmarks/shift.py``'s 8 cases at 8x (``benchmarks/adapt_sweep.py``) 80 steps raised the mean adapted PSNR
+#: over 40 by 0.49 dB (22.01 -> 22.50, split seed 0) and 0.44 dB (21.75 -> 22.19, seed 1), no case lower by more
+#: than 0.04 dB; 4x keeps 40 (its target is met; doubling the steps doubles the time)
+MODEL_STEPS_HIGH = {"varnet": 80}
+HIGH_ACCELERATION = 6.0
 DEFAULT_LR = 1e-3
 VALIDATION_FRACTION = 0.2
 LOSS_FRACTION = 0.4
@@ -58,9 +64,19 @@ LOSS_SELECTION = "uniform"
 EMA = 0.0
 
 
-def default_steps(model: str) -> int:
-    """The default number of adaptation steps of ``model`` (:data:`MODEL_STEPS`, else :data:`DEFAULT_STEPS`)."""
+def default_steps(model: str, acceleration: float | None = None) -> int:
+    """The default number of adaptation steps of ``model`` for a mask accelerated ``acceleration`` times
+    (:func:`mask_acceleration`; None: unknown): :data:`MODEL_STEPS_HIGH` from :data:`HIGH_ACCELERATION` on, else
+    :data:`MODEL_STEPS`, else :data:`DEFAULT_STEPS`."""
+    if acceleration is not None and acceleration >= HIGH_ACCELERATION and model in MODEL_STEPS_HIGH:
+        return MODEL_STEPS_HIGH[model]
     return MODEL_STEPS.get(model, DEFAULT_STEPS)
+
+
+def mask_acceleration(mask: np.ndarray) -> float:
+    """Samples / acquired samples of a slice mask on its sample grid (:func:`sample_grid`; inf when empty)."""
+    grid = sample_grid(mask)
+    return float(grid.size / grid.sum()) if grid.any() else float("inf")
 
 
 def sample_grid(mask: np.ndarray) -> np.ndarray:

@@ -18,6 +18,12 @@ k-space on the loss set. The self-validation loss (network given every non-valid
 validation samples) is measured before the first step (step 0) and after each step; the state with the lowest
 one (step 0 included, the earliest on ties) gives the final reconstruction from *all* acquired samples.
 
+Options measured on ``benchmarks/shift.py`` at 8x (``benchmarks/adapt_sweep.py``, README "Tuning adaptation at 8x")
+and left off by default: ``masks_per_step`` (several DC/loss splits per step), Gaussian
+``validation_selection``/``loss_selection`` (SSDU) and ``ema`` (the validated candidates are a moving average of
+the weights); ``train="no-sens"`` freezes the sensitivity network. The default step count depends on the mask's
+acceleration (:func:`default_steps`).
+
 The model passed in is never modified (a deep copy is fine-tuned) and no weights file is written. Randomness:
 the splits come from ``numpy.random.default_rng(seed)``; torch's global RNG is seeded inside
 :func:`torch.random.fork_rng` (so the caller's stream is untouched): same inputs + seed -> same result.

@@ -51,7 +51,7 @@ MODEL_STEPS = {"varnet": 40, "modl": 20}
 #: steps per model for masks accelerated :data:`HIGH_ACCELERATION` times or more (fastMRI's 8x): VarNet 80, because
 #: on ``benchmarks/shift.py``'s 8 cases at 8x (``benchmarks/adapt_sweep.py``) 80 steps raised the mean adapted PSNR
 #: over 40 by 0.49 dB (22.01 -> 22.50, split seed 0) and 0.44 dB (21.75 -> 22.19, seed 1), no case lower by more
-#: than 0.04 dB; 4x keeps 40 (its target is met; doubling the steps doubles the time)
+#: than 0.02 dB; 4x keeps 40 (its target is met; doubling the steps doubles the time)
 MODEL_STEPS_HIGH = {"varnet": 80}
 HIGH_ACCELERATION = 6.0
 DEFAULT_LR = 1e-3

@@ -121,6 +121,86 @@ def test_same_seed_same_result_other_seed_other_split():
     assert rec_a["validation_curve"] != rec_c["validation_curve"]
 
 
+def test_default_steps_depend_on_the_acceleration(monkeypatch):
+    assert ad.mask_acceleration(np.r_[np.ones(8), np.zeros(56)].astype(bool)) == 8.0
+    assert ad.mask_acceleration(np.ones((4, 16), dtype=bool)) == 1.0
+    assert ad.default_steps("varnet") == 40 and ad.default_steps("varnet", 4.0) == 40
+    assert ad.default_steps("varnet", 6.0) == 80 and ad.default_steps("varnet", 8.0) == 80
+    assert ad.default_steps("modl", 8.0) == 20 and ad.default_steps("other", 8.0) == ad.DEFAULT_STEPS
+    asked, original = [], ad.adapt_model
+
+    def spy(model, k, mask, **opts):  # records the steps the method resolved, adapts 0 of them (fast)
+        asked.append(opts["steps"])
+        return original(model, k, mask, **{**opts, "steps": 0})
+
+    monkeypatch.setattr(ad, "adapt_model", spy)
+    for accel in (4, 8):
+        raw = undersampled(colin_slice(shape=(64, 64), coils=2), accel=accel)
+        assert (ad.mask_acceleration(raw.mask) >= 6) == (accel == 8)
+        varnet_method(raw, adapt=True)
+        varnet_method(raw, adapt=True, adapt_steps=3)
+    assert asked == [40, 3, 80, 3]
+
+
+def test_no_sens_freezes_the_sensitivity_network_only():
+    model, k, mask = _tiny_problem()
+    adapted = ad.adapt_model(model, k, mask, steps=3, lr=1e-2, seed=0, train="no-sens")
+    given, tuned = model.state_dict(), adapted.model.state_dict()
+    sens = [n for n in given if n.startswith("sens_net.")]
+    assert sens and all(torch.equal(given[n], tuned[n]) for n in sens)
+    if adapted.record["chosen_step"] > 0:  # a later state was chosen: the cascades moved
+        assert any(not torch.equal(given[n], tuned[n]) for n in given if n.startswith("cascades."))
+    from recon.errors import UsageError
+
+    with pytest.raises(UsageError, match="train"):
+        ad.adapt_model(model, k, mask, steps=1, train="sens-only")
+
+
+def test_masks_per_step_averages_splits_and_callback_sees_every_step():
+    model, k, mask = _tiny_problem()
+    calls = []
+    adapted = ad.adapt_model(model, k, mask, steps=3, lr=1e-2, seed=0, masks_per_step=2,
+                             callback=lambda step, net, best: calls.append((step, best)))
+    curve = adapted.record["validation_curve"]
+    assert [s for s, _ in calls] == [0, 1, 2, 3] and calls[0][1] is True
+    assert [b for _, b in calls[1:]] == [curve[i] < min(curve[:i]) for i in range(1, 4)]
+    one = ad.adapt_model(model, k, mask, steps=3, lr=1e-2, seed=0)
+    assert curve[0] == one.record["validation_curve"][0] and curve[1:] != one.record["validation_curve"][1:]
+    again = ad.adapt_model(model, k, mask, steps=3, lr=1e-2, seed=0, masks_per_step=2)
+    assert again.record == adapted.record
+
+
+def test_gaussian_selection_favours_the_centre_and_keeps_the_split_rules():
+    grid = np.zeros((1, 128), dtype=bool)
+    grid[0, ::2] = True  # 64 lines, every other one
+    grid[0, 60:68] = True  # an 8-line centre
+    rng = np.random.default_rng(0)
+    dist = {"uniform": [], "gaussian": []}
+    for selection in dist:
+        for _ in range(200):
+            split = ad.make_split(grid, rng, 0.2, selection)
+            assert not (split.validation & split.calibration).any()
+            dc, loss = ad.draw_dc_loss(split, rng, 0.4, selection)
+            assert not (dc & loss).any() and ((dc | loss | split.validation) == grid).all()
+            assert (split.calibration <= dc).all()
+            dist[selection] += np.abs(np.flatnonzero(split.validation[0]) - 64).tolist()
+    # measured: mean distance of the validation lines from the centre 34.5 lines uniform, 26.9 gaussian
+    assert np.mean(dist["gaussian"]) < np.mean(dist["uniform"]) - 5
+    with pytest.raises(Exception, match="selection"):
+        ad.make_split(grid, rng, 0.2, "poisson")
+
+
+def test_ema_candidates_start_at_the_given_weights():
+    model, k, mask = _tiny_problem()
+    plain = ad.adapt_model(model, k, mask, steps=3, lr=1e-2, seed=0)
+    ema = ad.adapt_model(model, k, mask, steps=3, lr=1e-2, seed=0, ema=0.5)
+    assert ema.record["validation_curve"][0] == plain.record["validation_curve"][0]
+    assert ema.record["validation_curve"][1:] != plain.record["validation_curve"][1:]
+    zero = ad.adapt_model(model, k, mask, steps=0, seed=0, ema=0.5)
+    for n, p in model.state_dict().items():
+        assert torch.equal(zero.model.state_dict()[n], p), n
+
+
 def test_per_volume_shares_one_model_per_slice_does_not(tmp_path):
     full = colin_slice(shape=(64, 64), slices=(80, 100))
     mask, _ = mask_from_options("random", full.kspace.shape[-2:], [4], [0.08], 2)

@@ -18,6 +18,12 @@ k-space on the loss set. The self-validation loss (network given every non-valid
 validation samples) is measured before the first step (step 0) and after each step; the state with the lowest
 one (step 0 included, the earliest on ties) gives the final reconstruction from *all* acquired samples.
 
+Options measured on ``benchmarks/shift.py`` at 8x (``benchmarks/adapt_sweep.py``, README "Tuning adaptation at 8x")
+and left off by default: ``masks_per_step`` (several DC/loss splits per step), Gaussian
+``validation_selection``/``loss_selection`` (SSDU) and ``ema`` (the validated candidates are a moving average of
+the weights); ``train="no-sens"`` freezes the sensitivity network. The default step count depends on the mask's
+acceleration (:func:`default_steps`).
+
 The model passed in is never modified (a deep copy is fine-tuned) and no weights file is written. Randomness:
 the splits come from ``numpy.random.default_rng(seed)``; torch's global RNG is seeded inside
 :func:`torch.random.fork_rng` (so the caller's stream is untouched): same inputs + seed -> same result.
@@ -26,7 +32,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -42,14 +48,41 @@ DEFAULT_STEPS = 20
 #: case/accelerations) and 40 steps raised the mean adapted PSNR by 0.54 dB at 4x and 0.34 dB at 8x (no case
 #: lower by more than 0.09 dB); MoDL keeps 20 (not re-measured; its adaptation already hurt 3 cases).
 MODEL_STEPS = {"varnet": 40, "modl": 20}
+#: steps per model for masks accelerated :data:`HIGH_ACCELERATION` times or more (fastMRI's 8x): VarNet 80, because
+#: on ``benchmarks/shift.py``'s 8 cases at 8x (``benchmarks/adapt_sweep.py``) 80 steps raised the mean adapted PSNR
+#: over 40 by 0.49 dB (22.01 -> 22.50, split seed 0) and 0.44 dB (21.75 -> 22.19, seed 1), no case lower by more
+#: than 0.02 dB; 4x keeps 40 (its target is met; doubling the steps doubles the time)
+MODEL_STEPS_HIGH = {"varnet": 80}
+HIGH_ACCELERATION = 6.0
 DEFAULT_LR = 1e-3
 VALIDATION_FRACTION = 0.2
 LOSS_FRACTION = 0.4
+#: DC/loss splits averaged per Adam step (ZS-SSL's batch of masks)
+MASKS_PER_STEP = 1
+#: which parameters adapt: all, or all but the sensitivity network (:func:`_trainable`)
+TRAIN = "all"
+TRAIN_CHOICES = ("all", "no-sens")
+#: how the validation and loss sets are drawn (:func:`_pick`)
+SELECTIONS = ("uniform", "gaussian")
+VALIDATION_SELECTION = "uniform"
+LOSS_SELECTION = "uniform"
+#: decay of the moving average of the weights that is validated and chosen (0: the Adam iterates themselves)
+EMA = 0.0
 
 
-def default_steps(model: str) -> int:
-    """The default number of adaptation steps of ``model`` (:data:`MODEL_STEPS`, else :data:`DEFAULT_STEPS`)."""
+def default_steps(model: str, acceleration: float | None = None) -> int:
+    """The default number of adaptation steps of ``model`` for a mask accelerated ``acceleration`` times
+    (:func:`mask_acceleration`; None: unknown): :data:`MODEL_STEPS_HIGH` from :data:`HIGH_ACCELERATION` on, else
+    :data:`MODEL_STEPS`, else :data:`DEFAULT_STEPS`."""
+    if acceleration is not None and acceleration >= HIGH_ACCELERATION and model in MODEL_STEPS_HIGH:
+        return MODEL_STEPS_HIGH[model]
     return MODEL_STEPS.get(model, DEFAULT_STEPS)
+
+
+def mask_acceleration(mask: np.ndarray) -> float:
+    """Samples / acquired samples of a slice mask on its sample grid (:func:`sample_grid`; inf when empty)."""
+    grid = sample_grid(mask)
+    return float(grid.size / grid.sum()) if grid.any() else float("inf")
 
 
 def sample_grid(mask: np.ndarray) -> np.ndarray:
@@ -86,35 +119,55 @@ def calibration_region(grid: np.ndarray) -> np.ndarray:
     return calibration_mask(t)[0, 0].numpy() > 0
 
 
-def _pick(candidates: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+def _gaussian_weights(shape: tuple[int, int]) -> np.ndarray:
+    """SSDU's Gaussian selection density on an ``(Hm, W)`` sample grid: ``exp(-d^2 / 2)`` with ``d`` the
+    distance from the k-space centre (index ``n // 2``) in units of a quarter of the grid along each axis
+    (a line grid, ``Hm = 1``, is weighted along W only)."""
+    out = np.ones(shape)
+    for axis, n in enumerate(shape):
+        if n > 1:
+            d = (np.arange(n) - n // 2) / (n / 4)
+            out = out * np.exp(-0.5 * d ** 2).reshape([-1 if a == axis else 1 for a in range(2)])
+    return out
+
+
+def _pick(candidates: np.ndarray, fraction: float, rng: np.random.Generator, selection: str = "uniform"
+          ) -> np.ndarray:
     """A random ``round(fraction * n)`` of the True entries of ``candidates`` (at least 1 when there are any and
-    the fraction is positive), as a mask of the same shape."""
+    the fraction is positive), as a mask of the same shape: uniformly, or ``selection="gaussian"`` with
+    probabilities from :func:`_gaussian_weights` (SSDU, Yaman et al. 2020: more of the set near the centre)."""
+    if selection not in SELECTIONS:
+        raise UsageError(f"selection must be one of {', '.join(SELECTIONS)}, got {selection!r}")
     idx = np.flatnonzero(candidates)
     n = round(fraction * idx.size)
     if fraction > 0 and idx.size > 1:
         n = min(max(n, 1), idx.size - 1)
     out = np.zeros(candidates.size, dtype=bool)
-    out[rng.choice(idx, size=n, replace=False)] = True
+    if selection == "uniform":
+        out[rng.choice(idx, size=n, replace=False)] = True
+    else:
+        w = _gaussian_weights(candidates.shape).reshape(-1)[idx]
+        out[rng.choice(idx, size=n, replace=False, p=w / w.sum())] = True
     return out.reshape(candidates.shape)
 
 
 def make_split(mask: np.ndarray, rng: np.random.Generator,
-               validation_fraction: float = VALIDATION_FRACTION) -> Split:
-    """The fixed self-validation split of a slice mask (see the module docstring)."""
+               validation_fraction: float = VALIDATION_FRACTION, selection: str = "uniform") -> Split:
+    """The fixed self-validation split of a slice mask (see the module docstring; ``selection``: :func:`_pick`)."""
     acquired = sample_grid(mask)
     calib = calibration_region(acquired) & acquired
     outside = acquired & ~calib
     if outside.sum() < 3:
         raise UsageError("adaptation needs acquired samples outside the calibration region (the mask is "
                          f"fully sampled or has only {int(outside.sum())} such samples)")
-    return Split(acquired, calib, _pick(outside, validation_fraction, rng))
+    return Split(acquired, calib, _pick(outside, validation_fraction, rng, selection))
 
 
-def draw_dc_loss(split: Split, rng: np.random.Generator,
-                 loss_fraction: float = LOSS_FRACTION) -> tuple[np.ndarray, np.ndarray]:
+def draw_dc_loss(split: Split, rng: np.random.Generator, loss_fraction: float = LOSS_FRACTION,
+                 selection: str = "uniform") -> tuple[np.ndarray, np.ndarray]:
     """One step's disjoint ``(dc, loss)`` sets, ``(Hm, W)`` bool, covering ``split.train``; the calibration
-    region is always in ``dc``."""
-    loss = _pick(split.train & ~split.calibration, loss_fraction, rng)
+    region is always in ``dc`` (``selection``: :func:`_pick`)."""
+    loss = _pick(split.train & ~split.calibration, loss_fraction, rng, selection)
     return split.train & ~loss, loss
 
 
@@ -144,47 +197,93 @@ class Adapted:
     record: dict[str, Any]
 
 
+def _trainable(model: nn.Module, train: str) -> list[nn.Parameter]:
+    """The parameters that adaptation updates (the others keep their given values): ``"all"``, or
+    ``"no-sens"`` (the sensitivity network ``sens_net`` frozen: only the unrolled blocks adapt)."""
+    if train not in TRAIN_CHOICES:
+        raise UsageError(f"adapt train must be one of {', '.join(TRAIN_CHOICES)}, got {train!r}")
+    params = []
+    for name, p in model.named_parameters():
+        use = train == "all" or not name.startswith("sens_net.")
+        p.requires_grad_(use)
+        if use:
+            params.append(p)
+    return params
+
+
+def _step_loss(model: nn.Module, kspace: torch.Tensor, split: Split, rng: np.random.Generator,
+               loss_fraction: float, masks_per_step: int, grid: Callable[[np.ndarray], torch.Tensor],
+               selection: str = "uniform") -> torch.Tensor:
+    """One step's loss: the mean over ``masks_per_step`` freshly drawn DC/loss splits (ZS-SSL's mask batch)."""
+    total = torch.zeros((), device=kspace.device)
+    for _ in range(masks_per_step):
+        dc, loss_set = draw_dc_loss(split, rng, loss_fraction, selection)
+        total = total + kspace_loss(_forward_kspace(model, kspace, grid(dc)), kspace, grid(loss_set))
+    return total / masks_per_step
+
+
+def _ema_update(avg: nn.Module, model: nn.Module, decay: float) -> None:
+    """``avg <- decay * avg + (1 - decay) * model``, parameter by parameter (Polyak/EMA weight averaging)."""
+    with torch.no_grad():
+        for pa, p in zip(avg.parameters(), model.parameters()):
+            pa.mul_(decay).add_(p, alpha=1.0 - decay)
+
+
 def adapt_model(model: nn.Module, kspace: torch.Tensor, mask: np.ndarray, *, steps: int = DEFAULT_STEPS,
                 lr: float = DEFAULT_LR, seed: int = 0, validation_fraction: float = VALIDATION_FRACTION,
-                loss_fraction: float = LOSS_FRACTION) -> Adapted:
+                loss_fraction: float = LOSS_FRACTION, masks_per_step: int = MASKS_PER_STEP,
+                train: str = TRAIN, validation_selection: str = VALIDATION_SELECTION,
+                loss_selection: str = LOSS_SELECTION, ema: float = EMA,
+                callback: Callable[[int, nn.Module, bool], None] | None = None) -> Adapted:
     """Fine-tune a copy of ``model`` on one slice's ``kspace`` ``(1, C, H, W)`` complex sampled by ``mask``
-    (``(W,)``/``(1, W)`` column or ``(H, W)``); see the module docstring. ``model`` is left unchanged."""
+    (``(W,)``/``(1, W)`` column or ``(H, W)``); see the module docstring. ``model`` is left unchanged.
+    ``masks_per_step``: DC/loss splits averaged per Adam step; ``train``: which parameters adapt
+    (:func:`_trainable`); ``validation_selection``/``loss_selection``: how those sets are drawn (:func:`_pick`);
+    ``ema``: when > 0, the candidates (validated, chosen) are an exponential moving average of the Adam iterates
+    with this decay (step 0: the given weights); ``callback(step, candidate, is_best)`` is called after the
+    validation of every step (step 0 included; for monitoring, e.g. benchmarks: it must not change the model)."""
     if steps < 0:
         raise UsageError(f"adapt_steps must be >= 0, got {steps}")
     if not lr > 0:
         raise UsageError(f"adapt_lr must be > 0, got {lr}")
+    if masks_per_step < 1 or not 0 <= ema < 1:
+        raise UsageError(f"masks_per_step must be >= 1 and ema in [0, 1), got {masks_per_step}, {ema}")
     dev = kspace.device
     rng = np.random.default_rng(seed)
-    split = make_split(mask, rng, validation_fraction)
+    split = make_split(mask, rng, validation_fraction, validation_selection)
 
     def grid(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(a.astype(np.float32))[None, None].to(dev)
 
     train_g, val_g = grid(split.train), grid(split.validation)
     tuned = copy.deepcopy(model).eval()
-    for p in tuned.parameters():
-        p.requires_grad_(True)
+    params = _trainable(tuned, train)
+    candidate = copy.deepcopy(tuned) if ema > 0 else tuned
     curve: list[float] = []
 
     def validation() -> float:
         with torch.no_grad():
-            return float(kspace_loss(_forward_kspace(tuned, kspace, train_g), kspace, val_g))
+            return float(kspace_loss(_forward_kspace(candidate, kspace, train_g), kspace, val_g))
 
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         torch.manual_seed(seed)
         curve.append(validation())
-        best, best_state = 0, copy.deepcopy(tuned.state_dict())
-        if steps > 0:
-            opt = torch.optim.Adam(tuned.parameters(), lr=lr)
-            for step in range(1, steps + 1):
-                dc, loss_set = draw_dc_loss(split, rng, loss_fraction)
-                opt.zero_grad(set_to_none=True)
-                loss = kspace_loss(_forward_kspace(tuned, kspace, grid(dc)), kspace, grid(loss_set))
-                loss.backward()
-                opt.step()
-                curve.append(validation())
-                if curve[-1] < curve[best]:
-                    best, best_state = step, copy.deepcopy(tuned.state_dict())
+        best, best_state = 0, copy.deepcopy(candidate.state_dict())
+        if callback is not None:
+            callback(0, candidate, True)
+        opt = torch.optim.Adam(params, lr=lr) if steps > 0 else None
+        for step in range(1, steps + 1):
+            opt.zero_grad(set_to_none=True)
+            _step_loss(tuned, kspace, split, rng, loss_fraction, masks_per_step, grid, loss_selection).backward()
+            opt.step()
+            if ema > 0:
+                _ema_update(candidate, tuned, ema)
+            curve.append(validation())
+            improved = curve[-1] < curve[best]
+            if improved:
+                best, best_state = step, copy.deepcopy(candidate.state_dict())
+            if callback is not None:
+                callback(step, candidate, improved)
     tuned.load_state_dict(best_state)
     for p in tuned.parameters():
         p.requires_grad_(False)

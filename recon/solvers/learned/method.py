@@ -224,7 +224,10 @@ def _adapted_model(model: torch.nn.Module, k: torch.Tensor, m: torch.Tensor, raw
     """A copy of ``model`` adapted to slice ``k`` (per slice), or, per volume, the copy adapted to the first
     slice of ``raw.path`` reconstructed with the same options and mask (adapted on that slice, cached)."""
 
-    opts = {"steps": int(adapt.get("steps", adapt_defaults.default_steps(name))),
+    steps = adapt.get("steps")
+    if steps is None:  # the default depends on the slice's acceleration (adapt.default_steps)
+        steps = adapt_defaults.default_steps(name, adapt_defaults.mask_acceleration(m.cpu().numpy()))
+    opts = {"steps": int(steps),
             "lr": float(adapt.get("lr", DEFAULT_ADAPT_LR)),
             "seed": int(adapt.get("seed", 0))}
     per = adapt.get("per", "slice")
@@ -257,7 +260,7 @@ def _adapt_options(model: str, adapt: bool, adapt_steps: int | None, adapt_per: 
         if adapt_steps is not None or adapt_per is not None or adapt_lr is not None:
             raise UsageError("adapt_steps/adapt_per/adapt_lr need adapt=True (--adapt)")
         return None
-    return {"steps": adapt_defaults.default_steps(model) if adapt_steps is None else int(adapt_steps),
+    return {"steps": None if adapt_steps is None else int(adapt_steps),
             "per": adapt_per or "slice", "lr": DEFAULT_ADAPT_LR if adapt_lr is None else float(adapt_lr)}
 
 
@@ -282,7 +285,8 @@ def varnet_method(raw: RawData, *, weights: str | None = None, device: str = "cp
     """E2E-VarNet on one slice ``(1, C, H, W)`` -> ``(1, H, W)`` float32 (``weights``: default bundled).
 
     ``adapt=True``: scan-specific self-supervised fine-tuning first (:mod:`recon.solvers.learned.adapt`;
-    ``adapt_steps`` default 40 (MoDL: 20; :data:`~recon.solvers.learned.adapt.MODEL_STEPS`), ``adapt_lr``
+    ``adapt_steps`` default 40, 80 for masks accelerated 6x or more (MoDL: 20;
+    :func:`~recon.solvers.learned.adapt.default_steps`), ``adapt_lr``
     default 1e-3, ``adapt_per`` ``"slice"`` (default) or ``"volume"``:
     one model adapted on the first slice of a file reconstructed, shared by its other slices); returns a dict
     with the records (:func:`learned_reconstruction`).

@@ -23,7 +23,6 @@ from recon.solvers.readout import remove_readout_oversampling
 from recon.solvers.learned.registry import load_model
 from recon.weights import bundled_weights
 from recon.io.calibration import calibration_kspace
-from recon.solvers.learned.adapt import adapt_model
 from recon.solvers.learned.checkpoints import is_fastmri_file
 from recon.solvers.learned.fastmri_method import fastmri_varnet_reconstruction
 
@@ -243,7 +242,7 @@ def _adapted_model(model: torch.nn.Module, k: torch.Tensor, m: torch.Tensor, raw
         if key in _VOLUME_CACHE:
             _VOLUME_CACHE.move_to_end(key)
             return _VOLUME_CACHE[key]
-    adapted = adapt_model(model, k, m.cpu().numpy(), **opts)
+    adapted = adapt_defaults.adapt_model(model, k, m.cpu().numpy(), **opts)
     result = (adapted.model, adapted.record)
     if key is not None:
         _VOLUME_CACHE[key] = result

@@ -286,3 +286,19 @@ def test_every_solver_refuses_a_negative_or_nan_weight_the_same_way(l1_problem, 
                  lambda: conjugate_gradient(l1_problem.normal, l1_problem.aty, max_iter=-1)):
         with pytest.raises(UsageError, match="iterations must be >= 0"):
             call()
+
+
+@pytest.mark.parametrize("shape", [(1, 256, 256), (3, 224, 192), (2, 1, 77, 65), (1, 4, 1)])
+def test_bart_scale_quantiles_equal_torch_quantile(shape):
+    """The order-statistics quantiles of bart_scale (numpy.partition on the CPU) equal torch.quantile's
+    linear interpolation exactly, and the scale is BART's rule on them."""
+    from recon.solvers.scaling import _quantiles, bart_scale
+
+    g = torch.Generator().manual_seed(len(shape))
+    x = torch.randn(*shape, dtype=torch.complex64, generator=g)
+    flat = x.abs().reshape(x.shape[:-2] + (-1,))
+    expected = torch.quantile(flat, torch.tensor([0.5, 0.9]), dim=-1)
+    got = _quantiles(flat, (0.5, 0.9))
+    assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+    p50, p90, pmax = expected[0], expected[1], flat.amax(-1)
+    assert torch.equal(bart_scale(x), torch.where(pmax - p90 < 2 * (p90 - p50), p90, pmax))

@@ -171,6 +171,12 @@ def _level_matrix(taps: tuple[tuple[float, ...], ...], n: int, dtype: torch.dtyp
     return d.to(device=device, dtype=dtype)
 
 
+@lru_cache(maxsize=64)
+def _pair_matrix(taps: tuple[tuple[float, ...], ...], n: int, dtype: torch.dtype, device: str) -> torch.Tensor:
+    """:func:`_level_matrix` acting on interleaved (re, im) pairs: ``kron(D, I_2)``, ``(2n, 2n)`` (made once)."""
+    return torch.kron(_level_matrix(taps, n, dtype, device), torch.eye(2, dtype=dtype, device=device))
+
+
 def _dense_macs(shape: torch.Size, is_complex: bool) -> int:
     *batch, h, w = shape
     cw = w * (2 if is_complex else 1)
@@ -183,11 +189,11 @@ def _dense_level(taps: tuple[tuple[float, ...], ...], src: torch.Tensor, dest: t
     h, w = src.shape[-2:]
     real = src.real.dtype if src.is_complex() else src.dtype
     dh = _level_matrix(taps, h, real, str(src.device))
-    dw = _level_matrix(taps, w, real, str(src.device))
     if src.is_complex():
-        dw = torch.kron(dw, torch.eye(2, dtype=real, device=src.device))
+        dw = _pair_matrix(taps, w, real, str(src.device))
         x = torch.view_as_real(src).flatten(-2)
     else:
+        dw = _level_matrix(taps, w, real, str(src.device))
         x = src
     y = (dh.T @ x @ dw) if adjoint else (dh @ x @ dw.T)
     dest.copy_(torch.view_as_complex(y.unflatten(-1, (w, 2))) if src.is_complex() else y)

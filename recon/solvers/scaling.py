@@ -9,6 +9,7 @@ makes every reconstruction exactly homogeneous in the data.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -34,12 +35,18 @@ def _quantiles(flat: torch.Tensor, qs: tuple[float, ...]) -> list[torch.Tensor]:
         return list(torch.quantile(flat, q, dim=-1))
     ranks = q * (n - 1)  # as torch.quantile: rank in the input's precision, floor/ceil, lerp by the remainder
     below, above = ranks.long().tolist(), ranks.ceil().long().tolist()
-    out = []
-    for i in range(len(qs)):
-        lo = flat.kthvalue(below[i] + 1, dim=-1).values
-        hi = lo if above[i] == below[i] else flat.kthvalue(above[i] + 1, dim=-1).values
-        out.append(torch.lerp(lo, hi, ranks[i] - below[i]))
-    return out
+    stats = _order_statistics(flat, sorted(set(below) | set(above)))
+    return [torch.lerp(stats[b], stats[a], ranks[i] - b) for i, (b, a) in enumerate(zip(below, above))]
+
+
+def _order_statistics(flat: torch.Tensor, ks: list[int]) -> dict[int, torch.Tensor]:
+    """``{k: the k-th smallest value along the last axis}`` (0-based) of ``flat`` ``(..., n)``. On the CPU one
+    ``numpy.partition`` for all ``k`` (one pass instead of one ``kthvalue`` per rank: 256^2 floats, 4 ranks,
+    0.4 against 2.7 ms); elsewhere ``kthvalue`` on the device (no host round trip)."""
+    if flat.device.type == "cpu":
+        part = np.partition(flat.detach().numpy(), ks, axis=-1)
+        return {k: torch.from_numpy(np.ascontiguousarray(part[..., k])) for k in ks}
+    return {k: flat.kthvalue(k + 1, dim=-1).values for k in ks}
 
 
 def safe_scale(scale: torch.Tensor) -> torch.Tensor:

@@ -61,7 +61,6 @@ class MissingDependencyError(ReconError):
 def require(module: str, extra: str | None, purpose: str):
     """Import a dependency or raise :class:`MissingDependencyError` saying what to install: the optional
     ``extra``, or (``extra=None``, an ordinary dependency missing from a broken install) recon-mri itself."""
-
     try:
         return importlib.import_module(module)
     except ImportError as exc:  # pragma: no cover - depends on the environment

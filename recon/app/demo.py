@@ -187,7 +187,6 @@ def run_demo(out_dir: str | Path = "out/demo", config: DemoConfig = DEFAULT, *,
     "acceleration", "center_fraction", "file", "nmse", "psnr", "ssim", "seconds", "parameters"}, ...],
     "skipped": {method: reason}, "figure", "metrics_md", "seconds"}`` (paths relative to ``out_dir``).
     """
-
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     start = time.perf_counter()
     out = Path(out_dir)
@@ -220,7 +219,6 @@ def run_demo(out_dir: str | Path = "out/demo", config: DemoConfig = DEFAULT, *,
 
 def _run(sample: Path, out: Path, config: DemoConfig, say: Callable[[str], None]) -> dict[str, Any]:
     """The demo on ``sample``: reconstructions, figure and ``metrics.md``; returns the metrics report."""
-
     reference = reference_volume(sample)
 
     methods = list(config.methods)

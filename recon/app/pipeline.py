@@ -93,7 +93,6 @@ def output_kind(path: str | Path) -> str:
 
 def _torch_threads() -> int:
     """torch's intra-op thread count, recorded with every output (results depend on it: recon.app.runtime)."""
-
     return int(torch.get_num_threads())
 
 
@@ -126,7 +125,6 @@ class Undersampling:
 
     def mask_for(self, input_path: str | Path, shape: tuple[int, ...]) -> tuple[np.ndarray, dict[str, Any]]:
         """The mask (``(W,)`` column or ``(H, W)``) and its parameters for one file of k-space ``shape``."""
-
         seed = Path(input_path).name if self.seed is None else self.seed
         return mask_from_options(self.mask_type, shape[-2:], list(self.accelerations),
                                  list(self.center_fractions), seed)
@@ -169,7 +167,6 @@ def _solve(func: MethodFn, method: str, raws: list[RawData], options: dict[str, 
 
 def _undersample(raw: RawData, mask: np.ndarray) -> RawData:
     """Apply ``mask`` to one slice's k-space (honouring the header's phase-encode padding)."""
-
     kspace, used = apply_mask(raw.kspace, mask, raw.header)
     return RawData(kspace, raw.header, used, raw.reference, raw.reference_name, raw.path,
                    raw.calibration, raw.calibration_mask)
@@ -221,7 +218,6 @@ def reconstruct_file(
     ``{"nmse", "psnr", "ssim"}`` when there is a reference, ``"panels"``, and the method's summary entries
     (``"adaptation"``, ``"partial_fourier"``) when they apply.
     """
-
     keep_solver_buffers()  # flat memory over slices without page faults inside the solvers (recon/app/memory.py)
     start = time.perf_counter()
     kind = output_kind(output_path)
@@ -301,7 +297,6 @@ def _summary(input_path: str | Path, out: Path, record: dict[str, Any], shape: t
 
 def _check_partial_fourier_mode(mode: str) -> None:
     """``--partial-fourier`` must name a completion (:data:`recon.solvers.partial_fourier.MODES`)."""
-
     if mode not in MODES:
         raise UsageError(f"--partial-fourier must be one of {', '.join(MODES)}, got {mode!r}")
 
@@ -311,7 +306,6 @@ def _prepared_slice(raw: RawData, index: int, whitening: Any, mask: np.ndarray |
     """One slice read from the file, prewhitened, its reference appended to ``references`` (cropped to the
     recon size; the RSS of the fully sampled data when undersampling retrospectively), then undersampled
     with ``mask`` (an already undersampled input is a :class:`UsageError`)."""
-
     if whitening is not None:  # before the reference, so a fully sampled RSS reference is on its scale
         raw = apply_prewhitening(raw, whitening)
     references.append(reference_slice(raw, raw.header.recon_size, fully_sampled_rss=mask is not None))

@@ -71,7 +71,6 @@ def runnable_others(path: Path = Path("/proc/loadavg"), reads: int = 5, interval
     """Runnable tasks (threads) of other processes right now: the 4th field of Linux's ``/proc/loadavg``
     (``running/total``) minus this reading process, median of ``reads`` reads ``interval`` s apart; None
     where the file does not exist."""
-
     counts = []
     for i in range(max(1, int(reads))):
         try:
@@ -124,7 +123,6 @@ def wait_policy(threads: int, workers: int = 1, load: float | None = None) -> st
 def apply_wait_policy(threads: int, workers: int = 1) -> str | None:
     """Set ``OMP_WAIT_POLICY`` from :func:`wait_policy` unless the user set it or torch is already imported
     (OpenMP reads it once). Returns the policy in effect (None: OpenMP's default)."""
-
     if "OMP_WAIT_POLICY" in os.environ:
         return os.environ["OMP_WAIT_POLICY"]
     if "torch" in sys.modules:

@@ -161,7 +161,6 @@ def comparison_figure(
 
 def save_figure(fig: Figure, path: str | Path, *, overwrite: bool = False, dpi: int = 120) -> Path:
     """Write ``fig`` atomically (:func:`recon.io.atomic.atomic_path`); the format follows the extension."""
-
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower() or "png"
     with atomic_path(path, overwrite=overwrite) as tmp:

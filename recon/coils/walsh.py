@@ -65,7 +65,6 @@ def walsh_calibration_maps(kspace: ArrayLike, calib_size: tuple[int, int], windo
     ``kspace`` ``(S, C, H, W)``; ``calib_size`` ``(h, w)`` of the fully sampled centre. The fallback of
     :func:`recon.solvers.reconstruct.estimate_maps` when the centre holds too few lines for ESPIRiT.
     """
-
     k = as_complex_tensor(kspace, "kspace", (4,))
     _, _, hh, ww = k.shape
     ch, cw = (int(v) for v in calib_size)

@@ -41,7 +41,6 @@ def _umask() -> int:
 
 def _one_line(exc: OSError) -> str:
     """An OS error as one line: 'No space left on device' and the like, not HDF5's multi-line report."""
-
     text = str(exc.strerror or exc)
     if exc.errno == errno.ENOSPC or "errno = 28" in text or "No space left" in text:
         return os.strerror(errno.ENOSPC)

@@ -512,7 +512,6 @@ def _spatial_order(head: np.ndarray, sorting: _Sorting, kspace: np.ndarray,
 
     Returns ``(kspace (F, C, H, W), frames (F, 5), Geometry or None, mask)``, reordered alike.
     """
-
     frames = sorting.frames
     geometry = mrd_geometry(head[sorting.keep], sorting.frame_of, frames, FRAME_FIELDS)
     order = sort_by_position(geometry) if geometry is not None else np.arange(frames.shape[0])
@@ -569,7 +568,6 @@ def _calibration_lines(kspace: np.ndarray, calib: np.ndarray) -> tuple[np.ndarra
 
 def _reader_info(data: RawData, recs: np.ndarray, sorting: _Sorting) -> dict[str, Any]:
     """``RawFile.info()`` extras: acquisition counts, ignored scans, counters present, calibration summary."""
-
     idx, image, attrs = recs["head"]["idx"], sorting.image, data.header.attrs
     noise_samples = data.header.noise_samples
     return {
@@ -603,12 +601,12 @@ def _protocol_info(enc: _Encoding, heads: np.ndarray) -> dict[str, Any]:
         half = max(centre - lo, hi + 1 - centre)
         if half > 0 and (hi - lo + 1) < 2 * half:
             out["partial_fourier_pe"] = round((hi - lo + 1) / (2 * half), 4)
-    if heads.size:
-        n = heads["number_of_samples"].astype(int) - heads["discard_pre"].astype(int) - heads["discard_post"].astype(int)
-        c = heads["center_sample"].astype(int) - heads["discard_pre"].astype(int)
-        n0, c0 = int(n[0]), int(c[0])
-        if c0 > 0 and n0 < 2 * max(c0, n0 - c0):
-            out["partial_fourier_readout"] = round(n0 / (2 * max(c0, n0 - c0)), 4)
+    if heads.size:  # the first image readout's samples kept and its centre among them
+        first = heads[0]
+        n = int(first["number_of_samples"]) - int(first["discard_pre"]) - int(first["discard_post"])
+        c = int(first["center_sample"]) - int(first["discard_pre"])
+        if c > 0 and n < 2 * max(c, n - c):
+            out["partial_fourier_readout"] = round(n / (2 * max(c, n - c)), 4)
     return out
 
 

@@ -30,7 +30,6 @@ def null_space_error(data: SenseData, reconstruction: torch.Tensor, truth: torch
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     """Area under the ROC curve of ``scores`` for the binary ``labels`` (ties counted half): the
     Mann-Whitney ``U / (n_pos n_neg)``; NaN if a class is empty."""
-
     s = np.asarray(scores, np.float64).ravel()
     y = np.asarray(labels, bool).ravel()
     n_pos, n_neg = int(y.sum()), int((~y).sum())

@@ -102,7 +102,6 @@ def fit_classes(values: np.ndarray, n_classes: int = len(CLASS_NAMES)) -> np.nda
 
     :class:`DataError` when the values do not hold ``n_classes`` distinct clusters.
     """
-
     x = np.asarray(values, dtype=np.float64).ravel()
     if np.unique(x).size < n_classes:
         raise DataError(f"fewer than {n_classes} distinct intensities inside the object mask: "

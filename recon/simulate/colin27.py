@@ -44,7 +44,6 @@ def load_colin27(
     -------
     ``(S, H, W)`` float32 in [0, 1] (the uint8 intensities / 255), upright, radiological (see module doc).
     """
-
     with np.load(colin27_path()) as f:
         volume = f["volume"]
     if slices is None:

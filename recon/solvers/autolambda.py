@@ -49,7 +49,6 @@ MIN_GAIN = 0.03
 
 def ladder(regularizer: str, mask: Any = None) -> tuple[float, ...]:
     """The candidate weights of ``regularizer`` for data sampled with ``mask``: :data:`LADDER` times its default."""
-
     lam0 = default_lambda(regularizer, mask)
     return tuple(float(np.float32(lam0 * f)) for f in LADDER)
 

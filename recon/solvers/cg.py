@@ -134,7 +134,6 @@ def cg(
     :class:`~recon.operators.LinearOperator` ``N`` (e.g. ``A.N``; ``ndim`` from its ``ishape``), a callable
     (``ndim`` default 2), or a :class:`~recon.solvers.problem.LeastSquares` (the normal equations
     ``(A^H A + lam I) x = A^H y``; ``b`` default ``A^H y``). Leading dims beyond ``ndim`` are batch."""
-
     if isinstance(op, LeastSquares):
         b = op.aty if b is None else b
         ndim = op.ndim if ndim is None else ndim

@@ -105,7 +105,6 @@ def _weight_or_auto(value: Any) -> str | None:
 
 def lambda_value(text: str) -> float | str:
     """``--lambda``: a number, or ``auto`` (cross-validated, l1-wavelet and tv)."""
-
     if text.strip().lower() == "auto":
         return "auto"
     try:

@@ -68,7 +68,6 @@ def reconstruct_noncartesian(
     :class:`ReconResult` with ``image`` ``(S, H, W)`` float32 magnitude; the scale of the images is that of
     the orthonormal NUFFT model (``||F x|| ~ ||x||`` for a Nyquist-sampled trajectory).
     """
-
     start = time.perf_counter()
     if method not in METHODS:
         raise UsageError(f"unknown non-Cartesian method {method!r}; available: {', '.join(METHODS)}")
@@ -105,7 +104,6 @@ def _inputs(kspace: Any, traj: Any, shape: tuple[int, int], dcf: Any, dev: torch
             ) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
     """The k-space ``(S, C, K)`` complex64 on ``dev``, the trajectory ``(K, 2)`` and the weights ``(K,)``
     (Pipe-Menon when ``dcf`` is None), checked."""
-
     k = torch.as_tensor(np.asarray(kspace) if not isinstance(kspace, torch.Tensor) else kspace)
     k = k.to(device=dev, dtype=torch.complex64)
     if k.ndim == 2:
@@ -126,7 +124,6 @@ def _inputs(kspace: Any, traj: Any, shape: tuple[int, int], dcf: Any, dev: torch
 def _gridded_coil_images(k: torch.Tensor, traj_t: torch.Tensor, dcf_t: torch.Tensor,
                          shape: tuple[int, int]) -> torch.Tensor:
     """The density-compensated adjoint ``F^H (w y)`` per coil, on the image scale: ``(S, C, H, W)``."""
-
     h, w = shape
     plain = NUFFT(traj_t, (h, w))
     # F^H W F ~ (4 pi^2 / (H W)) I for weights that are k-space areas: rescale the gridding to image scale
@@ -137,7 +134,6 @@ def _gridded_coil_images(k: torch.Tensor, traj_t: torch.Tensor, dcf_t: torch.Ten
 def _noncartesian_maps(coil_images: torch.Tensor, maps: Any, calib_size: int, slices: int,
                        dev: torch.device) -> torch.Tensor:
     """Coil maps ``(S, C, H, W)``: the given ones normalised, or ESPIRiT of the gridded centre."""
-
     if maps is None:
         h, w = coil_images.shape[-2:]
         cart = fft2c(coil_images)
@@ -158,7 +154,6 @@ def nufft_problem(k: torch.Tensor, traj_t: torch.Tensor, dcf_t: torch.Tensor, s_
     """The data term ``0.5 ||W^(1/2) (F S x - y)||^2`` (``weighted``) or ``0.5 ||F S x - y||^2``:
     ``A = NUFFT @ SensitivityExpand(maps)`` and :func:`recon.solvers.problem.least_squares` (Toeplitz normal,
     Lipschitz bound by power iteration)."""
-
     nufft = NUFFT(traj_t, tuple(s_maps.shape[-2:]), weights=dcf_t.cpu() if weighted else None)
     op = nufft @ SensitivityExpand(s_maps)
     y = k * dcf_t.sqrt() if weighted else k
@@ -168,7 +163,6 @@ def nufft_problem(k: torch.Tensor, traj_t: torch.Tensor, dcf_t: torch.Tensor, s_
 def _solve(problem, method: str, lam: float | None, iterations: int | None, opts: dict[str, Any]):
     """``sense`` or ``l1-wavelet``/``tv`` on the NUFFT data term: :func:`recon.solvers.cs.solve_method`, the
     code the Cartesian methods use."""
-
     result, _ = solve_method(problem, method, lam=lam, iterations=iterations, sense_iterations=SENSE_ITERATIONS,
                              **opts)
     return result

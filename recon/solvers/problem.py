@@ -63,7 +63,6 @@ def least_squares(A, y: torch.Tensor, lipschitz: float | None = None, *, power_i
     The image axes are ``A.ishape``'s (which must be known); ``aty``'s other, leading axes are batch, and
     ``||y||^2`` sums over all of ``y``'s axes after those.
     """
-
     if A.ishape is None:
         raise UsageError(f"least_squares needs an operator with a known ishape, got {A!r}")
     aty = A.H(y)

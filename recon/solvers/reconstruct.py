@@ -120,7 +120,6 @@ def estimate_maps(kspace: torch.Tensor, mask: np.ndarray | None, **espirit_optio
 
     Raises :class:`DataError` when there is no fully sampled centre to calibrate from.
     """
-
     if "kernel_size" not in espirit_options and "calib_size" not in espirit_options:
         ch, cw = detect_calibration_size(sampled_pattern(kspace, mask))
         narrow, wide = min(ch, cw), max(ch, cw)
@@ -249,7 +248,6 @@ def _coil_maps(kspace: torch.Tensor, sampling: SamplingMask | None, raw: RawData
                dev: torch.device, opts: dict[str, Any]) -> torch.Tensor:
     """The coil maps ``(S, C, H, W)``: given ones normalised, else ESPIRiT (on the file's reference lines when
     it has them); takes the ESPIRiT options (``espirit``, ``calib_size``) out of ``opts``."""
-
     espirit_options = dict(opts.pop("espirit", None) or {})
     if "calib_size" in opts:
         espirit_options["calib_size"] = opts.pop("calib_size")
@@ -273,7 +271,6 @@ def _iterative(kspace: torch.Tensor, sampling: SamplingMask | None, used_maps: t
     :func:`recon.solvers.cs.solve_method` (the code the non-Cartesian methods share, with the NUFFT's ``A``).
     Returns the :class:`SolverResult` and the data scale (None for sense); ``lam="auto"`` records its
     choice in ``params``."""
-
     m = None if sampling is None else sampling.real_weight(dev)
     problem, _ = cartesian_problem(kspace, used_maps, m)
     if method == "sense":

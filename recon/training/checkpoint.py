@@ -95,7 +95,6 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.o
                     epoch: int, history: list[dict[str, Any]], train_config: dict[str, Any],
                     extra: dict[str, Any] | None = None) -> Path:
     """Write a checkpoint atomically (replacing an older one at ``path``). ``epoch`` = epochs completed."""
-
     blob = {
         "format": FORMAT,
         "config": dict(model.config),

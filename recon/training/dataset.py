@@ -78,7 +78,6 @@ class SliceDataset(Dataset):
 
     def read(self, index: int) -> RawData:
         """The raw data of item ``index``: ``(1, C, H, W)`` k-space and its reference."""
-
         ex = self.examples[index]
         with open_raw(ex.path) as f:
             return f.read_slices(ex.slice)

@@ -48,7 +48,6 @@ from recon.io.atomic import atomic_path
 def combined_image(kspace: np.ndarray | torch.Tensor) -> torch.Tensor:
     """``(C, H, W)`` or ``(1, C, H, W)`` fully sampled k-space -> ``(H, W)`` complex64 SENSE-combined image
     ``sum_c conj(S_c) ifft2c(k_c)`` with ESPIRiT maps from the same k-space (on the data's scale)."""
-
     k = torch.as_tensor(np.asarray(kspace) if not isinstance(kspace, torch.Tensor) else kspace)
     if k.ndim == 3:
         k = k[None]

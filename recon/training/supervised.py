@@ -51,7 +51,6 @@ def evaluate(model: torch.nn.Module, dataset: SliceDataset, device: torch.device
              progress: bool = False) -> dict[str, float]:
     """Validation NMSE / PSNR / SSIM: fastMRI's volume metrics per file (data range = the file's ``max``),
     averaged over files. Also ``seconds`` (wall time)."""
-
     start = time.perf_counter()
     model.eval()
     volumes: dict[str, tuple[list[np.ndarray], list[np.ndarray], float]] = {}
@@ -82,7 +81,6 @@ def evaluate_self_supervised(model: torch.nn.Module, dataset: SliceDataset, devi
     sample but the fixed held-back ones, loss on those); and, over the files with a reference, fastMRI's
     volume ``nmse``/``psnr``/``ssim`` of the network given all acquired samples (None when no file has one);
     ``files_with_reference``; ``seconds``."""
-
     # deferred: loads recon.solvers.learned, which importing recon.training.supervised does not
     from recon.solvers.learned.adapt import kspace_loss
 

@@ -144,7 +144,6 @@ class Trainer:
     def _epoch(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch: int,
                on_step: Callable[[int, int, float], None] | None) -> list[float]:
         """One epoch of optimizer steps over the step's batches; the loss of each step."""
-
         model.train()
         total, batches = self.step.epoch(epoch)
         losses: list[float] = []

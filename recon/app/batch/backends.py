@@ -115,7 +115,6 @@ class LocalPoolBackend(Backend):
 
     def _kill_pool(self) -> None:
         """Stop the workers now (their SIGTERM handler deletes .part files): on an error or a signal."""
-
         if self._pool is not None:
             terminate_processes(list(getattr(self._pool, "_processes", {}).values()))
             self._pool.shutdown(wait=False, cancel_futures=True)

@@ -104,7 +104,6 @@ def run_guarded(task):
     """:func:`recon.app.batch.tasks.run_task` in a pool worker; a SIGTERM (the parent died or stops the pool)
     unwinds the task, deleting its ``.part`` temporary, then ends the process instead of returning to the
     pool's queue, where an orphan would wait forever."""
-
     try:
         return run_task(task)
     except WorkerTerminated:

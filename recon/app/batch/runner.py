@@ -262,7 +262,6 @@ def _plan_tasks(items: list[Any], manifest: Manifest, previous: dict[str, Any], 
                 ) -> tuple[list[FileTask], int]:
     """``(tasks to run, inputs skipped as finished)``; records each input's target, and the skipped ones and
     conflicting outputs (failures) in ``manifest``. ``settings``: method, options, undersampling, prewhiten."""
-
     tasks: list[FileTask] = []
     skipped = 0
     for it in items:

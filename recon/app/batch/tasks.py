@@ -83,7 +83,6 @@ def _remove_empty(folders: list[Path]) -> None:
 def read_target(path: str | Path) -> "Any":
     """The ground-truth volume ``(slices, h, w)`` of a target file: its ``reconstruction_rss`` (multi-coil) or
     ``reconstruction_esc`` (single-coil), the datasets fastMRI's ``evaluate.py`` and ``recon eval`` read."""
-
     # deferred: loads h5py, which importing recon.app.batch.tasks does not
     from recon.io.hdf5 import open_h5
 
@@ -118,7 +117,6 @@ def score_files(target_path: str | Path, output_path: str | Path,
 def score_against_input(input_path: str | Path, output_path: str | Path, tiers: Sequence[str]) -> dict[str, float]:
     """The metrics of ``tiers`` of an output against its *input*'s own reference (a fastMRI file's
     ``reconstruction_rss``/``_esc``): the feature and task tiers of a batch run without ``--target-dir``."""
-
     try:
         return score_files(input_path, output_path, tiers)
     except FormatError as exc:

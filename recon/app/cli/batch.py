@@ -22,7 +22,6 @@ _RUN_ONLY = {"input", "output", "overwrite", "json", "help"}
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     """Copy the options of ``recon run`` (with their argument groups) onto ``p``."""
-
     holder = argparse.ArgumentParser(add_help=False)
     sub = holder.add_subparsers()
     run_cli.add_parser(sub)
@@ -75,7 +74,6 @@ def _threads_per_worker(args: argparse.Namespace) -> int | None:
     """torch threads per worker (``recon.app.runtime``'s policy; None for a remote Dask cluster without
     ``--threads``: its cores are unknown here). Also configures this process, before torch is imported, so
     that its own torch work follows the policy too."""
-
     remote = args.scheduler not in (None, "local")
     per_worker = args.threads if remote else resolve_threads(args.threads, args.workers or available_cores())
     configure_threads(per_worker)
@@ -86,7 +84,6 @@ def batch_options(args: argparse.Namespace) -> dict:
     """``recon run``'s options of a batch (:func:`recon.app.cli.run.options_from_args`), plus ``epi_correction:
     False`` for ``--no-epi-correction``: the workers pass it to ``reconstruct_file`` and a resumed output must
     have been made with it (its ``parameters`` record it)."""
-
     options = options_from_args(args)
     if getattr(args, "epi_correction", True) is False:
         options["epi_correction"] = False

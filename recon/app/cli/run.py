@@ -47,7 +47,6 @@ def add_method_arguments(p: argparse.ArgumentParser, groups: tuple[str, ...] | N
     flag, type, choices and help come from the field's :class:`~recon.solvers.methods.Option`; each group's
     title lists the methods that take its options. Every flag defaults to None (not given: the method's own
     default applies and nothing is recorded). ``groups``: only these group names (None: all)."""
-
     made: dict[str, argparse._ArgumentGroup | argparse.ArgumentParser] = {}
     options = command_line_options()
     for name, (spec, methods) in options.items():
@@ -73,7 +72,6 @@ def add_adapt_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_undersampling_arguments(p: argparse.ArgumentParser) -> None:
     """``--mask-type/--accel/--center-fraction/--seed``: retrospective undersampling of fully sampled input."""
-
     g = p.add_argument_group("retrospective undersampling (fully sampled inputs)")
     g.add_argument("--mask-type", choices=ALL_MASK_TYPES, default=None,
                    help="fastMRI column mask type, or poisson/gaussian 2D masks (default: random when --accel is given)")
@@ -126,7 +124,6 @@ def _progress(done: int, total: int) -> None:
 def options_from_args(args: argparse.Namespace) -> dict:
     """Method options given on the command line (only those set, so methods keep their defaults): every
     registry option (:func:`add_method_arguments`) whose value is not None, switches only when on."""
-
     options = {}
     for name, (spec, _) in command_line_options().items():
         value = getattr(args, name, None)

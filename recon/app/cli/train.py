@@ -57,7 +57,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def model_options(args: argparse.Namespace) -> dict:
     """Constructor options of the model from the size arguments (only those given)."""
-
     opts = {}
     if args.cascades is not None:
         opts["num_cascades" if args.model in ("varnet", "fastmri-varnet") else "num_iterations"] = args.cascades
@@ -107,7 +106,6 @@ def main(args: argparse.Namespace) -> int:
 
 def _diffusion_options(args: argparse.Namespace) -> dict:
     """Constructor options of the diffusion prior (``--levels``)."""
-
     opts = {}
     if args.levels is not None:
         if min(args.levels) < 1:

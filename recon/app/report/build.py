@@ -113,7 +113,6 @@ def _crop_pair(ref: np.ndarray, rec: np.ndarray) -> tuple[np.ndarray, np.ndarray
 def compute_metrics(run: RunData, tiers: Sequence[str], *, log: Callable[[str], None]) -> dict[str, str]:
     """Fill each usable file's ``metrics`` with the metrics of ``tiers`` it lacks, computed against its
     reference (see the module doc). Returns file name -> where its values come from."""
-
     cache: dict[Any, np.ndarray] = {}
     sources: dict[str, str] = {}
     for rec in run.files:
@@ -159,7 +158,6 @@ def compute_metrics(run: RunData, tiers: Sequence[str], *, log: Callable[[str], 
 
 def tier_tables(run: RunData, tiers: Sequence[str], sources: dict[str, str]) -> list[TierTable]:
     """One :class:`TierTable` per tier: every file of the run, then per-group and overall aggregates."""
-
     tables: list[TierTable] = []
     groups: dict[tuple[str, str], list[FileRecord]] = {}
     for rec in run.files:
@@ -183,7 +181,6 @@ def tier_tables(run: RunData, tiers: Sequence[str], sources: dict[str, str]) -> 
 def acceleration_plots(run: RunData, tiers: Sequence[str]) -> list[Figure]:
     """Metric vs acceleration (one line per method, mean over the method's files), one figure per tier,
     when the run has more than one acceleration."""
-
     usable = [r for r in run.files if r.usable and r.acceleration is not None]
     accels = sorted({r.acceleration for r in usable})
     if len(accels) < 2:
@@ -288,7 +285,6 @@ def build_report(run_dir: str | Path, *, tiers: Sequence[str] | str | None = Non
     InputError: ``run_dir`` is missing, not a folder, or holds nothing reportable.
     UsageError: unknown tiers. OutputError: the page exists and ``overwrite`` is False, or cannot be written.
     """
-
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     start = time.perf_counter()
     tier_list = parse_tiers(tiers if tiers is not None else list(TIER_NAMES))

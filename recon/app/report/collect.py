@@ -252,7 +252,6 @@ def read_batch(root: Path, manifest: dict[str, Any], target_dir: Path | None) ->
 
 def read_demo(root: Path, report: dict[str, Any]) -> RunData:
     """A ``recon demo`` folder from its ``metrics.json``."""
-
     slices = tuple(int(i) for i in report.get("slices") or []) or None
     sample = sample_path()
     reference = None

@@ -75,7 +75,6 @@ def interval_rows(run: Any, *, log: Callable[[str], None]) -> list[IntervalRow]:
 
 def render_rows(rows: list[IntervalRow]) -> str:
     """The HTML section (empty string without rows)."""
-
     if not rows:
         return ""
     body = []

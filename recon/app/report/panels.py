@@ -68,7 +68,6 @@ def write_panels(output: str | Path, reconstruction: np.ndarray, datasets: dict[
                  title: str | None = None) -> Path:
     """Write the panels of ``datasets`` (``uncertainty``, ``hallucination``, optional ``samples``) beside
     ``output``; returns the PNG's path. The PNG belongs to the output it accompanies and is replaced with it."""
-
     hall = datasets.get("hallucination", np.zeros_like(reconstruction))
     fig = panels_figure(reconstruction, datasets["uncertainty"], hall, datasets.get("samples"), title)
     return save_figure(fig, panels_path(output), overwrite=True)

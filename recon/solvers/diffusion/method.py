@@ -46,14 +46,12 @@ INIT_ITERATIONS = 5
 def get_prior(weights: str | Path | None = None, device: str | None = "cpu") -> torch.nn.Module:
     """The denoiser prior (``weights``, default the bundled one) on ``device``, in eval mode: the learned
     methods' model cache (:func:`recon.solvers.learned.method.get_model`, per file and device)."""
-
     return get_model("diffusion", weights, str(resolve_device(device)))
 
 
 def slice_model(kspace: torch.Tensor, mask: np.ndarray, maps: torch.Tensor | None = None):
     """The :class:`~recon.solvers.diffusion.samplers.SenseData` of one slice: k-space ``(C, H, W)``, mask
     ``(W,)`` or ``(H, W)``, maps ``(C, H, W)`` (None = ESPIRiT from the calibration region)."""
-
     m = SamplingMask(np.asarray(mask, dtype=bool))
     if maps is None:
         maps = estimate_maps(kspace[None], m.for_kspace().array)[0]
@@ -63,7 +61,6 @@ def slice_model(kspace: torch.Tensor, mask: np.ndarray, maps: torch.Tensor | Non
 
 def initial_image(data: Any, iterations: int = INIT_ITERATIONS) -> tuple[torch.Tensor, float]:
     """``x_init`` ``(H, W)`` = ``iterations`` CG-SENSE iterations on ``data``, and ``s = normalize_scale(|x_init|)``."""
-
     x = conjugate_gradient(data.normal, data.aty[None], max_iter=int(iterations)).image[0]
     return x, normalize_scale(x.abs())
 
@@ -85,7 +82,6 @@ def posterior_sample(
     :data:`DEFAULT_START_SIGMA`) instead of pure noise at the prior's ``sigma_max`` (``None``); fewer steps
     suffice (see :func:`~recon.solvers.diffusion.samplers.dds_sample`).
     """
-
     if sampler not in SAMPLERS:
         raise UsageError(f"unknown sampler {sampler!r}; available: {', '.join(SAMPLERS)}")
     x_init, scale = initial_image(data)

@@ -234,7 +234,6 @@ def summarise(samples: torch.Tensor, data: SenseData | None = None, *, noise: fl
 def spearman_std_error(std: np.ndarray, mean: np.ndarray, truth: np.ndarray, mask: np.ndarray | None = None) -> float:
     """Spearman rank correlation between ``std`` and ``|mean - truth|`` (magnitudes) over ``mask`` (default:
     the object of ``truth``, :func:`object_mask`)."""
-
     truth = np.abs(np.asarray(truth))
     m = object_mask(truth) if mask is None else np.asarray(mask, dtype=bool)
     err = np.abs(np.abs(np.asarray(mean)) - truth)

@@ -101,7 +101,6 @@ def infer_unet_config(sd: dict[str, torch.Tensor]) -> dict[str, Any]:
 
 def build_fastmri(config: dict[str, Any]) -> nn.Module:
     """A fresh fastMRI-architecture model from ``config`` (``model`` = ``fastmri-varnet``/``fastmri-unet``)."""
-
     cfg = dict(config)
     name = cfg.pop("model")
     return FastMRIVarNet(**cfg) if name == "fastmri-varnet" else Unet(**cfg)

@@ -49,7 +49,6 @@ def clipped_center_crop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def varnet_inputs(raw: RawData) -> tuple[torch.Tensor, torch.Tensor, int]:
     """``(masked k-space (S, C, H, W) complex64, mask (S|1, 1, H|1, W) bool, num_low_frequencies=0)``."""
-
     masks = SamplingMask.per_slice(raw).acquired(raw.header, raw.kspace.shape[-1]).array
     k = torch.from_numpy(np.ascontiguousarray(raw.kspace, dtype=np.complex64))
     m = torch.from_numpy(np.ascontiguousarray(masks))
@@ -58,7 +57,6 @@ def varnet_inputs(raw: RawData) -> tuple[torch.Tensor, torch.Tensor, int]:
 
 def unet_inputs(raw: RawData) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(normalised clamped image (S, h, w) float32, mean (S,), std (S,))`` as fastMRI's UnetDataTransform."""
-
     k, m, _ = varnet_inputs(raw)
     image = ifft2c(k)
     image = clipped_center_crop(image, crop_size(raw, image.shape[-2], image.shape[-1]))

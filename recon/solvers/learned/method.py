@@ -41,7 +41,6 @@ def _cached_model(path: str, mtime: float, device: str, expect: str) -> torch.nn
 def get_model(name: str, weights: str | Path | None = None, device: str = "cpu") -> torch.nn.Module:
     """The model ``name`` (``varnet``/``modl``/``diffusion``) with ``weights`` (default: the bundled ones), in eval
     mode, cached per (file, modification time, device)."""
-
     path = Path(weights) if weights is not None else bundled_weights(name)
     try:
         dev = torch.device(device)
@@ -222,10 +221,10 @@ def _adapted_model(model: torch.nn.Module, k: torch.Tensor, m: torch.Tensor, raw
                    ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """A copy of ``model`` adapted to slice ``k`` (per slice), or, per volume, the copy adapted to the first
     slice of ``raw.path`` reconstructed with the same options and mask (adapted on that slice, cached)."""
-
+    mask = m.cpu().numpy()
     steps = adapt.get("steps")
     if steps is None:  # the default depends on the slice's acceleration (adapt.default_steps)
-        steps = adapt_defaults.default_steps(name, adapt_defaults.mask_acceleration(m.cpu().numpy()))
+        steps = adapt_defaults.default_steps(name, adapt_defaults.mask_acceleration(mask))
     opts = {"steps": int(steps),
             "lr": float(adapt.get("lr", DEFAULT_ADAPT_LR)),
             "seed": int(adapt.get("seed", 0))}
@@ -236,13 +235,13 @@ def _adapted_model(model: torch.nn.Module, k: torch.Tensor, m: torch.Tensor, raw
     if per == "volume" and raw.path is not None:
         path = Path(raw.path)
         mtime = path.stat().st_mtime if path.is_file() else 0.0
-        mask_bytes = m.cpu().numpy().astype(bool).tobytes()
+        mask_bytes = mask.astype(bool).tobytes()
         key = (str(path.resolve()), mtime, name, str(weights), device, tuple(sorted(opts.items())),
                tuple(k.shape), hash(mask_bytes))
         if key in _VOLUME_CACHE:
             _VOLUME_CACHE.move_to_end(key)
             return _VOLUME_CACHE[key]
-    adapted = adapt_defaults.adapt_model(model, k, m.cpu().numpy(), **opts)
+    adapted = adapt_defaults.adapt_model(model, k, mask, **opts)
     result = (adapted.model, adapted.record)
     if key is not None:
         _VOLUME_CACHE[key] = result

@@ -60,7 +60,6 @@ def _sha256(path: str, mtime: float) -> str:
 
 def weights_identity(method: str, weights: str | Path | None) -> dict[str, str]:
     """``{"name", "sha256"}`` of the weights file ``method`` uses (default: the bundled one)."""
-
     path = Path(weights) if weights is not None else bundled_weights(method)
     if not path.is_file():
         raise UsageError("weights file not found", path)

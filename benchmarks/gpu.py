@@ -7,14 +7,20 @@ Case: one 320 x 320 16-coil slice (Colin 27 axial slice 88 on birdcage coils, SN
 sampled RSS and their difference. Targets on a GPU: ESPIRiT + 30 FISTA iterations under 0.1 s, VarNet forward
 under 0.05 s, diffusion 8 samples under 3 s; PSNR differences under 0.01 dB.
 
+Then the host synchronisations (torch's CUDA sync debug mode) of the solver loops: FISTA (L1-wavelet, random
+shifts, gradient restart) and CG-SENSE with few and with many iterations; a loop without host synchronisation
+makes the same number either way (CG reads its stopping flag every ``recon.solvers.cg.CHECK_EVERY``
+iterations on a GPU).
+
 Without CUDA the script says so and exits 0 (``--device cpu`` runs the same code on the CPU twice: a check
 of the script itself, not of a GPU).
 
-    .venv/bin/python benchmarks/gpu.py [--device cuda] [--repeats 5] [--threads 2]
+    .venv/bin/python benchmarks/gpu.py [--device cuda] [--repeats 5] [--threads 2] [--json gpu.json]
 """
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -94,11 +100,47 @@ def components(data, device: str):
             "VarNet forward": varnet, "diffusion, 8 samples": diffusion}
 
 
+def count_syncs(fn) -> int:
+    """Host synchronisations ``fn()`` makes on the current CUDA device (torch's sync debug mode warns on each)."""
+    import warnings
+
+    import torch
+
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
+def solver_syncs(data, device: str) -> dict[str, list[int]]:
+    """Loop name -> host synchronisations ``[few iterations, many iterations]`` on ``device``."""
+    import torch
+
+    from recon.coils import espirit_maps
+    from recon.solvers.cg import conjugate_gradient
+    from recon.solvers.cs import solve_scaled
+    from recon.solvers.sense import cartesian_problem
+
+    k = torch.from_numpy(data.kspace).to(device)
+    m = torch.from_numpy(np.asarray(data.mask)).to(device)[None, None, None]
+    problem, _ = cartesian_problem(k, espirit_maps(k, mask=m, crop=0.0), m.to(torch.float32))
+    fista = [count_syncs(lambda n=n: solve_scaled(problem, "l1-wavelet", iterations=n)) for n in (10, 40)]
+    cg = [count_syncs(lambda n=n: conjugate_gradient(problem.normal, problem.aty, max_iter=n, tol=0.0))
+          for n in (8, 40)]
+    return {"FISTA L1-wavelet, 10 / 40 iterations": fista, "CG-SENSE, 8 / 40 iterations (tol 0)": cg}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", type=Path, help="write the table and the synchronisation counts here")
     args = p.parse_args()
     import torch
 
@@ -115,20 +157,31 @@ def main() -> None:
     cpu, dev = components(data, "cpu"), components(data, args.device)
     print(f"{'component':<38} {'cpu s':>8} {args.device + ' s':>9} {'speed-up':>9} {'PSNR cpu':>9} "
           f"{'PSNR dev':>9} {'diff dB':>8}")
+    rows = []
     for name in cpu:
         t_cpu, out_cpu = timed(cpu[name], "cpu", max(1, args.repeats // 2))
         t_dev, out_dev = timed(dev[name], args.device, args.repeats)
+        row = {"component": name, "cpu_s": t_cpu, "device_s": t_dev}
         if name.startswith("ESPIRiT + 30 SENSE"):  # not an image of the object: compare the two outputs
-            rel = float(np.linalg.norm(out_dev - out_cpu) / np.linalg.norm(out_cpu))
+            row["relative_difference"] = float(np.linalg.norm(out_dev - out_cpu) / np.linalg.norm(out_cpu))
             print(f"{name:<38} {t_cpu:8.3f} {t_dev:9.4f} {t_cpu / t_dev:9.1f} {'':>9} {'':>9} "
-                  f"rel. difference {rel:.1e}", flush=True)
-            continue
-        p_cpu = volume_metrics(ref, center_crop_or_pad(out_cpu, ref.shape[-2:]))["psnr"]
-        p_dev = volume_metrics(ref, center_crop_or_pad(out_dev, ref.shape[-2:]))["psnr"]
-        print(f"{name:<38} {t_cpu:8.3f} {t_dev:9.4f} {t_cpu / t_dev:9.1f} {p_cpu:9.2f} {p_dev:9.2f} "
-              f"{p_dev - p_cpu:+8.3f}", flush=True)
+                  f"rel. difference {row['relative_difference']:.1e}", flush=True)
+        else:
+            row["psnr_cpu"] = volume_metrics(ref, center_crop_or_pad(out_cpu, ref.shape[-2:]))["psnr"]
+            row["psnr_device"] = volume_metrics(ref, center_crop_or_pad(out_dev, ref.shape[-2:]))["psnr"]
+            print(f"{name:<38} {t_cpu:8.3f} {t_dev:9.4f} {t_cpu / t_dev:9.1f} {row['psnr_cpu']:9.2f} "
+                  f"{row['psnr_device']:9.2f} {row['psnr_device'] - row['psnr_cpu']:+8.3f}", flush=True)
+        rows.append(row)
+    report = {"device": args.device, "rows": rows}
     if args.device.startswith("cuda"):
-        print(f"{torch.cuda.get_device_name()}; peak device memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
+        report["syncs"] = solver_syncs(data, args.device)
+        for loop, (few, many) in report["syncs"].items():
+            print(f"host synchronisations, {loop}: {few} / {many}", flush=True)
+        report["device_name"] = torch.cuda.get_device_name()
+        report["peak_memory_mib"] = torch.cuda.max_memory_allocated() / 2**20
+        print(f"{report['device_name']}; peak device memory {report['peak_memory_mib']:.0f} MiB")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from recon.errors import UsageError
+from recon.operators.device import to_device
 
 ArrayLike = Any  # numpy array or torch tensor
 
@@ -35,7 +36,7 @@ def as_complex_tensor(x: ArrayLike, name: str, ndim: tuple[int, ...], device: An
     if 0 in t.shape:
         raise UsageError(f"{name} has an empty axis: shape {tuple(t.shape)}")
     if device is not None:
-        t = t.to(device)
+        t = to_device(t, device)
     return t
 
 

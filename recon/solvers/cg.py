@@ -30,6 +30,9 @@ ApplyFn = Callable[[torch.Tensor], torch.Tensor]
 #: floor of the denominators ``<p, A p>`` and ``<r, r>`` (a zero right-hand side gives zero steps, not NaN)
 _TINY = 1e-30
 
+#: on a GPU, CG tests for convergence every this many iterations (a host synchronisation each)
+CHECK_EVERY = 8
+
 
 def _dot(a: torch.Tensor, b: torch.Tensor, ndim: int, double: bool = True) -> torch.Tensor:
     """``Re <a, b>`` over the last ``ndim`` axes (in double precision if ``double``): shape ``a.shape[:-ndim]``."""
@@ -93,16 +96,37 @@ def conjugate_gradient(
         return SolverResult(image=x, iterations=int(max_iter), seconds=time.perf_counter() - start,
                             parameters={**parameters, "differentiable": True})
 
+    x, it, history, converged = _solve_to_tolerance(apply, b, x0, int(max_iter), float(tol), ndim)
+    return SolverResult(image=x, iterations=it, history=history, seconds=time.perf_counter() - start,
+                        parameters=parameters, converged=converged)
+
+
+def _check_every(device: torch.device) -> int:
+    """How often CG reads its stopping flag on the host: every iteration on the CPU (free there), every
+    :data:`CHECK_EVERY` on a GPU."""
+    return 1 if device.type == "cpu" else CHECK_EVERY
+
+
+def _solve_to_tolerance(apply: ApplyFn, b: torch.Tensor, x0: torch.Tensor | None, max_iter: int, tol: float,
+                        ndim: int) -> tuple[torch.Tensor, int, list[float], bool]:
+    """CG with per-element freezing at ``tol``: ``(x, iterations, history, converged)`` as
+    :func:`conjugate_gradient` describes them."""
     with torch.no_grad():
         x = torch.zeros_like(b) if x0 is None else x0.clone()
         r = b - apply(x) if x0 is not None else b.clone()
         b_norm = _dot(b, b, ndim).sqrt().clamp_min(1e-300)
         rr = _dot(r, r, ndim)
         p = r.clone()
-        history = [float((rr.sqrt() / b_norm).max())]
+        history = [(rr.sqrt() / b_norm).max()]
         active = rr.sqrt() > tol * b_norm
+        # the stopping test reads a flag on the host: every iteration on the CPU, every CHECK_EVERY on a GPU
+        # (no host synchronisation in between); the steps after every element converged change nothing
+        # (their step sizes are zero) and are not counted, so both give the same result
+        check_every = _check_every(b.device)
+        counted = torch.zeros((), dtype=torch.int64, device=b.device)
         it = 0
-        while it < max_iter and bool(active.any()):
+        while it < max_iter and (it % check_every or bool(active.any())):
+            counted += active.any()
             ap = apply(p)
             pap = _dot(p, ap, ndim)
             alpha = torch.where(active & (pap > 0), rr / pap.clamp_min(1e-300), torch.zeros_like(rr))
@@ -114,9 +138,9 @@ def conjugate_gradient(
             rr = torch.where(active, rr_new, rr)
             active = active & (rr.sqrt() > tol * b_norm)
             it += 1
-            history.append(float((rr.sqrt() / b_norm).max()))
-    return SolverResult(image=x, iterations=it, history=history, seconds=time.perf_counter() - start,
-                        parameters=parameters, converged=not bool(active.any()))
+            history.append((rr.sqrt() / b_norm).max())
+        it = int(counted)
+    return x, it, torch.stack(history[:it + 1]).tolist(), not bool(active.any())
 
 
 def cg(

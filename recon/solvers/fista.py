@@ -35,6 +35,12 @@ def _b(v: torch.Tensor, like: torch.Tensor, ndim: int = 2) -> torch.Tensor:
     return v.reshape(v.shape + (1,) * ndim).to(like.real.dtype)
 
 
+def _always_select(device: torch.device) -> bool:
+    """Whether a restart step applies its selects without first asking the host whether any element restarted:
+    on a GPU (the question would synchronise every iteration), not on the CPU (it is free and skips them)."""
+    return device.type != "cpu"
+
+
 @dataclass
 class _Iterate:
     """One FISTA state: ``x``, ``A^H A x``, the objective ``f`` and momentum ``t`` per batch element."""
@@ -92,24 +98,27 @@ def fista(
     with torch.no_grad():
         cur = _first(problem, g, x0)
         prev = cur
-        history = [float(cur.f.sum())]
-        restarts = 0
+        # objective values and the restart count stay tensors until the loop ends: no host synchronisation
+        # inside the loop on a GPU
+        history = [cur.f.sum()]
+        restarts = torch.zeros((), dtype=torch.int64, device=cur.f.device)
         rejected = torch.zeros_like(cur.f, dtype=torch.bool)
         for _ in range(int(iterations)):
             new, worse = _step(problem, g, cur, prev, t_step, track, restart, monotone, rejected)
             if worse is not None:
                 rejected = worse if monotone else rejected
-                restarts += int(worse.sum())
+                restarts += worse.sum()
             prev, cur = cur, new
             if track:
-                history.append(float(cur.f.sum()))
+                history.append(cur.f.sum())
         if not track and iterations > 0:
-            history.append(float((problem.value(cur.x, cur.nx) + g.value(cur.x)).sum()))
+            history.append((problem.value(cur.x, cur.nx) + g.value(cur.x)).sum())
     return SolverResult(
-        image=cur.x, iterations=int(iterations), history=history, seconds=time.perf_counter() - start,
+        image=cur.x, iterations=int(iterations), history=torch.stack(history).tolist(),
+        seconds=time.perf_counter() - start,
         parameters={"solver": "fista", **describe(g), "step": t_step, "restart": restart,
                     "monotone": monotone},
-        restarts=restarts,
+        restarts=int(restarts),
     )
 
 
@@ -143,7 +152,9 @@ def _step(problem: LeastSquares, g, cur: _Iterate, prev: _Iterate, t_step: float
         worse = (f_new > f) & ~rejected
     else:  # gradient restart: the step points against the momentum
         worse = real_dot(z - x_new, x_new - x, nd) > 0
-    if bool(worse.any()):
+    # on the CPU the check is free and saves the selects below when nothing restarts; on a GPU it would
+    # synchronise with the host every iteration, so the selects always run there (same values)
+    if _always_select(x.device) or bool(worse.any()):
         # t = 1 makes the next extrapolation weight (t - 1) / t_new zero: no momentum
         t_new = torch.where(worse, torch.ones_like(t_new), t_new)
         if monotone:

@@ -35,6 +35,7 @@ from recon.solvers.sense import cartesian_problem, normalize_maps
 from recon.solvers.cs import default_lambda, solve_method
 from recon.io.calibration import calibration_kspace
 from recon.solvers.scaling import bart_scale, safe_scale
+from recon.operators.device import to_device
 
 METHODS = ("zero-filled", "sense", "grappa", "l1-wavelet", "tv")
 
@@ -68,11 +69,11 @@ def _as_kspace(data: RawData | np.ndarray | torch.Tensor, dev: torch.device) -> 
     checked by :func:`recon.io.types.validate_kspace`. Both raise :class:`DataError` for a non-complex dtype,
     an empty axis or NaN/Inf values."""
     if isinstance(data, RawData):
-        return torch.from_numpy(np.ascontiguousarray(data.kspace)).to(dev), data
+        return to_device(data.kspace, dev), data
     if not isinstance(data, torch.Tensor):
         arr = np.asarray(data)
         arr = _with_slice_axis(arr, tuple(arr.shape))
-        return torch.from_numpy(np.ascontiguousarray(validate_kspace(arr))).to(dev), None
+        return to_device(validate_kspace(arr), dev), None
     k = _with_slice_axis(data.detach(), tuple(data.shape))
     if not (k.is_complex() or k.is_floating_point()):
         raise DataError(f"k-space must be complex, got dtype {k.dtype}")
@@ -295,7 +296,7 @@ def _maps_from_reference_lines(raw: RawData, dev: Any, **espirit_options: Any) -
         return None
 
     k_cal, m_cal = calibration_kspace(raw)
-    return estimate_maps(torch.from_numpy(np.ascontiguousarray(k_cal)).to(dev),
+    return estimate_maps(to_device(k_cal, dev),
                          None if m_cal is None else SamplingMask(m_cal).for_kspace().array, **espirit_options)
 
 
@@ -317,7 +318,7 @@ def _without_readout_oversampling(raw: RawData, device: Any) -> tuple[RawData, d
         return raw, {}
 
     dev = resolve_device(device)
-    kspace = torch.from_numpy(np.ascontiguousarray(raw.kspace)).to(dev)
+    kspace = to_device(raw.kspace, dev)
     mask = SamplingMask.of_raw(raw)
     maps = _maps_from_reference_lines(raw, dev)  # the file's reference lines when it has them
     maps = estimate_maps(kspace, mask.array) if maps is None else maps

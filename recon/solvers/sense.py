@@ -20,6 +20,7 @@ from recon.sampling import SamplingMask
 from recon.solvers.cg import conjugate_gradient
 from recon.solvers.problem import LeastSquares, least_squares
 from recon.solvers.result import SolverResult
+from recon.operators.device import to_device
 
 
 def as_complex(x: Any, device: Any = None, name: str = "array") -> torch.Tensor:
@@ -28,7 +29,7 @@ def as_complex(x: Any, device: Any = None, name: str = "array") -> torch.Tensor:
     if not (t.is_complex() or t.is_floating_point()):
         raise UsageError(f"{name} must be a complex array, got dtype {t.dtype}")
     t = t.to(torch.complex64) if t.dtype != torch.complex64 else t
-    return t.to(device) if device is not None else t
+    return to_device(t, device)
 
 
 def as_mask(mask: Any, device: Any = None) -> torch.Tensor | None:

@@ -38,6 +38,7 @@ from recon.solvers.reconstruct import estimate_maps, resolve_device
 from recon.solvers.diffusion.samplers import sample, SAMPLERS, SenseData
 from recon.solvers.cg import conjugate_gradient
 from recon.solvers.diffusion.prior import normalize_scale
+from recon.operators.device import to_device
 
 #: CG-SENSE iterations of the image that sets the normalisation
 INIT_ITERATIONS = 5
@@ -141,7 +142,7 @@ def diffusion_method(
                                                                            "start_sigma": start_sigma}),
                                 acceleration=calib.measured_acceleration(mask))
     prior = get_prior(weights, str(dev))
-    kspace = torch.from_numpy(np.ascontiguousarray(raw.kspace[0])).to(dev)
+    kspace = to_device(raw.kspace[0], dev)
     data = slice_model(kspace, mask)
     x, _ = posterior_sample(data, prior, samples=samples, sampler=sampler, steps=steps, seed=seed,
                             start_sigma=None if start_sigma is None else float(start_sigma), hard_dc=bool(hard_dc))

@@ -25,6 +25,7 @@ from recon.weights import bundled_weights
 from recon.io.calibration import calibration_kspace
 from recon.solvers.learned.checkpoints import is_fastmri_file
 from recon.solvers.learned.fastmri_method import fastmri_varnet_reconstruction
+from recon.operators.device import to_device
 
 #: defaults of the ``adapt_*`` options (``recon run --adapt-steps/--adapt-lr``; steps per model: adapt.MODEL_STEPS)
 DEFAULT_ADAPT_STEPS = adapt_defaults.DEFAULT_STEPS
@@ -113,9 +114,9 @@ def learned_reconstruction(raw: RawData, name: str, weights: str | Path | None, 
     out, chosen, curves, stds, noises = [], [], [], [], []
     for s in range(kspace.shape[0]):
         m_np = np.ascontiguousarray(masks[s if masks.shape[0] > 1 else 0])
-        k = torch.from_numpy(np.ascontiguousarray(kspace[s:s + 1])).to(dev)
-        m = torch.from_numpy(m_np).to(dev)
-        ref_lines = None if cal_k is None else (torch.from_numpy(np.ascontiguousarray(cal_k[s:s + 1])).to(dev), cal_m)
+        k = to_device(kspace[s:s + 1], dev)
+        m = to_device(m_np, dev)
+        ref_lines = None if cal_k is None else (to_device(cal_k[s:s + 1], dev), cal_m)
         if cal is not None:
             calib.check_calibration(cal, calibration, method=name, weights=weights,
                                     acceleration=calib.measured_acceleration(m_np))

@@ -72,6 +72,20 @@ def test_cg_periodic_stopping_test_is_bit_identical_on_cpu(data, monkeypatch) ->
     assert periodic.iterations == ref.iterations and periodic.history == ref.history and periodic.converged
 
 
+def test_wavelet_dense_levels_gpu_path_matches_the_strided_path(monkeypatch) -> None:
+    from recon.operators import wavelet
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.complex(torch.randn(2, 64, 48, generator=g), torch.randn(2, 64, 48, generator=g))
+    op = wavelet.Wavelet2D((64, 48), "db4", 3)
+    ref_fwd, ref_adj = op(x), op.H(x)
+    monkeypatch.setattr(wavelet, "_dense", lambda t: True)  # what a GPU runs: every level dense
+    fwd, adj = op(x), op.H(x)
+    assert float((fwd - ref_fwd).norm() / ref_fwd.norm()) < 1e-6
+    assert float((adj - ref_adj).norm() / ref_adj.norm()) < 1e-6
+    assert float((op.H(fwd) - x).norm() / x.norm()) < 1e-6  # still orthogonal
+
+
 def _syncs(fn) -> int:
     """Host synchronisations ``fn()`` makes on the current CUDA device (torch's sync debug mode)."""
     torch.cuda.synchronize()
@@ -95,8 +109,9 @@ def test_to_device_pinned_copy_to_cuda() -> None:
 @CUDA
 def test_solver_loops_do_not_synchronise_on_cuda(data) -> None:  # noqa: F811
     problem = _problem(data, device="cuda")
+    solve_scaled(problem, "l1-wavelet", lam=0.01, iterations=2)  # one-time set-up (plans, filter banks) first
     fista_syncs = [_syncs(lambda n=n: solve_scaled(problem, "l1-wavelet", lam=0.01, iterations=n)) for n in (5, 45)]
-    assert fista_syncs[0] == fista_syncs[1], fista_syncs
+    assert fista_syncs[1] <= fista_syncs[0], fista_syncs  # none per iteration
     cg_syncs = [_syncs(lambda n=n: conjugate_gradient(problem.normal, problem.aty, max_iter=n, tol=0.0))
                 for n in (8, 48)]
     assert cg_syncs[1] - cg_syncs[0] == 40 // cg_module.CHECK_EVERY, cg_syncs

@@ -11,8 +11,8 @@ every-other-row views of the circularly padded rows (one multiply-add per tap ov
 the even and odd columns are first split into two contiguous blocks (one copy; complex64 moved as float64,
 torch's strided complex64 copies being 3-4x slower), and the bands go straight into the packed output. The
 adjoint runs the transposed sums, W then H, in the coefficients' own memory (:meth:`Wavelet2D.adjoint_`).
-Small levels (:data:`DENSE_LEVEL_MACS`) are two products with the level's dense orthogonal matrix instead,
-where ~20 small ops would cost more in call overhead. Under autograd the earlier form runs: one strided
+Small levels (:data:`DENSE_LEVEL_MACS`), and every level on a GPU, are two products with the level's dense
+orthogonal matrix instead, where ~20 small ops would cost more in call (kernel launch) overhead. Under autograd the earlier form runs: one strided
 ``conv2d`` per level, its adjoint a polyphase ``conv2d`` and pixel shuffle; both forms agree to rounding.
 256 x 256 complex64, db2, 4 levels, one core: forward 825 -> ~465 us, adjoint 1381 -> ~490 us.
 
@@ -183,6 +183,13 @@ def _dense_macs(shape: torch.Size, is_complex: bool) -> int:
     return math.prod(batch) * (h * h * cw + h * cw * cw)
 
 
+def _dense(x: torch.Tensor) -> bool:
+    """Whether the level on ``x`` runs as dense matrix products (:func:`_dense_level`): always on a GPU, where
+    the strided path's ~20 small kernels per level cost launch overhead and two products of at most ``(n, n)``
+    matrices cost almost nothing; on the CPU for levels of at most :data:`DENSE_LEVEL_MACS`."""
+    return x.device.type != "cpu" or _dense_macs(x.shape, x.is_complex()) <= DENSE_LEVEL_MACS
+
+
 def _dense_level(taps: tuple[tuple[float, ...], ...], src: torch.Tensor, dest: torch.Tensor, adjoint: bool) -> None:
     """One level (``adjoint``: its inverse) as ``D_h X D_w^T`` (``D_h^T Y D_w``) with the level matrices; complex
     data as real ``(h, 2w)`` rows, the W matrix acting on (re, im) pairs through ``kron(D_w, I_2)``."""
@@ -307,7 +314,7 @@ class Wavelet2D(LinearOperator):
         out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
         cur, (h, w) = x, (H, W)
         for _ in range(self.levels):
-            if _dense_macs(cur.shape, cur.is_complex()) <= DENSE_LEVEL_MACS:
+            if _dense(cur):
                 _dense_level(self._taps, cur, out[..., :h, :w], adjoint=False)
             else:
                 _analysis_level(self._taps, cur, out[..., :h, :w])
@@ -330,7 +337,7 @@ class Wavelet2D(LinearOperator):
         H, W = self.oshape
         for level in reversed(range(self.levels)):
             block = work[..., : H >> level, : W >> level]
-            if _dense_macs(block.shape, block.is_complex()) <= DENSE_LEVEL_MACS:
+            if _dense(block):
                 _dense_level(self._taps, block, block, adjoint=True)
             else:
                 _synthesis_level(self._taps, block, block)

@@ -39,6 +39,7 @@ import torch
 
 from recon.errors import UsageError
 from recon.operators import Sense
+from recon.operators.device import to_device
 from recon.solvers.cg import conjugate_gradient
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -113,12 +114,17 @@ def karras_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float = 7
 
 
 def complex_noise(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    """Complex Gaussian noise ``shape`` complex64 with unit variance in each of the real and imaginary parts."""
-    return torch.view_as_complex(torch.randn(*shape, 2, generator=generator, device=device, dtype=torch.float32))
+    """Complex Gaussian noise ``shape`` complex64 on ``device`` with unit variance in each of the real and
+    imaginary parts, drawn on the generator's device (the CPU: :func:`_generator`) and moved."""
+    noise = torch.randn(*shape, 2, generator=generator, device=generator.device, dtype=torch.float32)
+    return torch.view_as_complex(to_device(noise, device))
 
 
-def _generator(seed: int, device: torch.device) -> torch.Generator:
-    g = torch.Generator(device=device)
+def _generator(seed: int) -> torch.Generator:
+    """A CPU generator seeded with ``seed``, whatever device the sampler runs on: the same seed then gives
+    the same noise, and the same samples to rounding, on the CPU and on a GPU (drawing ~1.6 M normals on the
+    CPU takes ~5 ms and overlaps the queued GPU work)."""
+    g = torch.Generator()
     g.manual_seed(int(seed))
     return g
 
@@ -205,7 +211,7 @@ def dds_sample(
     lo, hi = _sigma_range(denoiser, sigma_min, sigma_max)
     dev = data.aty.device
     sigmas = karras_sigmas(int(steps), lo, hi, rho).tolist()
-    gen = _generator(seed, dev)
+    gen = _generator(seed)
     x = _start(data, int(samples), sigmas[0], gen, init)
     x0 = x
     with torch.no_grad():
@@ -253,7 +259,7 @@ def dps_sample(
     lo, hi = _sigma_range(denoiser, sigma_min, sigma_max)
     dev = data.aty.device
     sigmas = karras_sigmas(int(steps), lo, hi, rho).tolist()
-    gen = _generator(seed, dev)
+    gen = _generator(seed)
     x = _start(data, int(samples), sigmas[0], gen, init)
     x0_hat = x
     for i in range(int(steps)):

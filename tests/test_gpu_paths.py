@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from recon.operators.device import to_device
+from recon.operators.device import to_device, to_host
 from recon.solvers import cg as cg_module
 from recon.solvers import fista as fista_module
 from recon.solvers.cg import conjugate_gradient
@@ -99,11 +99,19 @@ def _syncs(fn) -> int:
     return sum("synchroniz" in str(w.message) for w in caught)
 
 
+def test_to_host_cpu_tensors_and_none() -> None:
+    a = torch.arange(6, dtype=torch.float32).reshape(2, 3)
+    out = to_host(a, None, a.to(torch.complex64))
+    assert out[1] is None and np.array_equal(out[0], a.numpy()) and out[2].dtype == np.complex64
+
+
 @CUDA
-def test_to_device_pinned_copy_to_cuda() -> None:
+def test_to_device_pinned_copy_to_cuda_and_back() -> None:
     a = np.random.default_rng(0).standard_normal((2, 5, 7)).astype(np.float32)
     t = to_device(a, "cuda")
     assert t.device.type == "cuda" and np.array_equal(t.cpu().numpy(), a)
+    back, none, cplx = to_host(t * 2, None, torch.complex(t, -t))
+    assert np.array_equal(back, 2 * a) and none is None and np.array_equal(cplx, a - 1j * a)
 
 
 @CUDA

@@ -20,3 +20,21 @@ def to_device(x: np.ndarray | torch.Tensor, device: Any = None) -> torch.Tensor:
     if dev.type == "cuda" and t.device.type == "cpu":
         return t.pin_memory().to(dev, non_blocking=True)
     return t.to(dev)
+
+
+def to_host(*tensors: torch.Tensor | None) -> tuple[np.ndarray | None, ...]:
+    """The tensors (None stays None) as numpy arrays, same shapes and dtypes. From a GPU every copy goes
+    into pinned host memory without blocking, and the host waits once for all of them, instead of one
+    blocking copy through pageable memory each."""
+    on_gpu = [t for t in tensors if t is not None and t.device.type == "cuda"]
+    out: list[np.ndarray | None] = []
+    for t in tensors:
+        if t is None or t.device.type != "cuda":
+            out.append(None if t is None else t.detach().cpu().numpy())
+            continue
+        host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+        host.copy_(t.detach(), non_blocking=True)
+        out.append(host)
+    for dev in {t.device for t in on_gpu}:
+        torch.cuda.current_stream(dev).synchronize()
+    return tuple(a.numpy() if isinstance(a, torch.Tensor) else a for a in out)

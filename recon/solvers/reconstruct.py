@@ -35,7 +35,7 @@ from recon.solvers.sense import cartesian_problem, normalize_maps
 from recon.solvers.cs import default_lambda, solve_method
 from recon.io.calibration import calibration_kspace
 from recon.solvers.scaling import bart_scale, safe_scale
-from recon.operators.device import to_device
+from recon.operators.device import to_device, to_host
 
 METHODS = ("zero-filled", "sense", "grappa", "l1-wavelet", "tv")
 
@@ -204,11 +204,9 @@ def reconstruct(
         image = complex_image.abs()
         params.update(solver_result.parameters)
         params.pop("scale", None)
-    image_np = image.detach().to(torch.float32).cpu().numpy()
+    image_np, complex_np, maps_np = to_host(image.detach().to(torch.float32), complex_image, used_maps)
     return ReconResult(
-        image=image_np, method=method,
-        complex_image=None if complex_image is None else complex_image.detach().cpu().numpy(),
-        maps=None if used_maps is None else used_maps.detach().cpu().numpy(),
+        image=image_np, method=method, complex_image=complex_np, maps=maps_np,
         scale=scale, seconds=time.perf_counter() - start, parameters=params, solver=solver_result,
         recon_size=recon_size,
     )

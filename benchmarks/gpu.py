@@ -100,28 +100,12 @@ def components(data, device: str):
             "VarNet forward": varnet, "diffusion, 8 samples": diffusion}
 
 
-def count_syncs(fn) -> int:
-    """Host synchronisations ``fn()`` makes on the current CUDA device (torch's sync debug mode warns on each)."""
-    import warnings
-
-    import torch
-
-    torch.cuda.synchronize()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            fn()
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-    return sum("synchroniz" in str(w.message) for w in caught)
-
-
 def solver_syncs(data, device: str) -> dict[str, list[int]]:
     """Loop name -> host synchronisations ``[few iterations, many iterations]`` on ``device``."""
     import torch
 
     from recon.coils import espirit_maps
+    from recon.operators.device import count_host_syncs
     from recon.solvers.cg import conjugate_gradient
     from recon.solvers.cs import solve_scaled
     from recon.solvers.sense import cartesian_problem
@@ -129,8 +113,8 @@ def solver_syncs(data, device: str) -> dict[str, list[int]]:
     k = torch.from_numpy(data.kspace).to(device)
     m = torch.from_numpy(np.asarray(data.mask)).to(device)[None, None, None]
     problem, _ = cartesian_problem(k, espirit_maps(k, mask=m, crop=0.0), m.to(torch.float32))
-    fista = [count_syncs(lambda n=n: solve_scaled(problem, "l1-wavelet", iterations=n)) for n in (10, 40)]
-    cg = [count_syncs(lambda n=n: conjugate_gradient(problem.normal, problem.aty, max_iter=n, tol=0.0))
+    fista = [count_host_syncs(lambda n=n: solve_scaled(problem, "l1-wavelet", iterations=n)) for n in (10, 40)]
+    cg = [count_host_syncs(lambda n=n: conjugate_gradient(problem.normal, problem.aty, max_iter=n, tol=0.0))
           for n in (8, 40)]
     return {"FISTA L1-wavelet, 10 / 40 iterations": fista, "CG-SENSE, 8 / 40 iterations (tol 0)": cg}
 

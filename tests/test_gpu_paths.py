@@ -8,13 +8,11 @@ synchronisations must not grow with the iteration count.
 """
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 import torch
 
-from recon.operators.device import to_device, to_host
+from recon.operators.device import count_host_syncs, to_device, to_host
 from recon.solvers import cg as cg_module
 from recon.solvers import fista as fista_module
 from recon.solvers.cg import conjugate_gradient
@@ -86,25 +84,6 @@ def test_wavelet_dense_levels_gpu_path_matches_the_strided_path(monkeypatch) -> 
     assert float((op.H(fwd) - x).norm() / x.norm()) < 1e-6  # still orthogonal
 
 
-def _syncs(fn) -> int:
-    """Host synchronisations ``fn()`` makes on the current CUDA device (torch's sync debug mode)."""
-    torch.cuda.synchronize()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            fn()
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-    return sum("synchroniz" in str(w.message) for w in caught)
-
-
-def test_to_host_cpu_tensors_and_none() -> None:
-    a = torch.arange(6, dtype=torch.float32).reshape(2, 3)
-    out = to_host(a, None, a.to(torch.complex64))
-    assert out[1] is None and np.array_equal(out[0], a.numpy()) and out[2].dtype == np.complex64
-
-
 @CUDA
 def test_to_device_pinned_copy_to_cuda_and_back() -> None:
     a = np.random.default_rng(0).standard_normal((2, 5, 7)).astype(np.float32)
@@ -118,8 +97,9 @@ def test_to_device_pinned_copy_to_cuda_and_back() -> None:
 def test_solver_loops_do_not_synchronise_on_cuda(data) -> None:  # noqa: F811
     problem = _problem(data, device="cuda")
     solve_scaled(problem, "l1-wavelet", lam=0.01, iterations=2)  # one-time set-up (plans, filter banks) first
-    fista_syncs = [_syncs(lambda n=n: solve_scaled(problem, "l1-wavelet", lam=0.01, iterations=n)) for n in (5, 45)]
+    fista_syncs = [count_host_syncs(lambda n=n: solve_scaled(problem, "l1-wavelet", lam=0.01, iterations=n))
+                   for n in (5, 45)]
     assert fista_syncs[1] <= fista_syncs[0], fista_syncs  # none per iteration
-    cg_syncs = [_syncs(lambda n=n: conjugate_gradient(problem.normal, problem.aty, max_iter=n, tol=0.0))
+    cg_syncs = [count_host_syncs(lambda n=n: conjugate_gradient(problem.normal, problem.aty, max_iter=n, tol=0.0))
                 for n in (8, 48)]
     assert cg_syncs[1] - cg_syncs[0] == 40 // cg_module.CHECK_EVERY, cg_syncs

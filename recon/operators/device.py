@@ -3,6 +3,8 @@
 blocking the host; every other move is a plain ``Tensor.to``."""
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -38,3 +40,17 @@ def to_host(*tensors: torch.Tensor | None) -> tuple[np.ndarray | None, ...]:
     for dev in {t.device for t in on_gpu}:
         torch.cuda.current_stream(dev).synchronize()
     return tuple(a.numpy() if isinstance(a, torch.Tensor) else a for a in out)
+
+
+def count_host_syncs(fn: Callable[[], object]) -> int:
+    """How many times ``fn()`` makes the host wait for the current CUDA device (torch's sync debug mode warns
+    at each synchronising call: ``.item()``, ``bool(tensor)``, blocking copies to the host, ...). Needs CUDA."""
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)

@@ -6,7 +6,9 @@ prints, per case, the unadapted PSNR, the PSNR of the state the self-validation 
 ``h`` steps for each horizon ``h`` of ``--horizons`` (so one run of N steps answers "what if the default were
 h <= N steps"), and the chosen steps; then the means over cases per horizon and the worst case against the
 unadapted VarNet. The PSNR of a state is measured only when it is a candidate (a new best of the
-self-validation curve), plus every 10 steps for the (oracle, never used) PSNR curve.
+self-validation curve), plus every 10 steps for the (oracle, never used) PSNR curve (``--every N``; with
+``--every 1 --save-images DIR`` every state's image is kept for ``benchmarks/adapt_rules.py``, which evaluates
+selection rules and averages of runs offline). One adaptation run per case (``runs=1``).
 
     .venv/bin/python benchmarks/adapt_sweep.py --threads 1 --accels 8 --steps 80 --horizons 20 40 60 80
 """

@@ -6,7 +6,9 @@ prints, per case, the unadapted PSNR, the PSNR of the state the self-validation 
 ``h`` steps for each horizon ``h`` of ``--horizons`` (so one run of N steps answers "what if the default were
 h <= N steps"), and the chosen steps; then the means over cases per horizon and the worst case against the
 unadapted VarNet. The PSNR of a state is measured only when it is a candidate (a new best of the
-self-validation curve), plus every 10 steps for the (oracle, never used) PSNR curve.
+self-validation curve), plus every 10 steps for the (oracle, never used) PSNR curve (``--every N``; with
+``--every 1 --save-images DIR`` every state's image is kept for ``benchmarks/adapt_rules.py``, which evaluates
+selection rules and averages of runs offline). One adaptation run per case (``runs=1``).
 
     .venv/bin/python benchmarks/adapt_sweep.py --threads 1 --accels 8 --steps 80 --horizons 20 40 60 80
 """
@@ -35,7 +37,7 @@ from recon.solvers.learned import adapt as ad  # noqa: E402
 from recon.solvers.learned.method import varnet_method  # noqa: E402
 
 
-def run_case(raw, accel: int, settings: dict) -> dict:
+def run_case(raw, accel: int, settings: dict, every: int = 10, images: list | None = None) -> dict:
     crop = raw.header.recon_size
     ref = center_crop_or_pad(rss(ifft2c(raw.kspace), axis=1), crop).astype(np.float32)
     mask, _ = mask_from_options("random", raw.kspace.shape, [accel], [{4: 0.08, 8: 0.04}[accel]], 0)
@@ -43,10 +45,14 @@ def run_case(raw, accel: int, settings: dict) -> dict:
     data = RawData(k, raw.header, used)
 
     def psnr(image) -> float:
-        image = np.asarray(image, dtype=np.float32)
-        return float(volume_metrics(ref, center_crop_or_pad(image, crop))["psnr"])
+        image = center_crop_or_pad(np.asarray(image, dtype=np.float32), crop)
+        if images is not None:
+            images.append(image[0].astype(np.float32))
+        return float(volume_metrics(ref, image)["psnr"])
 
     unadapted = psnr(varnet_method(data))
+    if images is not None:
+        images.clear()
     seen: dict[int, float] = {}
     original = ad.adapt_model
 
@@ -54,7 +60,7 @@ def run_case(raw, accel: int, settings: dict) -> dict:
         mt = torch.from_numpy(np.asarray(m))
 
         def callback(step: int, tuned, is_best: bool) -> None:
-            if is_best or step % 10 == 0:
+            if is_best or step % every == 0:
                 with torch.no_grad():
                     seen[step] = psnr(tuned(kspace, mt).cpu().numpy())
 
@@ -69,11 +75,15 @@ def run_case(raw, accel: int, settings: dict) -> dict:
         ad.adapt_model = original
     curve = np.asarray(out["adapt_validation"][0], dtype=np.float64)
     final = psnr(out["reconstruction"])
+    if images is not None:
+        images.pop()
     chosen = int(out["adapt_chosen_step"][0])
     if abs(seen[chosen] - final) > 1e-3:
         print(f"warning: callback PSNR {seen[chosen]:.3f} != output {final:.3f}", file=sys.stderr)
     return {"unadapted": unadapted, "final": final, "chosen": chosen, "seconds": seconds,
-            "curve": curve.tolist(), "psnr_at": {str(s): v for s, v in sorted(seen.items())}}
+            "curve": curve.tolist(), "psnr_at": {str(s): v for s, v in sorted(seen.items())},
+            "reference": ref, "validation_lines": int(ad.make_split(np.asarray(mask), np.random.default_rng(settings["seed"]),
+                                                  settings["validation_fraction"]).validation.sum())}
 
 
 def at_horizon(row: dict, h: int) -> tuple[int, float]:
@@ -99,6 +109,10 @@ def main() -> None:
     p.add_argument("--ema", type=float, default=ad.EMA)
     p.add_argument("--seed", type=int, default=0, help="adaptation seed (the masks stay seed 0)")
     p.add_argument("--json", default=None)
+    p.add_argument("--every", type=int, default=10, help="oracle PSNR every N steps (1: every state)")
+    p.add_argument("--save-images", default=None,
+                   help="folder: per case and acceleration an .npz of the reference and every state's image "
+                        "(with --every 1, to evaluate selection/averaging rules offline: adapt_rules.py)")
     args = p.parse_args()
     from recon.app.runtime import configure_threads
 
@@ -106,13 +120,21 @@ def main() -> None:
     settings = {"steps": args.steps, "lr": args.lr, "loss_fraction": args.loss_fraction,
                 "validation_fraction": args.validation_fraction, "masks_per_step": args.masks_per_step,
                 "train": args.train, "validation_selection": args.validation_selection,
-                "loss_selection": args.loss_selection, "ema": args.ema, "seed": args.seed}
+                "loss_selection": args.loss_selection, "ema": args.ema, "seed": args.seed,
+                "runs": 1}  # one run: several averaged runs (adapt.default_runs) are evaluated by adapt_rules.py
     horizons = sorted(set(args.horizons or [args.steps]) | {args.steps})
     print("settings:", json.dumps(settings))
     results: dict = {}
     for name, raw in shift.cases(args.cases).items():
         for accel in args.accels:
-            row = run_case(raw, accel, settings)
+            images: list | None = [] if args.save_images else None
+            row = run_case(raw, accel, settings, args.every, images)
+            reference = row.pop("reference")
+            if args.save_images:
+                Path(args.save_images).mkdir(parents=True, exist_ok=True)
+                np.savez_compressed(Path(args.save_images) / f"{name}_{accel}x_seed{args.seed}.npz",
+                                    reference=reference, steps=np.asarray(sorted(int(s) for s in row["psnr_at"])),
+                                    images=np.stack(images).astype(np.float16))
             results.setdefault(f"{accel}x", {})[name] = row
             cells = ", ".join(f"h{h}: {at_horizon(row, h)[1]:.2f} (step {at_horizon(row, h)[0]})" for h in horizons)
             print(f"{name} {accel}x: varnet {row['unadapted']:.2f} | {cells} | {row['seconds']:.1f} s", flush=True)

@@ -125,12 +125,16 @@ def test_default_steps_depend_on_the_acceleration(monkeypatch):
     assert ad.mask_acceleration(np.r_[np.ones(8), np.zeros(56)].astype(bool)) == 8.0
     assert ad.mask_acceleration(np.ones((4, 16), dtype=bool)) == 1.0
     assert ad.default_steps("varnet") == 40 and ad.default_steps("varnet", 4.0) == 40
-    assert ad.default_steps("varnet", 6.0) == 80 and ad.default_steps("varnet", 8.0) == 80
+    assert ad.default_steps("varnet", 6.0) == 40 and ad.default_steps("varnet", 8.0) == 40
     assert ad.default_steps("modl", 8.0) == 20 and ad.default_steps("other", 8.0) == ad.DEFAULT_STEPS
+    assert ad.default_runs("varnet") == 1 and ad.default_runs("varnet", 4.0) == 1
+    assert ad.default_runs("varnet", 6.0) == 2 and ad.default_runs("modl", 8.0) == 1
+    assert ad.default_lr("varnet", 4.0) == ad.DEFAULT_LR == 1e-3 and ad.default_lr("varnet", 8.0) == 2e-3
+    assert ad.default_lr("modl", 8.0) == 1e-3 and ad.default_lr("varnet") == 1e-3
     asked, original = [], ad.adapt_model
 
-    def spy(model, k, mask, **opts):  # records the steps the method resolved, adapts 0 of them (fast)
-        asked.append(opts["steps"])
+    def spy(model, k, mask, **opts):  # records the steps/runs the method resolved, adapts 0 steps (fast)
+        asked.append((opts["steps"], opts["runs"], opts["lr"]))
         return original(model, k, mask, **{**opts, "steps": 0})
 
     monkeypatch.setattr(ad, "adapt_model", spy)
@@ -138,8 +142,49 @@ def test_default_steps_depend_on_the_acceleration(monkeypatch):
         raw = undersampled(colin_slice(shape=(64, 64), coils=2), accel=accel)
         assert (ad.mask_acceleration(raw.mask) >= 6) == (accel == 8)
         varnet_method(raw, adapt=True)
-        varnet_method(raw, adapt=True, adapt_steps=3)
-    assert asked == [40, 3, 80, 3]
+        varnet_method(raw, adapt=True, adapt_steps=3, adapt_lr=5e-4)
+    assert asked == [(40, 1, 1e-3), (3, 1, 5e-4), (40, 2, 2e-3), (3, 2, 5e-4)]
+
+
+def test_runs_average_independent_adaptations():
+    model, k, mask = _tiny_problem()
+    two = ad.adapt_model(model, k, mask, steps=3, lr=1e-2, seed=4, runs=2)
+    runs = [ad.adapt_model(model, k, mask, steps=3, lr=1e-2, seed=s) for s in (4, 5)]
+    rec = two.record
+    assert rec["runs"] == 2 and rec["steps"] == 3
+    # run r is the single adaptation with split seed seed + r, each keeping its own best state
+    assert rec["chosen_step"] == [r.record["chosen_step"] for r in runs]
+    assert rec["validation_curve"] == [r.record["validation_curve"] for r in runs]
+    with torch.no_grad():
+        outs = [r.model(k, torch.from_numpy(mask)) for r in runs]
+        got = two.model(k, torch.from_numpy(mask))
+    if any(rec["chosen_step"]):
+        assert isinstance(two.model, ad.AveragedModel)
+        assert torch.allclose(got, (outs[0] + outs[1]) / 2, rtol=1e-5, atol=1e-6 * float(got.abs().max()))
+    else:
+        assert torch.equal(got, outs[0])
+    # zero steps: every run keeps the given weights, and the given model's copy alone is returned
+    zero = ad.adapt_model(model, k, mask, steps=0, seed=4, runs=2)
+    assert zero.record["chosen_step"] == [0, 0] and not isinstance(zero.model, ad.AveragedModel)
+    with torch.no_grad():
+        assert torch.equal(zero.model(k, torch.from_numpy(mask)), model(k, torch.from_numpy(mask)))
+    again = ad.adapt_model(model, k, mask, steps=3, lr=1e-2, seed=4, runs=2)
+    assert again.record == rec
+    from recon.errors import UsageError
+
+    with pytest.raises(UsageError, match="runs"):
+        ad.adapt_model(model, k, mask, steps=1, runs=0)
+
+
+def test_8x_default_records_two_runs_and_zero_steps_stays_exact():
+    raw = undersampled(colin_slice(shape=(64, 64), coils=2), accel=8)
+    plain = varnet_method(raw)
+    result = varnet_method(raw, adapt=True, adapt_steps=0)
+    assert np.array_equal(result["reconstruction"], plain)
+    assert result["adapt_chosen_step"].tolist() == [[0, 0]]
+    assert result["adapt_validation"].shape == (1, 2, 1)
+    summary = ad.adaptation_summary(result, {})["adaptation"]
+    assert summary["runs"] == 2 and summary["steps"] == 0 and summary["chosen_step"] == [[0, 0]]
 
 
 def test_no_sens_freezes_the_sensitivity_network_only():

@@ -232,11 +232,12 @@ class LearnedOptions(WeightsOptions):
     adapt: bool = option("fine-tune a copy of the weights on the scan's own k-space first (self-supervised, with a "
                          "self-validation set choosing the step, step 0 = the given weights included); the weights "
                          "file is never changed", flag="--adapt", parse=None, group=_ADAPT)
-    adapt_steps: int | None = option("adaptation steps (default: varnet 40, 80 from 6x acceleration on; modl 20)", flag="--adapt-steps", parse=int, metavar="N",
+    adapt_steps: int | None = option("adaptation steps (default: varnet 40; modl 20); from 6x acceleration on varnet averages 2 "
+                                     "runs of 40 steps (of N with this option)", flag="--adapt-steps", parse=int, metavar="N",
                                      group=_ADAPT, check=_at_least(0))
     adapt_per: str | None = option("adapt per slice (default), or once per file (on its first slice) for all its "
                                    "slices", flag="--adapt-per", choices=("slice", "volume"), group=_ADAPT)
-    adapt_lr: float | None = option("Adam learning rate (default 1e-3)", flag="--adapt-lr", parse=float,
+    adapt_lr: float | None = option("Adam learning rate (default 1e-3; VarNet at 6x or more: 2e-3)", flag="--adapt-lr", parse=float,
                                     metavar="LR", group=_ADAPT, check=_positive)
     ensemble: int | None = option(
         "also run the network K >= 2 more times, each without a random 20%% of the acquired lines outside the "

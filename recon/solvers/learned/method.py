@@ -226,9 +226,15 @@ def _adapted_model(model: torch.nn.Module, k: torch.Tensor, m: torch.Tensor, raw
     steps = adapt.get("steps")
     if steps is None:  # the default depends on the slice's acceleration (adapt.default_steps)
         steps = adapt_defaults.default_steps(name, adapt_defaults.mask_acceleration(mask))
+    runs = adapt.get("runs")
+    if runs is None:  # likewise (adapt.default_runs): several averaged runs at high acceleration
+        runs = adapt_defaults.default_runs(name, adapt_defaults.mask_acceleration(mask))
+    lr = adapt.get("lr")
+    if lr is None:  # likewise (adapt.default_lr)
+        lr = adapt_defaults.default_lr(name, adapt_defaults.mask_acceleration(mask))
     opts = {"steps": int(steps),
-            "lr": float(adapt.get("lr", DEFAULT_ADAPT_LR)),
-            "seed": int(adapt.get("seed", 0))}
+            "lr": float(lr),
+            "seed": int(adapt.get("seed", 0)), "runs": int(runs)}
     per = adapt.get("per", "slice")
     if per not in ("slice", "volume"):
         raise UsageError(f"adapt_per must be 'slice' or 'volume', got {per!r}")
@@ -260,7 +266,7 @@ def _adapt_options(model: str, adapt: bool, adapt_steps: int | None, adapt_per: 
             raise UsageError("adapt_steps/adapt_per/adapt_lr need adapt=True (--adapt)")
         return None
     return {"steps": None if adapt_steps is None else int(adapt_steps),
-            "per": adapt_per or "slice", "lr": DEFAULT_ADAPT_LR if adapt_lr is None else float(adapt_lr)}
+            "per": adapt_per or "slice", "lr": None if adapt_lr is None else float(adapt_lr)}
 
 
 def _ensemble_options(ensemble: int | None, ensemble_fraction: float | None,
@@ -284,9 +290,10 @@ def varnet_method(raw: RawData, *, weights: str | None = None, device: str = "cp
     """E2E-VarNet on one slice ``(1, C, H, W)`` -> ``(1, H, W)`` float32 (``weights``: default bundled).
 
     ``adapt=True``: scan-specific self-supervised fine-tuning first (:mod:`recon.solvers.learned.adapt`;
-    ``adapt_steps`` default 40, 80 for masks accelerated 6x or more (MoDL: 20;
-    :func:`~recon.solvers.learned.adapt.default_steps`), ``adapt_lr``
-    default 1e-3, ``adapt_per`` ``"slice"`` (default) or ``"volume"``:
+    ``adapt_steps`` default 40 (MoDL: 20; :func:`~recon.solvers.learned.adapt.default_steps`), ``adapt_lr``
+    default 1e-3; for masks accelerated 6x or more VarNet runs 2 adaptations of 40 steps at lr 2e-3 (split seeds
+    0 and 1) and averages their outputs (:func:`~recon.solvers.learned.adapt.default_runs`, ``default_lr``; an
+    explicit ``adapt_steps``/``adapt_lr`` sets those of each run), ``adapt_per`` ``"slice"`` (default) or ``"volume"``:
     one model adapted on the first slice of a file reconstructed, shared by its other slices); returns a dict
     with the records (:func:`learned_reconstruction`).
 

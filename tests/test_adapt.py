@@ -326,3 +326,21 @@ def test_cli_adapt_usage_errors(args, tmp_path, capsys):
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and "adapt" in err, err
     assert not out.exists()
+
+
+def test_records_of_slices_adapted_differently_stack_padded() -> None:
+    from recon.solvers.learned.method import stack_records
+
+    same = stack_records([[1, 2], [3, 4]], 0, -1, np.int64)  # two slices, two runs each: as they are
+    assert same.shape == (2, 2) and same.tolist() == [[1, 2], [3, 4]]
+    chosen = stack_records([5, [1, 2]], 0, -1, np.int64)  # a 4x slice (one run) beside an 8x slice (two)
+    assert chosen.tolist() == [[5, -1], [1, 2]]
+    curves = stack_records([[0.9, 0.8, 0.7], [[1.0, 0.5], [1.0, 0.6]]], 1, np.nan, np.float32)
+    assert curves.shape == (2, 2, 3)
+    assert np.allclose(curves[0, 0], [0.9, 0.8, 0.7]) and np.isnan(curves[0, 1]).all()
+    assert np.allclose(curves[1, :, :2], [[1.0, 0.5], [1.0, 0.6]]) and np.isnan(curves[1, :, 2]).all()
+    from recon.solvers.learned.adapt import adaptation_summary
+
+    summary = adaptation_summary({"adapt_chosen_step": chosen, "adapt_validation": curves}, {})["adaptation"]
+    assert summary["runs"] == 2 and summary["validation_curve"][0][1] == [None, None, None]
+    json.dumps(summary, allow_nan=False)  # valid JSON

@@ -388,4 +388,11 @@ def adaptation_summary(datasets: dict[str, np.ndarray], options: dict[str, Any])
     return {"adaptation": {"adapted": True, "steps": int(curves.shape[-1] - 1), **runs,
                            "per": options.get("adapt_per") or "slice",
                            "chosen_step": datasets["adapt_chosen_step"].tolist(),
-                           "validation_curve": curves.tolist()}}
+                           "validation_curve": _json_safe(curves)}}
+
+
+def _json_safe(a: np.ndarray) -> list:
+    """``a.tolist()`` with NaN (the padding of :func:`recon.solvers.learned.method.stack_records`) as None."""
+    out = a.astype(object)
+    out[np.isnan(a)] = None
+    return out.tolist()

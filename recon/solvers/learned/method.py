@@ -186,6 +186,23 @@ def _ensemble_std(net: torch.nn.Module, k: torch.Tensor, m_np: np.ndarray, ensem
     return np.std(np.stack(members), axis=0, ddof=1).astype(np.float32)
 
 
+def stack_records(records: list, run_ndim: int, fill: float, dtype: Any) -> np.ndarray:
+    """Per-slice adaptation records (``run_ndim``: 0 for a chosen step, 1 for a validation curve; a slice
+    adapted with several runs has one more leading axis) as one array ``(S, ...)``: as they are when every slice
+    has the same shape; else (slices adapted with other step counts or numbers of runs, e.g. masks on both
+    sides of :data:`~recon.solvers.learned.adapt.HIGH_ACCELERATION`) each slice as ``(runs, ...)`` (one run:
+    ``runs = 1``), padded with ``fill`` to the largest."""
+    arrays = [np.asarray(r, dtype=dtype) for r in records]
+    if len({a.shape for a in arrays}) <= 1:
+        return np.asarray(arrays, dtype=dtype)
+    arrays = [a[None] if a.ndim == run_ndim else a for a in arrays]
+    shape = tuple(max(a.shape[d] for a in arrays) for d in range(run_ndim + 1))
+    out = np.full((len(arrays),) + shape, fill, dtype=dtype)
+    for i, a in enumerate(arrays):
+        out[(i,) + tuple(slice(0, n) for n in a.shape)] = a
+    return out
+
+
 def _result_records(image: np.ndarray, adapt: dict[str, Any] | None, ensemble: dict[str, Any] | None,
                     cal: dict[str, Any] | None, chosen: list, curves: list, stds: list,
                     noises: list) -> dict[str, np.ndarray]:
@@ -196,8 +213,8 @@ def _result_records(image: np.ndarray, adapt: dict[str, Any] | None, ensemble: d
 
     result: dict[str, np.ndarray] = {"reconstruction": image}
     if adapt is not None:
-        result.update({"adapt_chosen_step": np.asarray(chosen, dtype=np.int64),
-                       "adapt_validation": np.asarray(curves, dtype=np.float32)})
+        result.update({"adapt_chosen_step": stack_records(chosen, 0, -1, np.int64),
+                       "adapt_validation": stack_records(curves, 1, np.nan, np.float32)})
     if ensemble is not None:
         result["uncertainty"] = np.stack(stds).astype(np.float32)
         result["noise_level"] = np.asarray(noises, dtype=np.float32)

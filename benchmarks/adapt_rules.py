@@ -67,7 +67,21 @@ def rules(horizon: int) -> dict[str, Rule]:
                     return [best]
                 return [0] if fallback == "0" else [h]
             out[f"argmin if c0 - min > {tau:g} scatter, else {fallback}"] = test
+    for patience in (5, 10, 20):
+        out[f"early stop, patience {patience}"] = lambda c, p=patience: [early_stop(c[:h + 1], p)[0]]
     return out
+
+
+def early_stop(curve: np.ndarray, patience: int) -> tuple[int, int]:
+    """Adaptation that stops once ``patience`` steps passed without a new best self-validation loss (or at the
+    curve's end): ``(best step, steps run)``."""
+    best = 0
+    for t in range(1, curve.size):
+        if curve[t] < curve[best]:
+            best = t
+        elif t - best >= patience:
+            return best, t
+    return best, curve.size - 1
 
 
 def evaluate(json_path: Path, images: Path, horizon: int) -> tuple[dict, dict]:
@@ -126,6 +140,7 @@ def paired(json_paths: list[Path], images: Path, horizon: int) -> None:
     seeds = [r["settings"]["seed"] for r in runs]
     table: dict[str, dict[str, float]] = {}
     base: dict[str, float] = {}
+    cost: dict[int, dict[str, int]] = {}
     for accel, rows in runs[0]["results"].items():
         for name, row in rows.items():
             key = f"{name} {accel}"
@@ -137,10 +152,17 @@ def paired(json_paths: list[Path], images: Path, horizon: int) -> None:
             for rname, rule in rules(horizon).items():
                 picks = [im[rule(c)].mean(0) for im, c in zip(imgs, curves)]
                 table.setdefault(rname, {})[key] = float(volume_metrics(ref, np.mean(picks, 0)[None])["psnr"])
+            for patience in (5, 10, 20):  # steps run, summed over the runs
+                cost.setdefault(patience, {})[key] = sum(early_stop(c[:horizon + 1], patience)[1] for c in curves)
     print(f"average over split seeds {seeds} of each one's pick, horizon {horizon} each:")
     for rname, vals in table.items():
         worst = min(vals, key=lambda k: vals[k] - base[k])
-        print(f"{rname:55s} {np.mean(list(vals.values())):6.2f} | {vals[worst] - base[worst]:+5.2f} ({worst.split()[0]})")
+        extra = ""
+        if rname.startswith("early stop"):
+            steps = cost[int(rname.split()[-1])]
+            extra = f"  steps run (all runs) mean {np.mean(list(steps.values())):.0f}, max {max(steps.values())}"
+        print(f"{rname:55s} {np.mean(list(vals.values())):6.2f} | {vals[worst] - base[worst]:+5.2f} ({worst.split()[0]})"
+              + extra)
 
 
 if __name__ == "__main__":

@@ -67,18 +67,14 @@ def components(data, device: str):
     import torch
 
     import recon
-    from recon.coils import espirit_maps
     from recon.solvers.diffusion.method import diffusion_method
     from recon.solvers.learned.method import get_model
-    from recon.solvers.sense import cartesian_problem
 
     k = torch.from_numpy(data.kspace)
     m = torch.from_numpy(np.asarray(data.mask))
 
     def normal_op():
-        kd = k.pin_memory().to(device, non_blocking=True) if device.startswith("cuda") else k.to(device)
-        maps = espirit_maps(kd, mask=m.to(device)[None, None, None], crop=0.0)
-        problem, _ = cartesian_problem(kd, maps, m.to(device)[None, None, None].to(torch.float32))
+        problem = sense_problem(data, device)
         x = problem.aty
         for _ in range(30):
             x = problem.normal(x)
@@ -100,19 +96,28 @@ def components(data, device: str):
             "VarNet forward": varnet, "diffusion, 8 samples": diffusion}
 
 
-def solver_syncs(data, device: str) -> dict[str, list[int]]:
-    """Loop name -> host synchronisations ``[few iterations, many iterations]`` on ``device``."""
+def sense_problem(data, device: str):
+    """The SENSE data term of ``data`` on ``device`` with ESPIRiT maps (no crop): k-space and mask moved by
+    :func:`recon.operators.device.to_device` (pinned, non-blocking to a GPU)."""
     import torch
 
     from recon.coils import espirit_maps
+    from recon.operators.device import to_device
+    from recon.solvers.sense import cartesian_problem
+
+    k = to_device(data.kspace, device)
+    m = to_device(np.asarray(data.mask), device)[None, None, None]
+    problem, _ = cartesian_problem(k, espirit_maps(k, mask=m, crop=0.0), m.to(torch.float32))
+    return problem
+
+
+def solver_syncs(data, device: str) -> dict[str, list[int]]:
+    """Loop name -> host synchronisations ``[few iterations, many iterations]`` on ``device``."""
     from recon.operators.device import count_host_syncs
     from recon.solvers.cg import conjugate_gradient
     from recon.solvers.cs import solve_scaled
-    from recon.solvers.sense import cartesian_problem
 
-    k = torch.from_numpy(data.kspace).to(device)
-    m = torch.from_numpy(np.asarray(data.mask)).to(device)[None, None, None]
-    problem, _ = cartesian_problem(k, espirit_maps(k, mask=m, crop=0.0), m.to(torch.float32))
+    problem = sense_problem(data, device)
     fista = [count_host_syncs(lambda n=n: solve_scaled(problem, "l1-wavelet", iterations=n)) for n in (10, 40)]
     cg = [count_host_syncs(lambda n=n: conjugate_gradient(problem.normal, problem.aty, max_iter=n, tol=0.0))
           for n in (8, 40)]

@@ -12,8 +12,9 @@ the even and odd columns are first split into two contiguous blocks (one copy; c
 torch's strided complex64 copies being 3-4x slower), and the bands go straight into the packed output. The
 adjoint runs the transposed sums, W then H, in the coefficients' own memory (:meth:`Wavelet2D.adjoint_`).
 Small levels (:data:`DENSE_LEVEL_MACS`), and every level on a GPU, are two products with the level's dense
-orthogonal matrix instead, where ~20 small ops would cost more in call (kernel launch) overhead. Under autograd the earlier form runs: one strided
-``conv2d`` per level, its adjoint a polyphase ``conv2d`` and pixel shuffle; both forms agree to rounding.
+orthogonal matrix instead, where ~20 small ops would cost more in call (kernel launch) overhead. Under autograd
+the earlier form runs: one strided ``conv2d`` per level, its adjoint a polyphase ``conv2d`` and pixel shuffle;
+both forms agree to rounding.
 256 x 256 complex64, db2, 4 levels, one core: forward 825 -> ~465 us, adjoint 1381 -> ~490 us.
 
 Sizes not divisible by ``2**levels`` are zero-padded at the end to ``(H', W')``: the operator is then

@@ -27,9 +27,6 @@ from recon.solvers.learned.checkpoints import is_fastmri_file
 from recon.solvers.learned.fastmri_method import fastmri_varnet_reconstruction
 from recon.operators.device import to_device
 
-#: defaults of the ``adapt_*`` options (``recon run --adapt-steps/--adapt-lr``; steps per model: adapt.MODEL_STEPS)
-DEFAULT_ADAPT_STEPS = adapt_defaults.DEFAULT_STEPS
-DEFAULT_ADAPT_LR = adapt_defaults.DEFAULT_LR
 #: fraction of the acquired samples outside the calibration region that each ensemble member leaves out
 DEFAULT_ENSEMBLE_FRACTION = adapt_defaults.VALIDATION_FRACTION
 
@@ -240,15 +237,17 @@ def _adapted_model(model: torch.nn.Module, k: torch.Tensor, m: torch.Tensor, raw
     """A copy of ``model`` adapted to slice ``k`` (per slice), or, per volume, the copy adapted to the first
     slice of ``raw.path`` reconstructed with the same options and mask (adapted on that slice, cached)."""
     mask = m.cpu().numpy()
+    # the defaults depend on the slice's acceleration (adapt.default_steps/default_runs/default_lr)
+    acceleration = adapt_defaults.mask_acceleration(mask)
     steps = adapt.get("steps")
-    if steps is None:  # the default depends on the slice's acceleration (adapt.default_steps)
-        steps = adapt_defaults.default_steps(name, adapt_defaults.mask_acceleration(mask))
+    if steps is None:
+        steps = adapt_defaults.default_steps(name, acceleration)
     runs = adapt.get("runs")
-    if runs is None:  # likewise (adapt.default_runs): several averaged runs at high acceleration
-        runs = adapt_defaults.default_runs(name, adapt_defaults.mask_acceleration(mask))
+    if runs is None:  # several averaged runs at high acceleration
+        runs = adapt_defaults.default_runs(name, acceleration)
     lr = adapt.get("lr")
-    if lr is None:  # likewise (adapt.default_lr)
-        lr = adapt_defaults.default_lr(name, adapt_defaults.mask_acceleration(mask))
+    if lr is None:
+        lr = adapt_defaults.default_lr(name, acceleration)
     opts = {"steps": int(steps),
             "lr": float(lr),
             "seed": int(adapt.get("seed", 0)), "runs": int(runs)}

@@ -125,7 +125,7 @@ def test_default_steps_depend_on_the_acceleration(monkeypatch):
     assert ad.mask_acceleration(np.r_[np.ones(8), np.zeros(56)].astype(bool)) == 8.0
     assert ad.mask_acceleration(np.ones((4, 16), dtype=bool)) == 1.0
     assert ad.default_steps("varnet") == 40 and ad.default_steps("varnet", 4.0) == 40
-    assert ad.default_steps("varnet", 6.0) == 60 and ad.default_steps("varnet", 8.0) == 60
+    assert ad.default_steps("varnet", 6.0) == 50 and ad.default_steps("varnet", 8.0) == 50
     assert ad.default_steps("modl", 8.0) == 20 and ad.default_steps("other", 8.0) == ad.DEFAULT_STEPS
     assert ad.default_runs("varnet") == 1 and ad.default_runs("varnet", 4.0) == 1
     assert ad.default_runs("varnet", 6.0) == 2 and ad.default_runs("modl", 8.0) == 1
@@ -143,7 +143,7 @@ def test_default_steps_depend_on_the_acceleration(monkeypatch):
         assert (ad.mask_acceleration(raw.mask) >= 6) == (accel == 8)
         varnet_method(raw, adapt=True)
         varnet_method(raw, adapt=True, adapt_steps=3, adapt_lr=5e-4)
-    assert asked == [(40, 1, 1e-3), (3, 1, 5e-4), (60, 2, 2e-3), (3, 2, 5e-4)]
+    assert asked == [(40, 1, 1e-3), (3, 1, 5e-4), (50, 2, 2e-3), (3, 2, 5e-4)]
 
 
 def test_runs_average_independent_adaptations():

@@ -22,7 +22,7 @@ With ``runs=R > 1`` (:func:`adapt_model`) that is done R times independently, ru
 ``seed + r`` (another self-validation set, other DC/loss draws), each run keeping its own best state, and the
 reconstruction is the mean of the R runs' outputs. At high acceleration the self-validation set is a few lines
 and which state one run keeps is partly chance; averaging runs with other validation sets evens that out. The
-default number of runs depends on the mask's acceleration (:func:`default_runs`: VarNet 2 runs of 60 steps at
+default number of runs depends on the mask's acceleration (:func:`default_runs`: VarNet 2 runs of 50 steps at
 8x, with the learning rate :func:`default_lr`).
 
 Options measured on ``benchmarks/shift.py`` at 8x (``benchmarks/adapt_sweep.py``, README "Tuning adaptation at 8x")
@@ -58,16 +58,17 @@ DEFAULT_STEPS = 20
 #: lower by more than 0.09 dB); MoDL keeps 20 (not re-measured; its adaptation already hurt 3 cases).
 MODEL_STEPS = {"varnet": 40, "modl": 20}
 #: steps per model (of each run, :data:`MODEL_RUNS_HIGH`) for masks accelerated :data:`HIGH_ACCELERATION` times or
-#: more (fastMRI's 8x): VarNet 2 runs of 60 steps at lr 2e-3 (:data:`MODEL_LR_HIGH`), their outputs averaged. On
+#: more (fastMRI's 8x): VarNet 2 runs of 50 steps at lr 2e-3 (:data:`MODEL_LR_HIGH`), their outputs averaged. On
 #: ``benchmarks/shift.py``'s 8 cases at 8x (README "Tuning adaptation at 8x"; ``benchmarks/adapt_sweep.py`` and
 #: ``adapt_rules.py``) the self-validation set is 1-4 lines and the state one run keeps is partly chance: the
 #: earlier default, one run of 80 steps at lr 1e-3, gave a mean of 22.50 / 22.19 / 22.54 / 22.85 dB with split
 #: seeds 0-3 and on t1-coronal 1.27 dB *below* the unadapted VarNet with seed 1. Two averaged runs at lr 2e-3 with
 #: split seeds (0, 1) / (1, 2) / (2, 3) gave 22.81 / 22.87 / 22.96 after 40 steps each, 23.02 / 23.09 / 23.13 after
 #: 60 and 23.18 / 23.21 / 23.23 after 80 (L1-wavelet 22.01; every case 0.45 dB or more above the unadapted
-#: VarNet): 60 is the most that keeps a 256 x 256 8-coil slice under a minute with 2 threads. 4x keeps one run
-#: of 40 steps at lr 1e-3 (its target is met)
-MODEL_STEPS_HIGH = {"varnet": 60}
+#: VarNet). 50 steps give the benchmark's split seed the same mean as 60 (23.02 offline, 23.00 measured) and keep
+#: a 256 x 256 8-coil slice under a minute with 2 threads from a cold start (58.2 s; 60 steps: 61.7). 4x keeps
+#: one run of 40 steps at lr 1e-3 (its target is met)
+MODEL_STEPS_HIGH = {"varnet": 50}
 #: independent adaptations (split seeds ``seed``, ``seed + 1``, ...; :func:`adapt_model`) whose outputs are
 #: averaged, per model, for masks accelerated :data:`HIGH_ACCELERATION` times or more (see :data:`MODEL_STEPS_HIGH`)
 MODEL_RUNS_HIGH = {"varnet": 2}

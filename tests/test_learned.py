@@ -11,7 +11,8 @@ from recon.operators.fft import fft2c, ifft2c
 from recon.solvers.learned import ComplexUNet, MoDL, VarNet, build_model, load_model
 from recon.solvers.cg import conjugate_gradient
 from recon.sampling import SamplingMask
-from recon.solvers.learned.common import calibration_mask, robust_scale
+from recon.operators.sense import Sense
+from recon.solvers.learned.common import calibration_mask, robust_scale, scaled_inputs
 
 as_mask = SamplingMask.for_network
 
@@ -269,3 +270,18 @@ def test_build_model_checks_options_against_the_constructor_and_keeps_its_bugs(m
     monkeypatch.setattr(registry, "model_classes", lambda: {"broken": Broken})
     with pytest.raises(TypeError, match="a bug inside the constructor"):
         registry.build_model({"model": "broken", "width": 3})
+
+
+def test_varnet_training_path_is_bit_identical_to_the_sense_cascades():
+    """While autograd records, VarNet runs its cascades in ModulatedSense's domain (k * p, p = +-1): the
+    k-space and image equal, bit for bit, the same cascades run with Sense in its autograd path."""
+    model = tiny_varnet()
+    k = kspace_of((1, 4, 36, 28))
+    mask = column_mask(28)
+    image, kspace = model(k, mask, return_kspace=True)
+    assert image.requires_grad
+    y, m, scale, maps = scaled_inputs(k, mask, None, model.sens_net)
+    sense, ref = Sense(maps), y
+    for cascade in model.cascades:
+        ref = cascade(ref, y, m, sense)
+    assert torch.equal(kspace, ref * scale)

@@ -28,6 +28,7 @@ from recon.operators import (
     inner,
     power_norm,
 )
+from recon.operators.sense import ModulatedSense
 
 ADJ_TOL = 1e-5  # float32 adjointness, relative
 NORMAL_TOL = 1e-5  # relative L2 difference between A.N(x) and A.H(A(x)) in float32
@@ -422,3 +423,18 @@ def test_coil_reduce_under_autograd_matches_and_differentiates():
     traced = coil_reduce(y_g, maps_g)
     assert torch.allclose(traced.detach(), plain, rtol=1e-12, atol=1e-12)
     assert torch.autograd.gradcheck(coil_reduce, (y_g, maps_g))
+
+
+def test_modulated_sense_is_sense_times_the_output_modulation():
+    """ModulatedSense works on k * p (p = +-1, the centred FFT's output modulation): forward = p * Sense,
+    adjoint(k * p) = Sense adjoint(k), exactly, on Sense's autograd path; adjoint to float32 precision; odd
+    sizes are refused."""
+    maps = crandn(1, 4, 12, 10, seed=1).requires_grad_()
+    x, k = crandn(1, 12, 10, seed=2), crandn(1, 4, 12, 10, seed=3)
+    sense, mod = Sense(maps), ModulatedSense(maps)
+    assert torch.equal(mod(x) * mod.p, sense(x))
+    assert torch.equal(mod.H(k * mod.p), sense.H(k))
+    with torch.no_grad():
+        assert abs(complex(inner(mod(x), k) - inner(x, mod.H(k)))) < ADJ_TOL * float(mod(x).norm() * k.norm())
+    with pytest.raises(UsageError, match="even"):
+        ModulatedSense(crandn(1, 4, 11, 10))

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from recon.operators.fft import ifft2c
-from recon.operators.sense import Sense
+from recon.operators.sense import ModulatedSense, Sense
 from recon.solvers.learned.common import scaled_inputs
 from recon.solvers.learned.sens_net import SensitivityNet
 from recon.solvers.learned.unet import ComplexUNet
@@ -37,7 +37,8 @@ class VarNetCascade(nn.Module):
         self.unet = ComplexUNet(chans, num_pools, correction=True)
         self.dc_weight = nn.Parameter(torch.ones(1))
 
-    def forward(self, k: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, sense: Sense) -> torch.Tensor:
+    def forward(self, k: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, sense: Sense | ModulatedSense
+                ) -> torch.Tensor:
         k = k - sense(self.unet(sense.H(k)))
         return k - self.dc_weight * mask * (k - y)
 
@@ -71,10 +72,25 @@ class VarNet(nn.Module):
     def forward(self, kspace: torch.Tensor, mask: Any = None, maps: torch.Tensor | None = None,
                 return_kspace: bool = False, calibration: tuple[torch.Tensor, Any] | None = None):
         y, m, scale, maps = scaled_inputs(kspace, mask, maps, self.sens_net, calibration)
+        k = self._cascades(y, m, maps) * scale
+        image = torch.sqrt((ifft2c(k).abs() ** 2).sum(1))
+        return (image, k) if return_kspace else image
+
+    def _cascades(self, y: torch.Tensor, m: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+        """The cascades from the scaled ``y`` ``(B, C, H, W)``: the final k-space (scaled). While autograd
+        records (training, adaptation) and H, W are even, they run in :class:`ModulatedSense`'s domain (the
+        same values bit for bit, fewer coil-sized passes forward and backward); otherwise with :class:`Sense`,
+        whose no-autograd path already avoids the modulations."""
+        even = y.shape[-2] % 2 == 0 and y.shape[-1] % 2 == 0
+        if even and torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
+            sense = ModulatedSense(maps)
+            y = y * sense.p
+            k = y
+            for cascade in self.cascades:
+                k = cascade(k, y, m, sense)
+            return k * sense.p
         sense = Sense(maps)
         k = y
         for cascade in self.cascades:
             k = cascade(k, y, m, sense)
-        k = k * scale
-        image = torch.sqrt((ifft2c(k).abs() ** 2).sum(1))
-        return (image, k) if return_kspace else image
+        return k

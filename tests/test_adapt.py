@@ -125,7 +125,7 @@ def test_default_steps_depend_on_the_acceleration(monkeypatch):
     assert ad.mask_acceleration(np.r_[np.ones(8), np.zeros(56)].astype(bool)) == 8.0
     assert ad.mask_acceleration(np.ones((4, 16), dtype=bool)) == 1.0
     assert ad.default_steps("varnet") == 40 and ad.default_steps("varnet", 4.0) == 40
-    assert ad.default_steps("varnet", 6.0) == 50 and ad.default_steps("varnet", 8.0) == 50
+    assert ad.default_steps("varnet", 6.0) == 70 and ad.default_steps("varnet", 8.0) == 70
     assert ad.default_steps("modl", 8.0) == 20 and ad.default_steps("other", 8.0) == ad.DEFAULT_STEPS
     assert ad.default_runs("varnet") == 1 and ad.default_runs("varnet", 4.0) == 1
     assert ad.default_runs("varnet", 6.0) == 2 and ad.default_runs("modl", 8.0) == 1
@@ -143,7 +143,7 @@ def test_default_steps_depend_on_the_acceleration(monkeypatch):
         assert (ad.mask_acceleration(raw.mask) >= 6) == (accel == 8)
         varnet_method(raw, adapt=True)
         varnet_method(raw, adapt=True, adapt_steps=3, adapt_lr=5e-4)
-    assert asked == [(40, 1, 1e-3), (3, 1, 5e-4), (50, 2, 2e-3), (3, 2, 5e-4)]
+    assert asked == [(40, 1, 1e-3), (3, 1, 5e-4), (70, 2, 2e-3), (3, 2, 5e-4)]
 
 
 def test_runs_average_independent_adaptations():
@@ -174,6 +174,38 @@ def test_runs_average_independent_adaptations():
 
     with pytest.raises(UsageError, match="runs"):
         ad.adapt_model(model, k, mask, steps=1, runs=0)
+
+
+def test_runs_side_by_side_on_threads_give_the_one_thread_result_bit_for_bit(monkeypatch):
+    """With 2 torch threads two runs go side by side on Python threads of one torch thread each: the same
+    records and output, bit for bit, as with 1 thread; the thread count and the caller's torch RNG stream are
+    restored; with a callback (benchmarks) they stay sequential."""
+    model, k, mask = _tiny_problem()
+    one = ad.adapt_model(model, k, mask, steps=3, lr=1e-2, seed=4, runs=2)
+    pools = []
+    original_pool = ad.ThreadPoolExecutor
+
+    def counting_pool(*args, **kwargs):
+        pools.append(kwargs.get("max_workers"))
+        return original_pool(*args, **kwargs)
+
+    monkeypatch.setattr(ad, "ThreadPoolExecutor", counting_pool)
+    torch.set_num_threads(2)
+    try:
+        torch.manual_seed(123)
+        two = ad.adapt_model(model, k, mask, steps=3, lr=1e-2, seed=4, runs=2)
+        after = torch.rand(3)
+        assert torch.get_num_threads() == 2 and pools == [2]
+        ad.adapt_model(model, k, mask, steps=1, lr=1e-2, seed=4, runs=2, callback=lambda *a: None)
+        assert pools == [2]
+    finally:
+        torch.set_num_threads(1)
+    torch.manual_seed(123)
+    assert torch.equal(after, torch.rand(3))
+    assert two.record == one.record and any(one.record["chosen_step"])
+    mt = torch.from_numpy(mask)
+    with torch.no_grad():
+        assert torch.equal(two.model(k, mt), one.model(k, mt))
 
 
 def test_8x_default_records_two_runs_and_zero_steps_stays_exact():

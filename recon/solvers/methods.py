@@ -233,7 +233,7 @@ class LearnedOptions(WeightsOptions):
                          "self-validation set choosing the step, step 0 = the given weights included); the weights "
                          "file is never changed", flag="--adapt", parse=None, group=_ADAPT)
     adapt_steps: int | None = option("adaptation steps (default: varnet 40; modl 20); from 6x acceleration on varnet averages 2 "
-                                     "runs of 50 steps (of N with this option)", flag="--adapt-steps", parse=int, metavar="N",
+                                     "runs of 70 steps (of N with this option)", flag="--adapt-steps", parse=int, metavar="N",
                                      group=_ADAPT, check=_at_least(0))
     adapt_per: str | None = option("adapt per slice (default), or once per file (on its first slice) for all its "
                                    "slices", flag="--adapt-per", choices=("slice", "volume"), group=_ADAPT)

@@ -307,7 +307,7 @@ def varnet_method(raw: RawData, *, weights: str | None = None, device: str = "cp
 
     ``adapt=True``: scan-specific self-supervised fine-tuning first (:mod:`recon.solvers.learned.adapt`;
     ``adapt_steps`` default 40 (MoDL: 20; :func:`~recon.solvers.learned.adapt.default_steps`), ``adapt_lr``
-    default 1e-3; for masks accelerated 6x or more VarNet runs 2 adaptations of 50 steps at lr 2e-3 (split seeds
+    default 1e-3; for masks accelerated 6x or more VarNet runs 2 adaptations of 70 steps at lr 2e-3 (split seeds
     0 and 1) and averages their outputs (:func:`~recon.solvers.learned.adapt.default_runs`, ``default_lr``; an
     explicit ``adapt_steps``/``adapt_lr`` sets those of each run), ``adapt_per`` ``"slice"`` (default) or ``"volume"``:
     one model adapted on the first slice of a file reconstructed, shared by its other slices); returns a dict

@@ -469,3 +469,20 @@ def test_huge_matrix_in_mrd_xml_header(tmp_path: Path, mrd_file, space: str, x: 
     assert time.perf_counter() - t0 < 60
     assert "MemoryError" not in proc.stderr
     assert_clean_failure(proc, 2, str(src), *words, output=out, inputs={src: h})
+
+
+def test_write_check_leaves_nothing_and_a_rerun_removes_killed_runs_temporaries(tmp_path: Path) -> None:
+    """The output-folder write check leaves no file; the ``.part`` temporaries a SIGKILLed batch left beside an
+    output (its own, and the write check's where the OS has no unnamed temporary files) go at the rerun, other
+    hidden files stay (a flaky test_sigkill_mid_run_then_resume found a killed write check's file)."""
+    from recon.app.batch.runner import _remove_stale_parts
+    from recon.io.validate import check_folder_writable
+
+    check_folder_writable(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    stale = [tmp_path / ".o.h5.ab12.part", tmp_path / ".recon-write-test.cd34.part"]
+    kept = [tmp_path / ".other.h5.ef56.part", tmp_path / "o.h5"]
+    for p in stale + kept:
+        p.write_bytes(b"x")
+    _remove_stale_parts(tmp_path / "o.h5")
+    assert sorted(tmp_path.iterdir()) == sorted(kept)

@@ -47,15 +47,17 @@ def check_not_input(output: str | Path, *inputs: str | Path) -> None:
 
 def check_folder_writable(folder: str | Path, output: str | Path | None = None) -> None:
     """:class:`OutputError` unless a file can be created in ``folder`` (tried with a temporary file, which
-    also works for root, whom ``os.access`` always answers yes, and for read-only mounts)."""
+    also works for root, whom ``os.access`` always answers yes, and for read-only mounts). The file is unnamed
+    where the OS allows (Linux ``O_TMPFILE``, via :func:`tempfile.TemporaryFile`), so a process killed during
+    the check leaves nothing behind; elsewhere it is a ``.recon-write-test.*.part`` file unlinked at once (and
+    ``recon batch`` removes those a killed run left)."""
     folder = Path(folder)
     try:
-        fd, name = tempfile.mkstemp(prefix=".recon-write-test.", suffix=".part", dir=folder)
+        with tempfile.TemporaryFile(prefix=".recon-write-test.", suffix=".part", dir=folder):
+            pass
     except OSError as exc:
         raise OutputError(f"output folder {folder} is not writable ({exc.strerror or exc})",
                           output if output is not None else folder) from None
-    os.close(fd)
-    os.unlink(name)
 
 
 def check_finite_option(name: str, value: float | None, *, minimum: float | None = None,

@@ -72,11 +72,14 @@ def output_lock(folder: Path) -> Iterator[None]:
 
 
 def _remove_stale_parts(output: Path) -> None:
-    """Delete ``.NAME.*.part`` temporaries left beside ``output`` by a killed run."""
+    """Delete ``.NAME.*.part`` temporaries left beside ``output`` by a killed run (and the folder's
+    ``.recon-write-test.*.part`` files of :func:`recon.io.validate.check_folder_writable` where the OS has no
+    unnamed temporary files)."""
     if output.parent.is_dir():
-        for part in output.parent.glob(f".{output.name}.*.part"):
-            with contextlib.suppress(OSError):
-                part.unlink()
+        for pattern in (f".{output.name}.*.part", ".recon-write-test.*.part"):
+            for part in output.parent.glob(pattern):
+                with contextlib.suppress(OSError):
+                    part.unlink()
 
 
 def _parse_tiers(tiers: Sequence[str] | str | None) -> list[str]:

@@ -4,7 +4,9 @@ default, cost under 4x one reconstruction).
 
 Cases: those of the out-of-distribution benchmark (``benchmarks/shift.py``: real twix files, real images of
 other subjects and contrasts on birdcage and measured coil maps, BART's and the ISMRMRD generator's phantoms),
-each with its fully sampled reference; fastMRI random masks, seed 0, 4x with centre 0.08 and 8x with 0.04.
+each with its fully sampled reference; fastMRI random masks, seed 0, 4x with centre 0.08 and 8x with 0.04. The
+cost is the shorter of two timings of the auto reconstruction over the shorter of two of the default one (the
+first call of a case pays warm-up costs).
 
     .venv/bin/python benchmarks/autolambda.py [--methods l1-wavelet tv] [--threads 2] [--cases gre ...]
 """
@@ -62,6 +64,9 @@ def main() -> None:
                 grid = {lam: psnr(lam)[0] for lam in GRID12}
                 best = max(grid, key=grid.get)
                 a_psnr, a_t, a_res = psnr("auto")
+                # the cost is min over two timings of each (the first call of a case pays warm-up costs)
+                d_t = min(d_t, psnr(d_lam)[1])
+                a_t = min(a_t, psnr("auto")[1])
                 chosen = a_res.parameters["lambda_auto"]["lambda"]
                 print(f"{name:<12} {accel}x   {method:<10} {d_psnr:7.2f} ({d_lam:.4f}) {grid[best]:7.2f} ({best:.5f})   "
                       f"{a_psnr:7.2f} ({chosen:.4f})   {a_psnr - grid[best]:+9.2f} {a_psnr - d_psnr:+8.2f} "

@@ -42,6 +42,7 @@ result of one thread.
 from __future__ import annotations
 
 import copy
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -322,6 +323,10 @@ def adapt_model(model: nn.Module, kspace: torch.Tensor, mask: np.ndarray, *, ste
                          "validation_curve": [curve for _, _, curve in done]})
 
 
+#: held while :func:`_all_runs` has torch at one thread for its side-by-side runs
+_SIDE_BY_SIDE = threading.Lock()
+
+
 def _all_runs(model: nn.Module, kspace: torch.Tensor, mask: np.ndarray, *, seed: int, runs: int, **options: Any
               ) -> list[tuple[nn.Module, int, list[float]]]:
     """:func:`_adapt_run` with split seeds ``seed .. seed + runs - 1``, in that order. On the CPU with ``n`` torch
@@ -329,12 +334,15 @@ def _all_runs(model: nn.Module, kspace: torch.Tensor, mask: np.ndarray, *, seed:
     thread each (torch's kernels release the GIL): the small convolutions of one run use two cores at 81 %
     (a 256 x 256 8-coil VarNet step), two runs side by side nearly 100 %, 20 % less wall time for VarNet's two
     runs at 8x. Each run's arithmetic is then that of one thread, whatever the scheduling, so the result is bit
-    for bit the same as with ``torch.set_num_threads(1)`` (reproducible; the thread count is restored after).
+    for bit the same as with ``torch.set_num_threads(1)`` (reproducible; the thread count is restored after; one
+    such section per process at a time, a concurrent call runs its runs one after the other).
     torch's global RNG (unused by the eval-mode models, kept for safety) is seeded once with ``seed`` inside
     :func:`torch.random.fork_rng`, so the caller's stream is untouched."""
     dev = kspace.device
     threads = torch.get_num_threads()
     parallel = dev.type == "cpu" and 1 < threads <= runs and options.get("callback") is None
+    # one side-by-side section per process at a time: two would save and restore each other's thread count
+    parallel = parallel and _SIDE_BY_SIDE.acquire(blocking=False)
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         torch.manual_seed(seed)
         if not parallel:
@@ -346,6 +354,7 @@ def _all_runs(model: nn.Module, kspace: torch.Tensor, mask: np.ndarray, *, seed:
                                      range(runs)))
         finally:
             torch.set_num_threads(threads)
+            _SIDE_BY_SIDE.release()
 
 
 def _adapt_run(model: nn.Module, kspace: torch.Tensor, mask: np.ndarray, *, steps: int, lr: float, seed: int,

@@ -45,6 +45,10 @@ def check_not_input(output: str | Path, *inputs: str | Path) -> None:
             raise UsageError(f"output is the input {inp} (same file); it would destroy the input", out)
 
 
+#: name prefix of :func:`check_folder_writable`'s temporary file (named only where the OS has no unnamed ones)
+WRITE_TEST_PREFIX = ".recon-write-test."
+
+
 def check_folder_writable(folder: str | Path, output: str | Path | None = None) -> None:
     """:class:`OutputError` unless a file can be created in ``folder`` (tried with a temporary file, which
     also works for root, whom ``os.access`` always answers yes, and for read-only mounts). The file is unnamed
@@ -53,7 +57,7 @@ def check_folder_writable(folder: str | Path, output: str | Path | None = None) 
     ``recon batch`` removes those a killed run left)."""
     folder = Path(folder)
     try:
-        with tempfile.TemporaryFile(prefix=".recon-write-test.", suffix=".part", dir=folder):
+        with tempfile.TemporaryFile(prefix=WRITE_TEST_PREFIX, suffix=".part", dir=folder):
             pass
     except OSError as exc:
         raise OutputError(f"output folder {folder} is not writable ({exc.strerror or exc})",

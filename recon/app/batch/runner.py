@@ -23,6 +23,7 @@ from recon.app.batch.progress import BatchProgress
 from recon.app.batch.resume import FINISHED, MISMATCH, MISSING, output_state
 from recon.app.batch.tasks import FileTask, score_against_input, score_files
 from recon.errors import OutputError, UsageError
+from recon.io.validate import WRITE_TEST_PREFIX
 from recon.metrics.tiers import TIER_NAMES, parse_tiers, tier_metric_names
 from recon import __version__
 
@@ -76,7 +77,7 @@ def _remove_stale_parts(output: Path) -> None:
     ``.recon-write-test.*.part`` files of :func:`recon.io.validate.check_folder_writable` where the OS has no
     unnamed temporary files)."""
     if output.parent.is_dir():
-        for pattern in (f".{output.name}.*.part", ".recon-write-test.*.part"):
+        for pattern in (f".{output.name}.*.part", f"{WRITE_TEST_PREFIX}*.part"):
             for part in output.parent.glob(pattern):
                 with contextlib.suppress(OSError):
                     part.unlink()

@@ -214,10 +214,11 @@ def draw_dc_loss(split: Split, rng: np.random.Generator, loss_fraction: float = 
 
 
 def kspace_loss(pred: torch.Tensor, target: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
-    """Normalised k-space loss on the samples ``where`` (``(1, 1, Hm, W)`` 0/1 float, broadcast over coils and H;
-    ``pred``, ``target`` ``(B, C, H, W)``; a ``(B, 1, Hm, W)`` ``where`` masks each item): ``0.5 ||a-b||_2/||b||_2 + 0.5 ||a-b||_1/||b||_1`` over those samples.
-    The samples are gathered first (the acquired lines or points: a few % of the k-space at 4x-8x), not the whole
-    k-space masked: 26 -> ~3 ms forward and backward for a 256 x 256 8-coil slice on one thread."""
+    """Normalised k-space loss ``0.5 ||a-b||_2/||b||_2 + 0.5 ||a-b||_1/||b||_1`` over the samples ``where``
+    (``(1, 1, Hm, W)`` 0/1 float, broadcast over coils and H; a ``(B, 1, Hm, W)`` one masks each item) of
+    ``pred``, ``target`` ``(B, C, H, W)``. A single set is gathered first (the acquired lines or points, a few %
+    of the k-space at 4x-8x), not the whole k-space masked: 26 -> ~3 ms forward and backward for a 256 x 256
+    8-coil slice on one thread."""
     if where.numel() != where.shape[-2] * where.shape[-1]:  # one set per batch item: mask the whole k-space
         a, b = pred * where, target * where
     else:

@@ -82,15 +82,11 @@ class VarNet(nn.Module):
         same values bit for bit, fewer coil-sized passes forward and backward); otherwise with :class:`Sense`,
         whose no-autograd path already avoids the modulations."""
         even = y.shape[-2] % 2 == 0 and y.shape[-1] % 2 == 0
-        if even and torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
-            sense = ModulatedSense(maps)
+        modulated = even and torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
+        sense = ModulatedSense(maps) if modulated else Sense(maps)
+        if modulated:
             y = y * sense.p
-            k = y
-            for cascade in self.cascades:
-                k = cascade(k, y, m, sense)
-            return k * sense.p
-        sense = Sense(maps)
         k = y
         for cascade in self.cascades:
             k = cascade(k, y, m, sense)
-        return k
+        return k * sense.p if modulated else k

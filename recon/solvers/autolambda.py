@@ -191,9 +191,9 @@ def anchored_search(values: Sequence[float], start: int, error: Any, min_gain: f
     on in that direction while each further step does. The step up is tried first; the step down only when the
     one up clearly *raises* the error (by more than ``min_gain``): a curve flat above the default is read as the
     default's plateau. Holding lines out leaves the fit set more undersampled than the final solve, so the
-    validation minimum sits at or above the best weight rather than below it; on the 16 cases x 3 hold-out seeds
-    of ``benchmarks/autolambda.py`` looking down only then chose the same weight as trying both neighbours, with
-    one solve fewer on most slices. ``error`` is called lazily (each value at most once when it caches)."""
+    validation minimum usually sits at or above the best weight (Shepp-Logan 4x is the exception); on the 16
+    cases x 3 hold-out seeds of ``benchmarks/autolambda.py`` (offline validation curves) looking down only then
+    chose the same weight as trying both neighbours, with one solve fewer on most slices. ``error`` is called lazily (each value at most once when it caches)."""
     def better(j: int, i: int) -> bool:
         return error(values[j]) < (1 - min_gain) * error(values[i])
 

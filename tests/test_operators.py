@@ -317,6 +317,20 @@ def test_wavelet_fast_path_equals_the_differentiable_one(wavelet, shape, levels)
         assert torch.equal(c, c.clone())  # the adjoint works on a copy: its input is unchanged
 
 
+@pytest.mark.parametrize("wavelet,shape,levels", [("db2", (64, 48), 3), ("db4", (32, 32), 2), ("db1", (16, 8), 3),
+                                                  ("db4", (30, 27), 3)])
+def test_wavelet_shifted_transform_equals_the_rolled_one(wavelet, shape, levels):
+    """Cycle spinning: ``forward_shifted(x, d) == forward(roll(x, d))`` and ``adjoint_(c, d) == roll(adjoint(c), -d)``
+    (the compiled kernels shift as they read and write; the padded size rolls first), complex and real."""
+    op = Wavelet2D(shape, wavelet, levels)
+    for dtype, tol in ((torch.complex64, 1e-6), (torch.float64, 1e-12)):
+        x = crandn(2, *shape, seed=5, dtype=dtype) if dtype.is_complex else torch.randn(2, *shape, dtype=dtype)
+        c = op(x)
+        for d in ((0, 0), (3, 0), (0, 5), (7, 2), (-1, 70)):
+            assert rel(op.forward_shifted(x, d), op(torch.roll(x, d, (-2, -1)))) < tol
+            assert rel(op.adjoint_(c.clone(), d), torch.roll(op.H(c), (-d[0], -d[1]), (-2, -1))) < tol
+
+
 def test_sense_reused_buffer_and_rolled_maps_give_the_centred_fft():
     """Fully sampled SENSE of even size folds the k-space modulation into rolled maps; every call reuses one
     buffer for the coil images: repeated and interleaved calls give the same numbers as fft2c(S x)."""

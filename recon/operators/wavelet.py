@@ -6,16 +6,17 @@ sample: for sizes divisible by 2 this is an orthogonal matrix, identical to PyWa
 ``mode="periodization"`` (tested band by band), and its adjoint is its inverse.
 
 Implementation (issue 17: the prox's wavelet pair cost as much as the SENSE normal operator). Without
-autograd a level is separable arithmetic on strided views: along H each band is a sum of ``L`` scaled
-every-other-row views of the circularly padded rows (one multiply-add per tap over contiguous rows); along W
-the even and odd columns are first split into two contiguous blocks (one copy; complex64 moved as float64,
-torch's strided complex64 copies being 3-4x slower), and the bands go straight into the packed output. The
-adjoint runs the transposed sums, W then H, in the coefficients' own memory (:meth:`Wavelet2D.adjoint_`).
-Small levels (:data:`DENSE_LEVEL_MACS`), and every level on a GPU, are two products with the level's dense
-orthogonal matrix instead, where ~20 small ops would cost more in call (kernel launch) overhead. Under autograd
-the earlier form runs: one strided ``conv2d`` per level, its adjoint a polyphase ``conv2d`` and pixel shuffle;
-both forms agree to rounding.
-256 x 256 complex64, db2, 4 levels, one core: forward 825 -> ~465 us, adjoint 1381 -> ~490 us.
+autograd, on the CPU (float32/64, complex64/128), the whole multi-level transform is one call of compiled
+loops (:mod:`recon.operators.wavelet_kernels`, numba); the adjoint runs in the coefficients' own memory
+(:meth:`Wavelet2D.adjoint_`). 256 x 256 complex64, db2, 4 levels, one core of the 2-core AMD EPYC machine:
+forward ~1.2 ms -> ~0.25 ms, adjoint ~1.3 ms -> ~0.29 ms against the torch-op form it replaced (strided views,
+~20 ops per level, each costing ~8 us of dispatch there). The price is paid once per process: importing numba
+and loading the cached kernels take ~0.7 s at the first transform (see :mod:`recon.operators.wavelet_kernels`).
+Cycle spinning costs nothing: :meth:`Wavelet2D.forward_shifted` and ``adjoint_(work, shift)`` read and write
+the shifted rows and columns directly instead of rolling copies. On a GPU every level is two products with the
+level's dense orthogonal matrix (two kernels instead of ~20 launches). Under autograd (and for other dtypes)
+one strided ``conv2d`` per level runs, its adjoint a polyphase ``conv2d`` and pixel shuffle; all forms agree
+to rounding (tested).
 
 Sizes not divisible by ``2**levels`` are zero-padded at the end to ``(H', W')``: the operator is then
 ``DWT @ Pad``, an isometry (``||W x|| == ||x||``, ``W^H W == I``) whose adjoint ``Crop @ IDWT`` is exact.
@@ -27,9 +28,9 @@ approximation occupies the top-left quarter of the previous one; within a level 
 """
 from __future__ import annotations
 
-import math
 from functools import lru_cache
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -57,106 +58,29 @@ def _pad_to(n: int, levels: int) -> int:
     return -(-n // step) * step
 
 
-# ---- fast path: separable levels on strided views (no autograd) ---------------------------------------
-def _movable(x: torch.Tensor) -> torch.Tensor:
-    """``x`` for copies: complex64 viewed as float64 (one 8-byte element per value: torch's strided copies of
-    complex64 are 3-4x slower than of float64, measured at 256^2); other dtypes as they are."""
-    return x.view(torch.float64) if x.dtype == torch.complex64 else x
+# ---- fast paths (no autograd) -------------------------------------------------------------------------
+#: dtypes the compiled CPU kernels (:mod:`recon.operators.wavelet_kernels`) take: float dtype of the view, floats per element
+_KERNEL_DTYPES = {torch.float32: (np.float32, 1), torch.float64: (np.float64, 1),
+                  torch.complex64: (np.float32, 2), torch.complex128: (np.float64, 2)}
 
 
-def _back(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    return t.view(dtype) if dtype == torch.complex64 else t
+def _kernels():
+    """:mod:`recon.operators.wavelet_kernels` (numba)."""
+    # deferred: numba's import and the kernels' cache load (~0.6 s) only where a wavelet runs on the CPU
+    import recon.operators.wavelet_kernels as kernels
+
+    return kernels
 
 
-def _circular(x: torch.Tensor, dim: int, start: int, length: int) -> torch.Tensor:
-    """``y[i] = x[(i + start) mod n]`` along ``dim`` for ``i < length``: a view when that is ``x`` itself,
-    else a copy (concatenated slices; an index gather where the period wraps more than twice)."""
-    n = x.shape[dim]
-    if start % n == 0 and length == n:
-        return x
-    m, p, left, pieces = _movable(x), start % n, length, []
-    while left > 0 and len(pieces) < 4:
-        take = min(n - p, left)
-        pieces.append(m.narrow(dim, p, take))
-        p, left = 0, left - take
-    if left > 0:
-        index = (torch.arange(length, device=x.device) + start) % n
-        return _back(m.index_select(dim, index), x.dtype)
-    return _back(torch.cat(pieces, dim), x.dtype)
+def _float_rows(t: torch.Tensor) -> np.ndarray:
+    """A contiguous CPU ``(B, h, w)`` tensor as the ``(B, h, w q)`` float array the kernels take (shared memory)."""
+    a = (torch.view_as_real(t) if t.is_complex() else t).detach().numpy()  # detach: numpy refuses grad tensors
+    return a.reshape(a.shape[0], a.shape[1], -1)
 
 
-def _deinterleave(x: torch.Tensor) -> torch.Tensor:
-    """``(..., 2n) -> (..., 2, n)``: the even then the odd samples of the last dim (a copy)."""
-    m = _movable(x)
-    return _back(m.unflatten(-1, (m.shape[-1] // 2, 2)).transpose(-1, -2).contiguous(), x.dtype)
-
-
-def _interleave(x: torch.Tensor) -> torch.Tensor:
-    """``(..., 2, n) -> (..., 2n)``: the inverse of :func:`_deinterleave` (a copy)."""
-    return _back(_movable(x).transpose(-1, -2).contiguous(), x.dtype).flatten(-2)
-
-
-def _accumulate(out: torch.Tensor, terms) -> None:
-    """``out = sum_i coef_i * src_i`` for ``(coef, src)`` in ``terms``, written into ``out`` (any strides)."""
-    for i, (coef, src) in enumerate(terms):
-        if i == 0:
-            torch.mul(src, coef, out=out)
-        else:
-            out.add_(src, alpha=coef)
-
-
-def _analysis_level(taps: tuple[tuple[float, ...], ...], cur: torch.Tensor, dest: torch.Tensor) -> None:
-    """One level of the periodized DWT of ``cur`` ``(..., h, w)`` written into ``dest`` (same shape, any strides,
-    may be ``cur``'s memory): filter along H (rows ``2m + k + shift``, circular), then along W.
-
-    ``taps``: the (low, high) correlation taps. Each band is a sum of ``L`` scaled strided views (one
-    multiply-add per tap on contiguous rows); along W the even and odd columns are first split into two
-    contiguous blocks (one copy), which makes every tap's view contiguous.
-    """
-    L = len(taps[0])
-    s = 1 - L // 2  # PyWavelets' periodization alignment
-    h, w = cur.shape[-2:]
-    rows = _circular(cur, -2, s, h + L - 2)
-    half = cur.new_empty(cur.shape)  # rows: low-pass along H, then high-pass
-    for b, f in enumerate(taps):
-        _accumulate(half[..., b * (h // 2):(b + 1) * (h // 2), :], [(f[k], rows[..., k:k + h:2, :]) for k in range(L)])
-    cols = _deinterleave(_circular(half, -1, s, w + L - 2))  # (..., h, 2 phases, w/2 + L/2 - 1)
-    for b, f in enumerate(taps):
-        _accumulate(dest[..., b * (w // 2):(b + 1) * (w // 2)],
-                    [(f[k], cols[..., k % 2, k // 2:k // 2 + w // 2]) for k in range(L)])
-
-
-def _synthesis_plan(length: int) -> tuple[list[list[tuple[int, int]]], int, int]:
-    """For each output phase ``a`` the taps ``(k, e)`` that reach it: the adjoint of ``band[m] -> x[2m + k + s]``
-    is ``x[2m' + a] += f[k] band[m' - e]`` with ``e = (k + s - a) / 2`` for ``k + s - a`` even; and the range of ``e``."""
-    s = 1 - length // 2
-    plan = [[(k, (k + s - a) // 2) for k in range(length) if (k + s - a) % 2 == 0] for a in (0, 1)]
-    es = [e for p in plan for _, e in p]
-    return plan, min(es), max(es)
-
-
-def _synthesis_level(taps: tuple[tuple[float, ...], ...], block: torch.Tensor, dest: torch.Tensor) -> None:
-    """The adjoint (= inverse) of :func:`_analysis_level`: coefficients ``block`` ``(..., h, w)`` to the image,
-    written into ``dest`` (any strides, may be ``block``'s memory): along W (into even/odd column blocks,
-    interleaved by one copy), then along H (straight into ``dest``'s even and odd rows)."""
-    plan, lo_e, hi_e = _synthesis_plan(len(taps[0]))
-    h, w = block.shape[-2:]
-    n, m = w // 2, h // 2
-    bands = _circular(block.unflatten(-1, (2, n)), -1, -hi_e, n + hi_e - lo_e)  # (..., h, 2 bands, n + pad)
-    phases = block.new_empty(block.shape[:-1] + (2, n))
-    for a in (0, 1):
-        _accumulate(phases[..., a, :], [(taps[b][k], bands[..., b, hi_e - e:hi_e - e + n])
-                                        for k, e in plan[a] for b in (0, 1)])
-    rows = _circular(_interleave(phases).unflatten(-2, (2, m)), -2, -hi_e, m + hi_e - lo_e)  # (..., 2, m + pad, w)
-    for a in (0, 1):
-        _accumulate(dest[..., a::2, :], [(taps[b][k], rows[..., b, hi_e - e:hi_e - e + m, :])
-                                         for k, e in plan[a] for b in (0, 1)])
-
-
-#: a level whose two dense matrix products cost at most this many multiply-adds (batch included) is done
-#: with them (:func:`_dense_level`): below it the ~20 small ops of the strided path cost more in call overhead
-#: (about 85 us per level at 32^2 or 64^2, one core) than the matrix products (about 20 us at 64^2 complex)
-DENSE_LEVEL_MACS = 3_000_000
+def _compiled(x: torch.Tensor) -> bool:
+    """Whether the transform of ``x`` runs as the compiled CPU kernels (float32/64 and complex64/128 on the CPU)."""
+    return x.device.type == "cpu" and x.dtype in _KERNEL_DTYPES
 
 
 @lru_cache(maxsize=64)
@@ -178,17 +102,11 @@ def _pair_matrix(taps: tuple[tuple[float, ...], ...], n: int, dtype: torch.dtype
     return torch.kron(_level_matrix(taps, n, dtype, device), torch.eye(2, dtype=dtype, device=device))
 
 
-def _dense_macs(shape: torch.Size, is_complex: bool) -> int:
-    *batch, h, w = shape
-    cw = w * (2 if is_complex else 1)
-    return math.prod(batch) * (h * h * cw + h * cw * cw)
-
-
 def _dense(x: torch.Tensor) -> bool:
-    """Whether the level on ``x`` runs as dense matrix products (:func:`_dense_level`): always on a GPU, where
-    the strided path's ~20 small kernels per level cost launch overhead and two products of at most ``(n, n)``
-    matrices cost almost nothing; on the CPU for levels of at most :data:`DENSE_LEVEL_MACS`."""
-    return x.device.type != "cpu" or _dense_macs(x.shape, x.is_complex()) <= DENSE_LEVEL_MACS
+    """Whether the levels of ``x`` run as dense matrix products (:func:`_dense_level`): on a GPU, where
+    the ~20 small kernels per level of a strided form would cost launch overhead and two products of at most
+    ``(n, n)`` matrices cost almost nothing."""
+    return x.device.type != "cpu"
 
 
 def _dense_level(taps: tuple[tuple[float, ...], ...], src: torch.Tensor, dest: torch.Tensor, adjoint: bool) -> None:
@@ -233,7 +151,7 @@ class Wavelet2D(LinearOperator):
         # 4 separable 2D filters (first factor along H): LL, LH, HL, HH
         bank = torch.stack([torch.outer(a, b) for a in (lo_t, hi_t) for b in (lo_t, hi_t)])
         self._bank64 = bank.unsqueeze(1)  # (4, 1, L, L)
-        self._banks: dict[tuple[torch.dtype, str], torch.Tensor] = {}
+        self._banks: dict[tuple, object] = {}  # filters per dtype/device, made once
         self.ishape = (int(shape[0]), int(shape[1]))
         self.oshape = (_pad_to(self.ishape[0], self.levels), _pad_to(self.ishape[1], self.levels))
 
@@ -242,6 +160,14 @@ class Wavelet2D(LinearOperator):
         key = (dtype, str(device))
         if key not in self._banks:
             self._banks[key] = self._bank64.to(device=device, dtype=dtype)
+        return self._banks[key]
+
+    def _kernel_taps(self, dtype: torch.dtype) -> tuple[np.ndarray, np.ndarray]:
+        """The (low, high) correlation taps as arrays of the kernels' float dtype for ``dtype`` data."""
+        key = ("kernel", dtype)
+        if key not in self._banks:
+            real = _KERNEL_DTYPES[dtype][0]
+            self._banks[key] = tuple(np.asarray(f, dtype=real) for f in self._taps)
         return self._banks[key]
 
     def _index(self, n: int, device: torch.device) -> torch.Tensor:
@@ -304,21 +230,39 @@ class Wavelet2D(LinearOperator):
 
     # --- operator ----------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_shifted(x, (0, 0))
+
+    def _shift_in_kernels(self, t: torch.Tensor) -> bool:
+        """Whether the compiled kernels apply ``shift`` themselves: CPU data, no autograd, no padding."""
+        return _compiled(t) and not (t.requires_grad and torch.is_grad_enabled()) and self.oshape == self.ishape
+
+    def forward_shifted(self, x: torch.Tensor, shift: tuple[int, int]) -> torch.Tensor:
+        """``forward(torch.roll(x, shift, (-2, -1)))``: cycle spinning. On the compiled CPU path the kernels read
+        the shifted rows and columns directly (no rolled copy)."""
         if tuple(x.shape[-2:]) != self.ishape:
             raise UsageError(f"image of shape {tuple(x.shape)} does not fit a wavelet operator for {self.ishape}")
+        dy, dx = (int(shift[0]) % self.ishape[0], int(shift[1]) % self.ishape[1])
+        if (dy or dx) and not self._shift_in_kernels(x):
+            x, dy, dx = torch.roll(x, (dy, dx), (-2, -1)), 0, 0
         H, W = self.oshape
         if (H, W) != self.ishape:
             x = F.pad(x, (0, W - self.ishape[1], 0, H - self.ishape[0]))
         if x.requires_grad and torch.is_grad_enabled():
             return self._forward_conv(x)
         x = x.resolve_conj()
+        if _compiled(x):
+            src = x.reshape((-1, H, W)).contiguous()
+            out = torch.empty_like(src)
+            lo, hi = self._kernel_taps(x.dtype)
+            _kernels().analysis(_float_rows(src), _float_rows(out), self.levels, _KERNEL_DTYPES[x.dtype][1], lo, hi,
+                                dy, dx)
+            return out.reshape(x.shape)
+        if not _dense(x):  # a dtype the kernels do not take (e.g. float16): the conv2d form
+            return self._forward_conv(x)
         out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
         cur, (h, w) = x, (H, W)
         for _ in range(self.levels):
-            if _dense(cur):
-                _dense_level(self._taps, cur, out[..., :h, :w], adjoint=False)
-            else:
-                _analysis_level(self._taps, cur, out[..., :h, :w])
+            _dense_level(self._taps, cur, out[..., :h, :w], adjoint=False)
             h, w = h // 2, w // 2
             cur = out[..., :h, :w]
         return out
@@ -330,18 +274,27 @@ class Wavelet2D(LinearOperator):
             return self._adjoint_conv(y)
         return self.adjoint_(y.resolve_conj().clone(memory_format=torch.contiguous_format))
 
-    def adjoint_(self, work: torch.Tensor) -> torch.Tensor:
+    def adjoint_(self, work: torch.Tensor, shift: tuple[int, int] = (0, 0)) -> torch.Tensor:
         """:meth:`adjoint` computed in the memory of ``work`` (the coefficients, contiguous and not a conjugate
-        view, which it overwrites; no autograd): the image, cropped to ``ishape`` (a view of ``work``)."""
+        view, which it overwrites; no autograd): the image, cropped to ``ishape`` (a view of ``work``, or with
+        a shift the kernels cannot apply a rolled copy). ``shift``: the image rolled back by it,
+        ``torch.roll(adjoint(work), (-shift[0], -shift[1]))``, the adjoint of :meth:`forward_shifted`."""
         if tuple(work.shape[-2:]) != self.oshape:
             raise UsageError(f"coefficients of shape {tuple(work.shape)} do not fit a wavelet operator for {self.oshape}")
+        dy, dx = (int(shift[0]) % self.ishape[0], int(shift[1]) % self.ishape[1])
+        if (dy or dx) and not self._shift_in_kernels(work):
+            return torch.roll(self.adjoint_(work), (-dy, -dx), (-2, -1))
         H, W = self.oshape
-        for level in reversed(range(self.levels)):
-            block = work[..., : H >> level, : W >> level]
-            if _dense(block):
+        if _compiled(work):
+            lo, hi = self._kernel_taps(work.dtype)
+            _kernels().synthesis(_float_rows(work.view((-1, H, W))), self.levels, _KERNEL_DTYPES[work.dtype][1], lo, hi,
+                                 dy, dx)
+        elif not _dense(work):
+            return self._adjoint_conv(work)
+        else:
+            for level in reversed(range(self.levels)):
+                block = work[..., : H >> level, : W >> level]
                 _dense_level(self._taps, block, block, adjoint=True)
-            else:
-                _synthesis_level(self._taps, block, block)
         return work[..., : self.ishape[0], : self.ishape[1]]
 
     # --- the same with conv2d, differentiable: autograd's path ------------------------------------------

@@ -329,6 +329,10 @@ def test_wavelet_shifted_transform_equals_the_rolled_one(wavelet, shape, levels)
         for d in ((0, 0), (3, 0), (0, 5), (7, 2), (-1, 70)):
             assert rel(op.forward_shifted(x, d), op(torch.roll(x, d, (-2, -1)))) < tol
             assert rel(op.adjoint_(c.clone(), d), torch.roll(op.H(c), (-d[0], -d[1]), (-2, -1))) < tol
+        strided = c.transpose(-1, -2).contiguous().transpose(-1, -2)  # not contiguous: worked on a copy
+        for work in (strided, c.clone().conj()):  # (a real tensor's conj() is itself: adjoint_ overwrites it)
+            ref = torch.roll(op.H(work.resolve_conj()), (-1, -2), (-2, -1))
+            assert rel(op.adjoint_(work, (1, 2)), ref) < tol
 
 
 def test_sense_reused_buffer_and_rolled_maps_give_the_centred_fft():

@@ -281,6 +281,8 @@ class Wavelet2D(LinearOperator):
         ``torch.roll(adjoint(work), (-shift[0], -shift[1]))``, the adjoint of :meth:`forward_shifted`."""
         if tuple(work.shape[-2:]) != self.oshape:
             raise UsageError(f"coefficients of shape {tuple(work.shape)} do not fit a wavelet operator for {self.oshape}")
+        if work.is_conj() or not work.is_contiguous():  # outside the contract: work on a contiguous copy
+            return self.adjoint_(work.resolve_conj().contiguous(), shift)
         dy, dx = (int(shift[0]) % self.ishape[0], int(shift[1]) % self.ishape[1])
         if (dy or dx) and not self._shift_in_kernels(work):
             return torch.roll(self.adjoint_(work), (-dy, -dx), (-2, -1))

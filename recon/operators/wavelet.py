@@ -66,7 +66,7 @@ _KERNEL_DTYPES = {torch.float32: (np.float32, 1), torch.float64: (np.float64, 1)
 
 def _kernels():
     """:mod:`recon.operators.wavelet_kernels` (numba)."""
-    # deferred: numba's import and the kernels' cache load (~0.6 s) only where a wavelet runs on the CPU
+    # deferred: numba's import and the kernels' cache load (~0.7 s) only where a wavelet runs on the CPU
     import recon.operators.wavelet_kernels as kernels
 
     return kernels
@@ -162,12 +162,13 @@ class Wavelet2D(LinearOperator):
             self._banks[key] = self._bank64.to(device=device, dtype=dtype)
         return self._banks[key]
 
-    def _kernel_taps(self, dtype: torch.dtype) -> tuple[np.ndarray, np.ndarray]:
-        """The (low, high) correlation taps as arrays of the kernels' float dtype for ``dtype`` data."""
+    def _kernel_args(self, dtype: torch.dtype) -> tuple[int, np.ndarray, np.ndarray]:
+        """``(q, low, high)`` for the kernels on ``dtype`` data: floats per element, and the correlation taps as
+        arrays of the kernels' float dtype."""
         key = ("kernel", dtype)
         if key not in self._banks:
-            real = _KERNEL_DTYPES[dtype][0]
-            self._banks[key] = tuple(np.asarray(f, dtype=real) for f in self._taps)
+            real, q = _KERNEL_DTYPES[dtype]
+            self._banks[key] = (q, *(np.asarray(f, dtype=real) for f in self._taps))
         return self._banks[key]
 
     def _index(self, n: int, device: torch.device) -> torch.Tensor:
@@ -232,18 +233,21 @@ class Wavelet2D(LinearOperator):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_shifted(x, (0, 0))
 
-    def _shift_in_kernels(self, t: torch.Tensor) -> bool:
-        """Whether the compiled kernels apply ``shift`` themselves: CPU data, no autograd, no padding."""
-        return _compiled(t) and not (t.requires_grad and torch.is_grad_enabled()) and self.oshape == self.ishape
+    def _split_shift(self, t: torch.Tensor, shift: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
+        """``shift`` (mod the image size) as ``(by the kernels, by a roll)``: the compiled kernels apply it
+        themselves for CPU data without autograd or padding; otherwise the caller rolls."""
+        d = (int(shift[0]) % self.ishape[0], int(shift[1]) % self.ishape[1])
+        in_kernels = _compiled(t) and not (t.requires_grad and torch.is_grad_enabled()) and self.oshape == self.ishape
+        return (d, (0, 0)) if in_kernels else ((0, 0), d)
 
     def forward_shifted(self, x: torch.Tensor, shift: tuple[int, int]) -> torch.Tensor:
         """``forward(torch.roll(x, shift, (-2, -1)))``: cycle spinning. On the compiled CPU path the kernels read
         the shifted rows and columns directly (no rolled copy)."""
         if tuple(x.shape[-2:]) != self.ishape:
             raise UsageError(f"image of shape {tuple(x.shape)} does not fit a wavelet operator for {self.ishape}")
-        dy, dx = (int(shift[0]) % self.ishape[0], int(shift[1]) % self.ishape[1])
-        if (dy or dx) and not self._shift_in_kernels(x):
-            x, dy, dx = torch.roll(x, (dy, dx), (-2, -1)), 0, 0
+        (dy, dx), rolled = self._split_shift(x, shift)
+        if any(rolled):
+            x = torch.roll(x, rolled, (-2, -1))
         H, W = self.oshape
         if (H, W) != self.ishape:
             x = F.pad(x, (0, W - self.ishape[1], 0, H - self.ishape[0]))
@@ -253,9 +257,7 @@ class Wavelet2D(LinearOperator):
         if _compiled(x):
             src = x.reshape((-1, H, W)).contiguous()
             out = torch.empty_like(src)
-            lo, hi = self._kernel_taps(x.dtype)
-            _kernels().analysis(_float_rows(src), _float_rows(out), self.levels, _KERNEL_DTYPES[x.dtype][1], lo, hi,
-                                dy, dx)
+            _kernels().analysis(_float_rows(src), _float_rows(out), self.levels, *self._kernel_args(x.dtype), dy, dx)
             return out.reshape(x.shape)
         if not _dense(x):  # a dtype the kernels do not take (e.g. float16): the conv2d form
             return self._forward_conv(x)
@@ -283,14 +285,12 @@ class Wavelet2D(LinearOperator):
             raise UsageError(f"coefficients of shape {tuple(work.shape)} do not fit a wavelet operator for {self.oshape}")
         if work.is_conj() or not work.is_contiguous():  # outside the contract: work on a contiguous copy
             return self.adjoint_(work.resolve_conj().contiguous(), shift)
-        dy, dx = (int(shift[0]) % self.ishape[0], int(shift[1]) % self.ishape[1])
-        if (dy or dx) and not self._shift_in_kernels(work):
-            return torch.roll(self.adjoint_(work), (-dy, -dx), (-2, -1))
+        (dy, dx), rolled = self._split_shift(work, shift)
+        if any(rolled):
+            return torch.roll(self.adjoint_(work), (-rolled[0], -rolled[1]), (-2, -1))
         H, W = self.oshape
         if _compiled(work):
-            lo, hi = self._kernel_taps(work.dtype)
-            _kernels().synthesis(_float_rows(work.view((-1, H, W))), self.levels, _KERNEL_DTYPES[work.dtype][1], lo, hi,
-                                 dy, dx)
+            _kernels().synthesis(_float_rows(work.view((-1, H, W))), self.levels, *self._kernel_args(work.dtype), dy, dx)
         elif not _dense(work):
             return self._adjoint_conv(work)
         else:

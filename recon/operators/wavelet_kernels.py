@@ -9,7 +9,7 @@ installed with SigPy (a core dependency); the kernels are compiled on first use 
 (``cache=True``: ``__pycache__`` beside this file, or numba's user-wide cache, or ``NUMBA_CACHE_DIR``), so only
 the first process on a machine pays the ~1.5 s compile. Every process pays ~0.7 s at its first transform
 (``import numba`` ~0.25 s, numba's typing registries on the first call ~0.45 s): measured end to end, a
-``recon run --method l1-wavelet`` of the bundled 3-slice sample takes ~0.6 s longer, the 16-slice 256 x 256
+``recon run --method l1-wavelet`` of the bundled 3-slice sample takes ~0.5 s longer, the 16-slice 256 x 256
 volume of ``benchmarks/volume.py`` breaks even, and longer solves, batch workers and notebooks gain.
 
 Arrays are float views: a ``(B, h, w)`` complex image is passed as ``(B, h, 2 w)`` floats (``q = 2`` floats
@@ -131,15 +131,22 @@ def _synthesis_level(src, dst, h, w, q, lo, hi, tmp, ev, od, dy, dx) -> None:
 
 
 @njit(cache=True, nogil=True)
+def _scratch(H, W, q, L, dtype):
+    """A level's work arrays for ``(H, W)`` images, ``q`` floats per element, ``L`` taps: ``tmp`` ``(H, W q)`` and
+    the even/odd row halves ``ev``, ``od`` (``(W / 2 + L / 2) q``, circular margin included)."""
+    tmp = np.empty((H, W * q), dtype)
+    ev = np.empty((W // 2 + L // 2) * q, dtype)
+    return tmp, ev, np.empty_like(ev)
+
+
+@njit(cache=True, nogil=True)
 def analysis(x, out, levels, q, lo, hi, dy=0, dx=0) -> None:
     """``levels``-level DWT of each ``x[b]`` ``(H, W q)`` floats, circularly shifted by ``(dy, dx)`` elements
     first (``torch.roll(x, (dy, dx))``, cycle spinning at no cost), into ``out`` (same shape, not ``x``; packed
     layout of :class:`~recon.operators.Wavelet2D`); ``H`` and ``W`` divisible by ``2**levels``; ``lo``/``hi``
     the correlation taps (even length) in ``x``'s float dtype."""
     H, W = x.shape[1], x.shape[2] // q
-    tmp = np.empty((H, W * q), x.dtype)
-    ev = np.empty((W // 2 + lo.shape[0] // 2) * q, x.dtype)
-    od = np.empty_like(ev)
+    tmp, ev, od = _scratch(H, W, q, lo.shape[0], x.dtype)
     _analysis_level(x, out, H, W, q, lo, hi, tmp, ev, od, dy, dx)
     for level in range(1, levels):
         _analysis_level(out, out, H >> level, W >> level, q, lo, hi, tmp, ev, od, 0, 0)
@@ -150,9 +157,7 @@ def synthesis(work, levels, q, lo, hi, dy=0, dx=0) -> None:
     """The inverse of :func:`analysis`, in place: packed coefficients ``work`` ``(B, H, W q)`` -> images,
     shifted back by ``(dy, dx)`` (``torch.roll(image, (-dy, -dx))``)."""
     H, W = work.shape[1], work.shape[2] // q
-    tmp = np.empty((H, W * q), work.dtype)
-    ev = np.empty((W // 2 + lo.shape[0] // 2) * q, work.dtype)
-    od = np.empty_like(ev)
+    tmp, ev, od = _scratch(H, W, q, lo.shape[0], work.dtype)
     for level in range(levels - 1, 0, -1):
         _synthesis_level(work, work, H >> level, W >> level, q, lo, hi, tmp, ev, od, 0, 0)
     _synthesis_level(work, work, H, W, q, lo, hi, tmp, ev, od, dy, dx)

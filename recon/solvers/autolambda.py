@@ -193,7 +193,8 @@ def anchored_search(values: Sequence[float], start: int, error: Any, min_gain: f
     default's plateau. Holding lines out leaves the fit set more undersampled than the final solve, so the
     validation minimum usually sits at or above the best weight (Shepp-Logan 4x is the exception); on the 16
     cases x 3 hold-out seeds of ``benchmarks/autolambda.py`` (offline validation curves) looking down only then
-    chose the same weight as trying both neighbours, with one solve fewer on most slices. ``error`` is called lazily (each value at most once when it caches)."""
+    chose the same weight as trying both neighbours, with one solve fewer on most slices. ``error`` is called
+    lazily (each value at most once when it caches)."""
     def better(j: int, i: int) -> bool:
         return error(values[j]) < (1 - min_gain) * error(values[i])
 

@@ -283,19 +283,19 @@ class L1InTransform(InTransform):
 
     def __call__(self, x: torch.Tensor, step: float) -> torch.Tensor:
         op, thr = self.transform, step * self.inner.lam
-        sh = torch.randint(0, self.shift_period, (2,), generator=self._gen).tolist() if self.random_shift else None
-        if sh and hasattr(op, "forward_shifted"):  # the transform shifts as it reads and writes (no rolled copies)
-            c = op.forward_shifted(x, (sh[0], sh[1]))
-            if not c.requires_grad:
-                return op.adjoint_(self.inner.shrink_(c, thr), (sh[0], sh[1]))
-            return torch.roll(op.adjoint(self.inner.shrink(c, thr)), shifts=(-sh[0], -sh[1]), dims=(-2, -1))
-        xs = torch.roll(x, shifts=(sh[0], sh[1]), dims=(-2, -1)) if sh else x
-        c = op.forward(xs)
+        sh = tuple(torch.randint(0, self.shift_period, (2,), generator=self._gen).tolist()) if self.random_shift \
+            else (0, 0)
+        if hasattr(op, "forward_shifted"):  # the transform shifts as it reads and writes (Wavelet2D: no rolled copies)
+            c = op.forward_shifted(x, sh)
+            if not c.requires_grad:  # the coefficients are this call's own: shrink and synthesize in their memory
+                return op.adjoint_(self.inner.shrink_(c, thr), sh)
+        else:
+            c = op.forward(torch.roll(x, shifts=sh, dims=(-2, -1)) if any(sh) else x)
         if c.requires_grad or not hasattr(op, "adjoint_"):
             out = op.adjoint(self.inner.shrink(c, thr))
-        else:  # the coefficients are this call's own: shrink and synthesize in their memory
+        else:
             out = op.adjoint_(self.inner.shrink_(c, thr))
-        return torch.roll(out, shifts=(-sh[0], -sh[1]), dims=(-2, -1)) if sh else out
+        return torch.roll(out, shifts=(-sh[0], -sh[1]), dims=(-2, -1)) if any(sh) else out
 
 
 class TV(InTransform):

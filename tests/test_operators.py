@@ -28,6 +28,7 @@ from recon.operators import (
     inner,
     power_norm,
 )
+from recon.operators.base import broadcast_shape
 from recon.operators.sense import ModulatedSense
 
 ADJ_TOL = 1e-5  # float32 adjointness, relative
@@ -456,3 +457,17 @@ def test_modulated_sense_is_sense_times_the_output_modulation():
         assert abs(complex(inner(mod(x), k) - inner(x, mod.H(k)))) < ADJ_TOL * float(mod(x).norm() * k.norm())
     with pytest.raises(UsageError, match="even"):
         ModulatedSense(crandn(1, 4, 11, 10))
+
+
+def test_broadcast_shape_agrees_with_torch():
+    """The plain-Python broadcast used on SENSE's hot path gives torch.broadcast_shapes' answer, and its error."""
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        shapes = [tuple(int(d) for d in rng.choice([1, 2, 3], size=rng.integers(0, 5))) for _ in range(rng.integers(1, 4))]
+        try:
+            expected = torch.broadcast_shapes(*shapes)
+        except RuntimeError:
+            with pytest.raises(RuntimeError):
+                broadcast_shape(*shapes)
+        else:
+            assert broadcast_shape(*shapes) == expected

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from recon.errors import UsageError
-from recon.operators.base import LinearOperator
+from recon.operators.base import broadcast_shape, LinearOperator
 from recon.operators.sampling import Mask
 
 
@@ -69,12 +69,13 @@ def coil_reduce_conj(coil_images: torch.Tensor, maps_conj: torch.Tensor) -> torc
     if torch.is_grad_enabled() and (coil_images.requires_grad or maps_conj.requires_grad):
         return (coil_images * maps_conj).sum(-3)
     out = coil_images.select(-3, 0) * maps_conj.select(-3, 0)
+    in_place = _fits(out, coil_images, maps_conj)
     for c in range(1, n):
-        out = out.addcmul_(coil_images.select(-3, c), maps_conj.select(-3, c)) if _fits(out, coil_images, maps_conj) \
+        out = out.addcmul_(coil_images.select(-3, c), maps_conj.select(-3, c)) if in_place \
             else out + coil_images.select(-3, c) * maps_conj.select(-3, c)
     return out
 
 
 def _fits(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> bool:
     """In-place accumulation is possible when ``out`` already has the broadcast shape of one coil's product."""
-    return tuple(out.shape) == tuple(torch.broadcast_shapes(out.shape, a.shape[:-3] + a.shape[-2:], b.shape[:-3] + b.shape[-2:]))
+    return out.shape == broadcast_shape(out.shape, a.shape[:-3] + a.shape[-2:], b.shape[:-3] + b.shape[-2:])

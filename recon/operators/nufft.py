@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from recon.errors import UsageError
-from recon.operators.base import LinearOperator
+from recon.operators.base import broadcast_shape, LinearOperator
 
 BACKENDS = ("auto", "finufft", "torchkbnufft")
 DEFAULT_EPS = {torch.complex64: 1e-4, torch.complex128: 1e-12}
@@ -230,7 +230,7 @@ class NUFFT(LinearOperator):
     def _group(self, batch: tuple[int, ...]):
         """How to fold batch dims ``batch`` into ``(T, R)``: T trajectories, R transforms each."""
         try:
-            full = tuple(torch.broadcast_shapes(batch, self.traj_batch))
+            full = tuple(broadcast_shape(batch, self.traj_batch))
         except RuntimeError:
             raise UsageError(
                 f"batch dims {batch} do not fit the NUFFT trajectory's batch dims {self.traj_batch}"

@@ -34,7 +34,7 @@ from __future__ import annotations
 import torch
 
 from recon.errors import UsageError
-from recon.operators.base import Composition, LinearOperator
+from recon.operators.base import broadcast_shape, Composition, LinearOperator
 from recon.operators.coils import coil_reduce_conj
 from recon.operators.fft import centred_phases
 from recon.operators.sampling import Mask
@@ -47,7 +47,7 @@ def _complex_of(dtype: torch.dtype) -> torch.dtype:
 
 def _mul(z: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     """``z * other``, in place on ``z`` (a fresh FFT output) when shapes and autograd allow it."""
-    if not other.requires_grad and z.shape == torch.broadcast_shapes(z.shape, other.shape):
+    if not other.requires_grad and z.shape == broadcast_shape(z.shape, other.shape):
         return z.mul_(other)
     return z * other
 
@@ -60,7 +60,7 @@ INPLACE_REDUCE_ELEMENTS = 1 << 20
 
 def _reduce(z: torch.Tensor, maps_conj: torch.Tensor, own: bool) -> torch.Tensor:
     """``sum_c maps_conj_c * z_c`` over axis -3; ``own``: ``z`` is this call's temporary (no autograd)."""
-    if own and z.numel() <= INPLACE_REDUCE_ELEMENTS and z.shape == torch.broadcast_shapes(z.shape, maps_conj.shape):
+    if own and z.numel() <= INPLACE_REDUCE_ELEMENTS and z.shape == broadcast_shape(z.shape, maps_conj.shape):
         return z.mul_(maps_conj).sum(-3)
     return coil_reduce_conj(z, maps_conj)
 
@@ -74,10 +74,18 @@ class _Tensors:
         self.mask = mask
         self._cache: dict[tuple[torch.dtype, str], dict[str, torch.Tensor | None]] = {}
         self._work: dict[tuple, torch.Tensor] = {}
+        self._tuples: dict[tuple, tuple] = {}
 
     def get(self, dtype: torch.dtype, device: torch.device):
-        """``(S', conj(S'), M', |M|^2)`` for tensors of ``dtype`` on ``device``."""
-        return tuple(self._entry(dtype, device, name) for name in ("maps_mod", "maps_conj", "mask_mod", "mask_sq"))
+        """``(S', conj(S'), M', |M|^2, conj(M'))`` for tensors of ``dtype`` on ``device`` (the tuple is kept: this
+        lookup runs twice per forward + adjoint pair and was a measurable part of it at 8 x 256^2)."""
+        key = (dtype, device)
+        found = None if self.maps.requires_grad else self._tuples.get(key)
+        if found is None:
+            found = tuple(self._entry(dtype, device, name)
+                          for name in ("maps_mod", "maps_conj", "mask_mod", "mask_sq", "mask_conj"))
+            self._tuples[key] = found
+        return found
 
     def columns(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
         """``|M|^2`` as ``(..., 1, W)`` when the mask is constant along H (a column mask), else None."""
@@ -89,18 +97,23 @@ class _Tensors:
         h, w = self.maps.shape[-2:]
         if self.mask is not None or h % 2 or w % 2:
             return None
-        return self._entry(dtype, device, "rolled"), self._entry(dtype, device, "rolled_conj")
+        key = (dtype, device, "rolled")
+        found = None if self.maps.requires_grad else self._tuples.get(key)
+        if found is None:
+            found = self._tuples[key] = (self._entry(dtype, device, "rolled"), self._entry(dtype, device, "rolled_conj"))
+        return found
 
     def work(self, shape: torch.Size, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         """A buffer of ``shape``, the same one on every call (its contents are the caller's until it returns)."""
-        key = (tuple(shape), dtype, str(device))
-        if key not in self._work:
-            self._work[key] = torch.empty(shape, dtype=dtype, device=device)
-        return self._work[key]
+        key = (tuple(shape), dtype, device)
+        buffer = self._work.get(key)
+        if buffer is None:
+            buffer = self._work[key] = torch.empty(shape, dtype=dtype, device=device)
+        return buffer
 
     def _entry(self, dtype: torch.dtype, device: torch.device, name: str) -> torch.Tensor | None:
         cdtype = _complex_of(dtype)
-        key = (cdtype, str(device))
+        key = (cdtype, device)
         if self.maps.requires_grad:  # differentiable: recomputed from the maps on every call
             self._cache.pop(key, None)
         entries = self._cache.setdefault(key, {})
@@ -119,6 +132,9 @@ class _Tensors:
             return self._entry(cdtype, device, "maps_mod").conj().resolve_conj()
         if name == "rolled_conj":
             return self._entry(cdtype, device, "rolled").conj().resolve_conj()
+        if name == "mask_conj":
+            mask_mod = self._entry(cdtype, device, "mask_mod")
+            return mask_mod.conj().resolve_conj() if mask_mod is not None and mask_mod.is_complex() else mask_mod
         if self.mask is None:
             return p_out if name == "mask_mod" else None
         m = SamplingMask(self.mask).weight(cdtype).to(device)
@@ -184,7 +200,7 @@ class Sense(LinearOperator):
         """``maps * x`` (coil images), into the reusable buffer on the fast path."""
         if not fast:
             return maps * x
-        shape = torch.broadcast_shapes(maps.shape, x.shape)
+        shape = broadcast_shape(maps.shape, x.shape)
         return torch.mul(maps, x, out=self._t.work(shape, maps.dtype, maps.device))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -195,7 +211,7 @@ class Sense(LinearOperator):
             h, w = self.ishape
             return torch.fft.fft2(self._expand(rolled[0], torch.roll(x, (h // 2, w // 2), (-2, -1)).unsqueeze(-3),
                                                True), norm="ortho")
-        maps_mod, _, mask_mod, _ = self._t.get(x.dtype, x.device)
+        maps_mod, _, mask_mod, _, _ = self._t.get(x.dtype, x.device)
         k = torch.fft.fft2(self._expand(maps_mod, x.unsqueeze(-3), fast), norm="ortho")
         return _mul(k, mask_mod)
 
@@ -206,10 +222,9 @@ class Sense(LinearOperator):
         if rolled is not None:  # sum_c conj(S_c) ifft2c(y_c) = roll(sum_c conj(R_c) ifft2(y_c))
             h, w = self.ishape
             return torch.roll(_reduce(torch.fft.ifft2(y, norm="ortho"), rolled[1], True), (h // 2, w // 2), (-2, -1))
-        _, maps_conj, mask_mod, _ = self._t.get(y.dtype, y.device)
-        weight = mask_mod.conj() if mask_mod.is_complex() else mask_mod
+        _, maps_conj, _, _, weight = self._t.get(y.dtype, y.device)
         if fast:
-            shape = torch.broadcast_shapes(y.shape, weight.shape)
+            shape = broadcast_shape(y.shape, weight.shape)
             masked = torch.mul(y, weight, out=self._t.work(shape, torch.result_type(y, weight), y.device))
         else:
             masked = y * weight
@@ -237,7 +252,7 @@ class SenseNormal(LinearOperator):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.sense._check(x, self.ishape, "image")
-        maps_mod, maps_conj, _, mask_sq = self.sense._t.get(x.dtype, x.device)
+        maps_mod, maps_conj, _, mask_sq, _ = self.sense._t.get(x.dtype, x.device)
         cols = self.sense._t.columns(x.dtype, x.device)
         fast = self.sense._fast(x)
         coils = self.sense._expand(maps_mod, x.unsqueeze(-3), fast)

@@ -110,24 +110,24 @@ class _Tensors:
     def __init__(self, maps: torch.Tensor, mask: torch.Tensor | None):
         self.maps = maps
         self.mask = mask
-        self._cache: dict[tuple[torch.dtype, str], dict[str, torch.Tensor | None]] = {}
+        self._cache: dict[tuple[torch.dtype, torch.device], dict[str, torch.Tensor | None]] = {}
         self._work: dict[tuple, torch.Tensor] = {}
         self._tuples: dict[tuple, Any] = {}
 
     def get(self, dtype: torch.dtype, device: torch.device) -> _Set:
         """The :class:`_Set` for tensors of ``dtype`` on ``device`` (kept: this lookup runs twice per forward +
         adjoint pair and was a measurable part of it at 8 x 256^2)."""
-        key = (dtype, device)
-        found = None if self.maps.requires_grad else self._tuples.get(key)
-        if found is None:
-            found = _Set(*(self._entry(dtype, device, name) for name in _Set._fields))
-            self._tuples[key] = found
-        return found
+        return self._kept((dtype, device), lambda: _Set(*(self._entry(dtype, device, name) for name in _Set._fields)))
 
-    def columns(self, dtype: torch.dtype, device: torch.device, paired: bool = False) -> torch.Tensor | None:
-        """``|M|^2`` as ``(..., 1, W)`` when the mask is constant along H (a column mask), else None; ``paired``:
-        the same as :func:`_paired` gives it (None when complex)."""
-        return self._entry(dtype, device, "cols2" if paired else "cols")
+    def columns(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
+        """``|M|^2`` as ``(..., 1, W)`` when the mask is constant along H (a column mask), else None."""
+        return self.column_pair(dtype, device)[0]
+
+    def column_pair(self, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """:meth:`columns` and the same paired for :func:`_mul` (None when complex), kept as one lookup (only the
+        normal operator needs them, so the forward and adjoint do not pay for the column check)."""
+        return self._kept((dtype, device, "cols"), lambda: (self._entry(dtype, device, "cols"),
+                                                            self._entry(dtype, device, "cols2")))
 
     def rolled(self, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
         """``(R, conj R)``, ``R = (-1)^(h+w) roll(S, (H/2, W/2))``, for an unmasked operator of even ``H``, ``W``
@@ -135,10 +135,17 @@ class _Tensors:
         h, w = self.maps.shape[-2:]
         if self.mask is not None or h % 2 or w % 2:
             return None
-        key = (dtype, device, "rolled")
-        found = None if self.maps.requires_grad else self._tuples.get(key)
+        return self._kept((dtype, device, "rolled"),
+                          lambda: (self._entry(dtype, device, "rolled"), self._entry(dtype, device, "rolled_conj")))
+
+    def _kept(self, key: tuple, make: Any) -> Any:
+        """``make()``, kept under ``key`` for later calls; made afresh on every call while the maps need gradients
+        (the entries are then recomputed from the maps each time, see :meth:`_entry`)."""
+        if self.maps.requires_grad:
+            return make()
+        found = self._tuples.get(key)
         if found is None:
-            found = self._tuples[key] = (self._entry(dtype, device, "rolled"), self._entry(dtype, device, "rolled_conj"))
+            found = self._tuples[key] = make()
         return found
 
     def work(self, shape: torch.Size, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -298,13 +305,12 @@ class SenseNormal(LinearOperator):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.sense._check(x, self.ishape, "image")
         t = self.sense._t.get(x.dtype, x.device)
-        cols = self.sense._t.columns(x.dtype, x.device)
+        cols, cols2 = self.sense._t.column_pair(x.dtype, x.device)
         fast = self.sense._fast(x)
         coils = self.sense._expand(t.maps_mod, x.unsqueeze(-3), fast)
         if cols is not None:  # column mask: 1D FFTs along W only (module docstring)
             k = torch.fft.fft(coils, dim=-1, norm="ortho")
-            z = torch.fft.ifft(_mul(k, cols, self.sense._t.columns(x.dtype, x.device, paired=True)), dim=-1,
-                               norm="ortho")
+            z = torch.fft.ifft(_mul(k, cols, cols2), dim=-1, norm="ortho")
         else:
             k = torch.fft.fft2(coils, norm="ortho")
             z = torch.fft.ifft2(_mul(k, t.mask_sq, t.mask_sq2), norm="ortho")

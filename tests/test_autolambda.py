@@ -109,6 +109,18 @@ def test_explicit_grid_is_searched_exhaustively(undersampled):
     assert lam == record["grid"][int(np.argmin(record["validation_error"]))]
 
 
+def test_reconstruct_passes_an_explicit_grid_and_holdout_seed(undersampled):
+    grid = [0.001, 0.005, 0.02]
+    a = recon.reconstruct(undersampled, "l1-wavelet", lam="auto", lambda_grid=grid, holdout_seed=1)
+    record = a.parameters["lambda_auto"]
+    assert record["search"] == "grid" and record["grid"] == grid and record["holdout_seed"] == 1
+    assert record["solves"] == 3 and None not in record["validation_error"]
+    b = recon.reconstruct(undersampled, "l1-wavelet", lam="auto", lambda_grid=grid, holdout_seed=2)
+    assert b.parameters["lambda_auto"]["validation_error"] != record["validation_error"]  # another hold-out set
+    with pytest.raises(recon.errors.UsageError, match="needs lam='auto'"):
+        recon.reconstruct(undersampled, "l1-wavelet", lam=0.01, lambda_grid=grid)
+
+
 def test_auto_is_refused_for_methods_without_a_weight_to_tune(undersampled):
     with pytest.raises(recon.errors.UsageError, match="l1-wavelet and tv"):
         recon.reconstruct(undersampled, "sense", lam="auto")
@@ -160,3 +172,22 @@ def test_the_mask_may_be_a_sampling_mask_or_a_tensor(undersampled):
             for m in (column, SamplingMask(column), torch.from_numpy(column))]
     assert runs[0]["validation_error"] == runs[1]["validation_error"] == runs[2]["validation_error"]
     np.testing.assert_array_equal(sampled_points(k, SamplingMask(column)), sampled_points(k, column.reshape(1, 1, 1, -1)))
+
+
+def test_curve_replay_scores_the_rules_on_a_known_curve(tmp_path):
+    """``benchmarks/autolambda_curves.py --simulate``: on a curve whose PSNR and validation error both favour 4x
+    the default, the shipped search walks there (4 fit-set solves + the final one) and the default misses."""
+    row = {"case": "toy", "accel": 4, "method": "l1-wavelet", "grid": [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05],
+           "psnr": [20.0, 21.0, 22.0, 23.0, 24.0, 25.0, 24.0],
+           "val": {"0": [1.0, 0.95, 0.9, 0.8, 0.7, 0.6, 0.65], "1": [1.0, 0.95, 0.9, 0.8, 0.79, 0.78, 0.9]}}
+    curves = tmp_path / "curves.json"
+    curves.write_text(__import__("json").dumps([row]))
+    script = Path(__file__).parents[1] / "benchmarks" / "autolambda_curves.py"
+    out = subprocess.run([sys.executable, str(script), "--simulate", str(curves), "--gains", "0.03"],
+                         capture_output=True, text=True, check=True).stdout
+    lines = {line.split("  ")[0].strip(): line for line in out.splitlines() if "within" in line}
+    assert "within 0.3 dB   0/2" in lines["default (no search)"]  # 23 dB, 2 below the best
+    # seed 0 walks up to 4x (25 dB); seed 1's steps above the default gain < 3 %, so it keeps the default
+    assert "within 0.3 dB   1/2" in lines["anchored 3%, 1 fold(s)"] and "max  5" in lines["anchored 3%, 1 fold(s)"]
+    assert "within 0.3 dB   2/2" in lines["argmin, 1 fold(s)"]  # both curves' minima are at 4x
+    assert "toy 4x -> 1" in lines["anchored 3%, 1 fold(s)"]

@@ -27,7 +27,8 @@ fallback), with 2.6 fit-set solves on average instead of 4 (3.4 when both neighb
 tried first: the same choices). This rule was chosen on those same cases. Known failures: BART's noiseless
 Shepp-Logan at 4x (cross-validation prefers a smaller weight than PSNR does), nibabel-epi at 8x (the other way
 round), and a 1-channel phantom at 4x whose PSNR rises up to the ladder's top while the validation error is
-lowest at 0.02.
+lowest at 0.02. Averaging the validation error over three hold-out draws (3x the solves) misses the same cases
+(``benchmarks/autolambda_curves.py --simulate``): the bias of a more undersampled fit set, not the draw.
 """
 from __future__ import annotations
 

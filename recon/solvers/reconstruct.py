@@ -173,7 +173,9 @@ def reconstruct(
     device: torch device (``cpu``, ``cuda``...).
     opts: ``solver`` (fista/admm/pdhg), ``wavelet``, ``levels``, ``seed``, ``scale``, ``random_shift``,
         solver step options (:mod:`recon.solvers.cs`); ``tol`` (sense); ``kernel_size`` (grappa);
-        ``calib_size`` and other ESPIRiT options under ``espirit={...}``.
+        ``calib_size`` and other ESPIRiT options under ``espirit={...}``; with ``lam="auto"``: ``lambda_grid``
+        (candidate weights, each evaluated, instead of the anchored search on the default's ladder) and
+        ``holdout_seed`` (the seed of the held-out samples, default 0), see :mod:`recon.solvers.autolambda`.
 
     Returns
     -------
@@ -279,9 +281,13 @@ def _iterative(kspace: torch.Tensor, sampling: SamplingMask | None, used_maps: t
         return result, None
     if lam is None:
         lam = default_lambda(method, sampling)  # l1-wavelet: lower for 2D masks
+    opts = dict(opts)  # the caller's options stay as they were (the auto options are taken out of this copy)
+    auto = {"grid": opts.pop("lambda_grid", None), "holdout_seed": opts.pop("holdout_seed", 0)}
     if is_auto(lam):  # k-space cross-validation, solving with the final solve's options
         lam, params["lambda_auto"] = select_lambda(kspace, used_maps, sampling, method, iterations=iterations,
-                                                   **opts)
+                                                   **auto, **opts)
+    elif auto["grid"] is not None:
+        raise UsageError("lambda_grid is the candidate list of lam='auto'; it needs lam='auto'")
     return solve_method(problem, method, lam=lam, iterations=iterations, **opts)
 
 

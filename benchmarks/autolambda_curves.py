@@ -79,16 +79,28 @@ def _anchored(errors: list[float], gain: float) -> tuple[int, int]:
     return int(anchored_search(ladder, ladder.index(DEFAULT), error, gain)), len(tried)
 
 
-def _rules(gains: list[float], max_folds: int) -> dict[str, Any]:
-    """Rule name -> function(list of per-fold error curves) -> (chosen index, fit-set solves)."""
+def _choose_anchored(folds: list[list[float]], gain: float) -> tuple[int, int]:
+    """(chosen index, fit-set solves) of the anchored search on the mean curve of ``folds`` (each fold solves
+    the weights the search visits)."""
+    i, tried = _anchored(list(np.mean(folds, axis=0)), gain)
+    return i, tried * len(folds)
+
+
+def _choose_argmin(folds: list[list[float]]) -> tuple[int, int]:
+    """(index of the ladder's smallest mean error, fit-set solves: every ladder weight in every fold)."""
+    mean = np.mean(folds, axis=0)
     ladder = range(1, len(FACTORS))
-    rules: dict[str, Any] = {"default (no search)": lambda folds: (DEFAULT, 0)}
+    return min(ladder, key=lambda i: (float(mean[i]), i)), len(ladder) * len(folds)
+
+
+def _rules(gains: list[float], max_folds: int) -> list[tuple[str, int, Any]]:
+    """``(name, folds, choose)``: ``choose(list of fold curves) -> (chosen index, fit-set solves)``."""
+    rules: list[tuple[str, int, Any]] = [("default (no search)", 1, lambda folds: (DEFAULT, 0))]
     for folds in range(1, max_folds + 1):
         for gain in gains:
-            rules[f"anchored {gain:.0%}, {folds} fold(s)"] = (
-                lambda fs, g=gain: (lambda i, n: (i, n * len(fs)))(*_anchored(list(np.mean(fs, axis=0)), g)))
-        rules[f"argmin, {folds} fold(s)"] = (
-            lambda fs: (min(ladder, key=lambda i: (float(np.mean(fs, axis=0)[i]), i)), len(ladder) * len(fs)))
+            rules.append((f"anchored {gain:.0%}, {folds} fold(s)", folds,
+                          lambda fs, g=gain: _choose_anchored(fs, g)))
+        rules.append((f"argmin, {folds} fold(s)", folds, _choose_argmin))
     return rules
 
 
@@ -98,15 +110,14 @@ def simulate(rows: list[dict[str, Any]], gains: list[float]) -> None:
     for method in sorted({r["method"] for r in rows}):
         mine = [r for r in rows if r["method"] == method]
         print(f"== {method}: {len(mine)} cases; folds are combinations of the {max_folds} hold-out seeds")
-        for name, rule in _rules(gains, max_folds).items():
+        for name, folds, choose in _rules(gains, max_folds):
             n = within = kept = 0
             solves: list[int] = []
             misses: set[str] = set()
             for r in mine:
-                psnr, curves_ = r["psnr"], list(r["val"].values())
-                folds = 1 if name.startswith("default") else int(name.split(", ")[-1].split()[0])
-                for combo in itertools.combinations(curves_, folds):
-                    i, fit_solves = rule([c for c in combo])
+                psnr = r["psnr"]
+                for combo in itertools.combinations(r["val"].values(), folds):
+                    i, fit_solves = choose(list(combo))
                     n += 1
                     solves.append(fit_solves + 1)
                     ok = psnr[i] >= max(psnr) - 0.3, psnr[i] >= psnr[DEFAULT] - 0.1

@@ -1,6 +1,7 @@
 """``--lambda auto`` (issue 12 item 3): k-space cross-validation of the L1-wavelet / TV weight."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -181,7 +182,7 @@ def test_curve_replay_scores_the_rules_on_a_known_curve(tmp_path):
            "psnr": [20.0, 21.0, 22.0, 23.0, 24.0, 25.0, 24.0],
            "val": {"0": [1.0, 0.95, 0.9, 0.8, 0.7, 0.6, 0.65], "1": [1.0, 0.95, 0.9, 0.8, 0.79, 0.78, 0.9]}}
     curves = tmp_path / "curves.json"
-    curves.write_text(__import__("json").dumps([row]))
+    curves.write_text(json.dumps([row]))
     script = Path(__file__).parents[1] / "benchmarks" / "autolambda_curves.py"
     out = subprocess.run([sys.executable, str(script), "--simulate", str(curves), "--gains", "0.03"],
                          capture_output=True, text=True, check=True).stdout
